@@ -1,0 +1,90 @@
+"""Build and run the task graph: header scan tasks, then one task per shard."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+
+from distributed import Client, as_completed
+
+from batchseg import readers
+from batchseg.execute import JobContext, ShardSummary, run_shard
+from batchseg.plan import Shard
+from batchseg.sources import ImageRef
+
+log = logging.getLogger(__name__)
+
+HEADER_BATCH = 512
+
+
+def _headers(uris: Sequence[str], max_pixels: int | None) -> list[tuple[int, int] | str]:
+    out: list[tuple[int, int] | str] = []
+    for uri in uris:
+        try:
+            out.append(readers.read_header(uri, max_pixels=max_pixels))
+        except Exception as exc:  # noqa: BLE001 - recorded per image
+            out.append(" ".join(str(exc).split()) or type(exc).__name__)
+    return out
+
+
+def scan_headers(
+    client: Client, refs: Sequence[ImageRef], max_pixels: int | None
+) -> list[tuple[int, int] | str]:
+    """(height, width) or an error message per ref; known sizes are not read again."""
+    todo = [i for i, r in enumerate(refs) if r.height is None or r.width is None]
+    result: list[tuple[int, int] | str] = [
+        (int(r.height), int(r.width)) if r.height is not None and r.width is not None else ""
+        for r in refs
+    ]
+    if not todo:
+        return result
+    token = uuid.uuid4().hex[:8]
+    batches = [todo[i : i + HEADER_BATCH] for i in range(0, len(todo), HEADER_BATCH)]
+    futures = [
+        client.submit(
+            _headers,
+            [refs[i].uri for i in batch],
+            max_pixels,
+            key=f"headers-{token}-{n}",
+            pure=False,
+        )
+        for n, batch in enumerate(batches)
+    ]
+    for batch, future in zip(batches, futures, strict=True):
+        for i, value in zip(batch, future.result(), strict=True):
+            result[i] = value
+    return result
+
+
+def run_shards(
+    client: Client,
+    ctx: JobContext,
+    shards: Sequence[Shard],
+    *,
+    retries: int = 2,
+    resources: dict[str, float] | None = None,
+) -> Iterator[tuple[Shard, ShardSummary | BaseException]]:
+    """Submit one task per shard and yield each shard's summary (or its error) as it ends."""
+    token = uuid.uuid4().hex[:8]
+    [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
+    futures = {}
+    for shard in shards:
+        future = client.submit(
+            run_shard,
+            ctx_future,
+            shard,
+            key=f"shard-{token}-{shard.index}",
+            retries=retries,
+            pure=False,
+            resources=resources,
+        )
+        futures[future] = shard
+    for future in as_completed(futures):
+        shard = futures.pop(future)
+        try:
+            yield shard, future.result()
+        except Exception as exc:  # noqa: BLE001 - the job goes on without this shard
+            yield shard, exc
+        finally:
+            future.release()

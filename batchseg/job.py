@@ -1,0 +1,225 @@
+"""Run a job end to end: discover, plan, execute, finalise. Resumes by default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from batchseg import store
+from batchseg.errors import StoreError
+from batchseg.methods import get_method
+from batchseg.methods.base import Method
+from batchseg.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
+from batchseg.provenance import package_versions
+from batchseg.render import default_class_colours
+from batchseg.sources import ImageRef, discover
+from batchseg.spec import JobSpec
+from batchseg.stats import stats_columns
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, int], None]  # done, failed, total
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Outcome of a run over the whole store (not only this run's shards)."""
+
+    store: str
+    images: int
+    done: int
+    failed: int
+    pending: int
+    processed: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 all segmented, 3 some failed or still pending."""
+        return 0 if self.failed == 0 and self.pending == 0 else 3
+
+
+def fingerprint(refs: list[ImageRef], method: Method, params: dict[str, Any]) -> str:
+    """Identity of a job's inputs, method and parameters (resume refuses a different one)."""
+    h = hashlib.sha256()
+    h.update(
+        json.dumps({"method": method.id, "params": params}, sort_keys=True, default=str).encode()
+    )
+    for ref in refs:
+        h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(ref.uri.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobResult:
+    """Run ``spec``; an existing store with the same fingerprint is resumed."""
+    from batchseg import cluster as cluster_mod  # dask only in the graph/cluster layers
+    from batchseg import graph
+    from batchseg.execute import JobContext
+
+    started = time.perf_counter()
+    method = get_method(spec.method)
+    params = method.resolve_params(spec.params)
+    refs = discover(spec.input)
+    fp = fingerprint(refs, method, params)
+    resume = store.exists(spec.output) and not spec.overwrite
+    if resume:
+        root = store.open_group(spec.output, mode="r+")
+        attrs = store.attributes(root)
+        if attrs.get("fingerprint") != fp:
+            raise StoreError(
+                f"{spec.output} holds another job (different inputs, method or parameters); "
+                "use --overwrite to replace it or choose another --output"
+            )
+    handle = cluster_mod.connect(
+        spec.scheduler, workers=spec.workers, threads_per_worker=spec.threads_per_worker
+    )
+    try:
+        if handle.dashboard:
+            log.info("dashboard: %s", handle.dashboard)
+        if resume:
+            plan = store.load_plan(root)
+            log.info("resuming %s", spec.output)
+        else:
+            plan, root = _plan_and_create(spec, handle, graph, method, params, refs, fp)
+        attrs = store.attributes(root)
+        status = store.shard_status(root, plan)
+        wanted = (status == store.PENDING) | (spec.retry_failed & (status == store.FAILED))
+        todo = [
+            s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
+        ]
+        classes = attrs.get("classes") or []
+        ctx = JobContext(
+            store=spec.output,
+            store_id=attrs["store_id"],
+            method_id=method.id,
+            params=params,
+            shard_size=plan.shard_size,
+            buckets=plan.buckets,
+            label_dtypes=tuple(b["dtype"] for b in attrs["buckets"]),
+            n_classes=len(classes),
+            n_columns=len(attrs["stats_columns"]),
+            max_pixels=spec.max_pixels,
+            io_threads=spec.io_threads,
+        )
+        total = sum(len(s) for s in todo)
+        log.info("%d images in %d shards to process", total, len(todo))
+        done = failed = 0
+        exec_start = time.perf_counter()
+        for shard, outcome in graph.run_shards(handle.client, ctx, todo):
+            if isinstance(outcome, BaseException):
+                _record_task_failure(spec.output, plan, shard, outcome)
+                failed += len(shard)
+            else:
+                done += outcome.done
+                failed += outcome.failed
+            if on_progress is not None:
+                on_progress(done, failed, total)
+        exec_seconds = time.perf_counter() - exec_start
+    finally:
+        handle.close()
+    return _finalise(spec, root, plan, done + failed, exec_seconds, time.perf_counter() - started)
+
+
+def _plan_and_create(
+    spec: JobSpec,
+    handle: Any,
+    graph: Any,
+    method: Method,
+    params: dict[str, Any],
+    refs: list[ImageRef],
+    fp: str,
+) -> tuple[Plan, Any]:
+    t0 = time.perf_counter()
+    headers = graph.scan_headers(handle.client, refs, spec.max_pixels)
+    shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
+    header_errors = {
+        r.image_id: h for r, h in zip(refs, headers, strict=True) if isinstance(h, str)
+    }
+    size = spec.shard_size or auto_shard_size(len(refs), handle.n_threads())
+    plan = plan_shards(refs, shapes, size)
+    classes = method.classes(params)
+    columns = stats_columns(method.kind, classes, confidence=method.has_confidence)
+    dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
+    meta = {
+        "job": spec.to_dict(),
+        "method": {"id": method.id, "kind": method.kind, "family": method.family, "params": params},
+        "classes": classes,
+        "colours": [list(c) for c in default_class_colours(classes)] if classes else None,
+        "fingerprint": fp,
+        "versions": package_versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    root = store.create(
+        spec.output,
+        plan,
+        meta=meta,
+        header_errors=header_errors,
+        label_dtypes=dtypes,
+        stats_columns=columns,
+        confidence=method.has_confidence,
+        overwrite=spec.overwrite,
+    )
+    log.info(
+        "planned %d images: %d shape buckets, %d shards of <= %d (%.1f s)",
+        plan.n_images,
+        len(plan.buckets),
+        len(plan.shards),
+        plan.shard_size,
+        time.perf_counter() - t0,
+    )
+    return plan, root
+
+
+def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException) -> None:
+    """Mark a shard whose task died (after retries) as failed, with the reason."""
+    reason = " ".join(f"task failed: {type(exc).__name__}: {exc}".split())[:500]
+    log.error("shard %d failed: %s", shard.index, reason)
+    S = plan.shard_size
+    rows = slice(shard.index * S, (shard.index + 1) * S)
+    root = store.open_group(path, mode="r+")
+    status = np.asarray(root["catalogue/status"][rows])
+    errors = np.asarray(root["catalogue/error"][rows], dtype=object)
+    pending = status == store.PENDING
+    redo = pending | (status == store.FAILED)
+    redo[len(shard) :] = False
+    errors[redo] = reason
+    status[redo] = store.FAILED
+    root["catalogue/error"][rows] = errors
+    root["catalogue/status"][rows] = status
+
+
+def _finalise(
+    spec: JobSpec, root: Any, plan: Plan, processed: int, exec_seconds: float, seconds: float
+) -> JobResult:
+    status = np.asarray(root["catalogue/status"][:])
+    done = int((status == store.DONE).sum())
+    failed = int((status == store.FAILED).sum())
+    pending = int((status == store.PENDING).sum())
+    runs = list(store.attributes(root).get("runs", []))
+    runs.append(
+        {
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "processed": processed,
+            "seconds": round(seconds, 3),
+            "execute_seconds": round(exec_seconds, 3),
+            "images_per_second": round(processed / seconds, 3) if seconds > 0 else 0.0,
+            "done": done,
+            "failed": failed,
+            "pending": pending,
+        }
+    )
+    store.update_attributes(root, runs=runs)
+    return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)

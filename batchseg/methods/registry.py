@@ -1,0 +1,36 @@
+"""Method registry: refuses duplicate ids, looks methods up by dotted id."""
+
+from __future__ import annotations
+
+from batchseg.errors import UsageError
+from batchseg.methods.base import Method
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method``; a second method with the same id is an error."""
+    if method.id in _REGISTRY:
+        raise ValueError(f"method {method.id!r} is already registered")
+    _REGISTRY[method.id] = method
+    return method
+
+
+def get_method(method_id: str) -> Method:
+    """The method registered as ``method_id``; a clear error lists what exists."""
+    _load_builtin()
+    try:
+        return _REGISTRY[method_id]
+    except KeyError:
+        names = ", ".join(sorted(_REGISTRY))
+        raise UsageError(f"unknown method {method_id!r}; available: {names}") from None
+
+
+def all_methods() -> list[Method]:
+    """Every registered method, sorted by id."""
+    _load_builtin()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _load_builtin() -> None:
+    from batchseg.methods import classical, semantic  # noqa: F401  (register on import)

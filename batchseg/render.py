@@ -1,0 +1,323 @@
+"""Colourising label maps: palettes, colour images of labels, overlays and PNG output.
+
+Two kinds of label map exist (see ``Method.output``):
+
+* ``"classes"``: each pixel holds a class id; class ``i`` is drawn with ``colours[i]``
+  (a colour table indexed by class id). An id beyond the table is an error.
+* ``"regions"``: each pixel holds a region id, 0 meaning "no region". Region 0 is
+  black; other ids get a deterministic golden-ratio HSV colour, so neighbouring ids
+  (which tend to be neighbouring regions) differ clearly. With an explicit colour table,
+  ids beyond the table wrap around it (0 stays on entry 0).
+
+:func:`overlay` blends the colours onto an image with ``alpha`` **where label != 0**
+(for both kinds; label 0 is background or "no region" and the image shows through),
+and, for regions, draws region boundaries opaque in a contrasting colour.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from batchseg.errors import UsageError
+
+__all__ = [
+    "BOUNDARY_COLOUR",
+    "colourise",
+    "default_class_colours",
+    "overlay",
+    "palette",
+    "region_colours",
+    "save_png",
+]
+
+BOUNDARY_COLOUR = (255, 255, 0)
+"""Colour of region boundaries drawn by :func:`overlay` (yellow)."""
+
+_KINDS = ("classes", "regions")
+_LUT_LIMIT = 1 << 20  # region ids up to this use a lookup table, larger ones np.unique
+_GOLDEN = 0.6180339887498949
+
+# Well-separated colours for the first classes (after black for class 0).
+_DISTINCT: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (255, 225, 25),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
+    (255, 255, 255),
+)
+
+
+# ------------------------------------------------------------------------- palettes
+
+
+def region_colours(ids: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Deterministic colour for each id, shape ``(len(ids), 3)`` uint8; id 0 is black.
+
+    Hue steps by the golden ratio per id, so consecutive ids are far apart in hue;
+    saturation and value vary a little on slower cycles so ids a hue-turn apart differ.
+    """
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    f = ids.astype(np.float64)
+    hue = np.mod(f * _GOLDEN, 1.0)
+    sat = 0.65 + 0.35 * np.mod(f * 0.3819660112501051 * 0.5, 1.0)
+    val = 0.80 + 0.20 * np.mod(f * 0.7548776662466927, 1.0)
+    rgb = _hsv_to_rgb(hue, sat, val)
+    out = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    out[ids == 0] = 0
+    return out
+
+
+def palette(n: int, class_colours: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """A colour table of ``n`` entries, shape ``(n, 3)`` uint8, indexed by class id.
+
+    Without ``class_colours``: entry 0 is black, then a fixed set of well-separated
+    colours, then golden-ratio colours. With ``class_colours``: those colours first
+    (validated: three integers 0-255 each), extended the same way if ``n`` is larger.
+    """
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise UsageError(f"palette size must be a non-negative integer, not {n!r}")
+    n = int(n)
+    given = _colour_table(class_colours) if class_colours is not None else None
+    out = np.zeros((n, 3), dtype=np.uint8)
+    start = 0
+    if given is not None:
+        start = min(n, len(given))
+        out[:start] = given[:start]
+    for i in range(start, min(n, len(_DISTINCT) + 1)):
+        out[i] = (0, 0, 0) if i == 0 else _DISTINCT[i - 1]
+    rest = max(start, len(_DISTINCT) + 1)
+    if rest < n:
+        out[rest:] = region_colours(np.arange(rest, n))
+    return out
+
+
+def default_class_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
+    """One colour per class name, in order: ``background`` is black, the rest distinct.
+
+    Deterministic: depends only on the names' order. Non-background classes never get
+    black or a colour already used.
+    """
+    if isinstance(names, str):
+        raise UsageError("class names must be a sequence of strings, not one string")
+    used: set[tuple[int, int, int]] = {(0, 0, 0)}
+    candidates = _candidate_colours()
+    out: list[tuple[int, int, int]] = []
+    for name in names:
+        if str(name).strip().lower() == "background":
+            out.append((0, 0, 0))
+            continue
+        colour = next(candidates)
+        while colour in used:
+            colour = next(candidates)
+        used.add(colour)
+        out.append(colour)
+    return out
+
+
+def _candidate_colours():
+    yield from _DISTINCT
+    i = len(_DISTINCT) + 1
+    while True:
+        r, g, b = region_colours([i])[0]
+        yield (int(r), int(g), int(b))
+        i += 1
+
+
+# ------------------------------------------------------------------------ colourise
+
+
+def colourise(
+    labels: np.ndarray, colours: np.ndarray | None = None, kind: str = "classes"
+) -> np.ndarray:
+    """Colour image ``H x W x 3`` uint8 of a label map (see the module doc for kinds).
+
+    ``colours`` is a colour table ``(n, 3)`` indexed by label id; ``None`` uses
+    :func:`palette` for classes and :func:`region_colours` for regions.
+    """
+    labels = _check_labels(labels)
+    _check_kind(kind)
+    table = _colour_table(colours) if colours is not None else None
+    if labels.size == 0:
+        return np.zeros((*labels.shape, 3), dtype=np.uint8)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise UsageError(f"labels must be non-negative; found {low}")
+    if kind == "classes":
+        if table is None:
+            table = palette(high + 1)
+        if high >= len(table):
+            raise UsageError(
+                f"class id {high} has no colour: the colour table has {len(table)} entries "
+                f"(ids 0-{len(table) - 1})"
+            )
+        return table[labels]
+    if table is not None:
+        if len(table) < 2:
+            raise UsageError("a region colour table needs at least 2 entries (0 and one more)")
+        index = np.where(labels == 0, 0, (labels.astype(np.int64) - 1) % (len(table) - 1) + 1)
+        return table[index]
+    if high < _LUT_LIMIT:
+        return region_colours(np.arange(high + 1))[labels]
+    ids, inverse = np.unique(labels, return_inverse=True)
+    return region_colours(ids)[inverse.reshape(labels.shape)]
+
+
+def overlay(
+    image: np.ndarray,
+    labels: np.ndarray,
+    colours: np.ndarray | None = None,
+    kind: str = "classes",
+    alpha: float = 0.5,
+    boundary_colour: Sequence[int] = BOUNDARY_COLOUR,
+) -> np.ndarray:
+    """Blend the colourised ``labels`` onto ``image``; ``H x W x 3`` uint8.
+
+    ``image`` is grey (``H x W``, any integer or float dtype, scaled to uint8 by its
+    dtype range as :func:`skimage.util.img_as_ubyte` does) or RGB(A) ``H x W x 3|4``.
+    Blending is ``(1 - alpha) * image + alpha * colour`` where label != 0; elsewhere
+    the image is unchanged. For ``kind="regions"`` region boundaries are drawn opaque in
+    ``boundary_colour``.
+    """
+    labels = _check_labels(labels)
+    _check_kind(kind)
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha must be between 0 and 1, not {alpha}")
+    rgb = _to_rgb_uint8(image)
+    if rgb.shape[:2] != labels.shape:
+        raise UsageError(
+            f"image and labels differ in size: image is {rgb.shape[0]}x{rgb.shape[1]}, "
+            f"labels are {labels.shape[0]}x{labels.shape[1]} (height x width)"
+        )
+    edge = np.asarray(_colour_table([boundary_colour])[0])
+    colour = colourise(labels, colours, kind)
+    out = rgb.copy()
+    mask = labels != 0
+    if mask.any():
+        blended = (1.0 - alpha) * rgb[mask].astype(np.float32) + alpha * colour[mask]
+        out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if kind == "regions" and labels.size:
+        from skimage.segmentation import find_boundaries
+
+        out[find_boundaries(labels, mode="inner")] = edge
+    return out
+
+
+# ----------------------------------------------------------------------------- PNG
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Write ``array`` as a lossless PNG: ``H x W`` uint8/uint16/bool or ``H x W x 3|4`` uint8."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.ndim == 2 and array.dtype == np.uint8:
+        img = Image.fromarray(np.ascontiguousarray(array))  # mode L
+    elif array.ndim == 2 and array.dtype == np.uint16:
+        img = Image.fromarray(np.ascontiguousarray(array, dtype="<u2"))  # mode I;16
+    elif array.ndim == 3 and array.shape[2] in (3, 4) and array.dtype == np.uint8:
+        img = Image.fromarray(np.ascontiguousarray(array))  # mode RGB / RGBA
+    else:
+        raise UsageError(
+            "save_png needs H x W uint8/uint16 or H x W x 3/4 uint8, "
+            f"not shape {array.shape} dtype {array.dtype}"
+        )
+    img.save(os.fspath(path), format="PNG")
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _KINDS:
+        raise UsageError(f"unknown label kind {kind!r}; expected 'classes' or 'regions'")
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise UsageError(f"labels must be a 2-D array (H x W), not shape {labels.shape}")
+    if labels.dtype == np.bool_:
+        return labels.astype(np.uint8)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise UsageError(f"labels must be an integer array, not {labels.dtype}")
+    return labels
+
+
+def _colour_table(colours: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Validate a colour table: ``(n, 3)`` integers 0-255 -> uint8 array."""
+    try:
+        table = np.asarray(colours)
+    except (TypeError, ValueError):
+        raise UsageError("colours must be a table of (r, g, b) triples") from None
+    if table.ndim != 2 or table.shape[1] != 3:
+        raise UsageError(f"colours must have shape (n, 3), not {table.shape}")
+    if table.dtype == np.uint8:
+        return table
+    if table.size and not np.issubdtype(table.dtype, np.integer):
+        if not np.issubdtype(table.dtype, np.floating) or not np.all(table == np.rint(table)):
+            raise UsageError("colours must be integers 0-255")
+    if table.size and (table.min() < 0 or table.max() > 255):
+        raise UsageError("colours must be integers 0-255")
+    return table.astype(np.uint8)
+
+
+def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Grey or RGB(A) image of any numeric dtype -> ``H x W x 3`` uint8."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = image[:, :, :3]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise UsageError(f"image must be grey (H x W) or RGB (H x W x 3), not shape {image.shape}")
+    if image.dtype != np.uint8:
+        if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_):
+            raise UsageError(f"image must be numeric, not {image.dtype}")
+        from skimage.util import img_as_ubyte
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image = img_as_ubyte(image)
+        except ValueError as exc:
+            raise UsageError(f"cannot convert image to 8 bits: {exc}") from None
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Vectorised HSV (each 0-1) to RGB floats 0-1, shape ``(n, 3)``."""
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    p = v * (1.0 - s)
+    q = v * (1.0 - s * f)
+    t = v * (1.0 - s * (1.0 - f))
+    i = i.astype(np.int64) % 6
+    r = np.choose(i, [v, q, p, p, t, v])
+    g = np.choose(i, [t, v, v, q, p, p])
+    b = np.choose(i, [p, p, t, v, v, q])
+    return np.stack([r, g, b], axis=-1)

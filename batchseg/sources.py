@@ -1,0 +1,152 @@
+"""Discover the images of a collection: a directory, a glob or a manifest (txt/CSV).
+
+Nothing here reads pixels. The result is a deterministic list sorted by image id.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchseg.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of the collection: its id, where to read it, and its size if already known."""
+
+    image_id: str
+    uri: str
+    height: int | None = None
+    width: int | None = None
+
+
+def discover(source: str) -> list[ImageRef]:
+    """Images named by ``source`` (directory, glob or manifest), sorted by image id."""
+    if any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
+        refs = _from_glob(source)
+    elif os.path.isdir(source):
+        refs = _from_directory(Path(source))
+    elif os.path.isfile(source) and Path(source).suffix.lower() in MANIFEST_SUFFIXES:
+        refs = _from_manifest(Path(source))
+    elif os.path.isfile(source) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
+        refs = [ImageRef(Path(source).name, os.path.abspath(source))]
+    elif not os.path.exists(source):
+        raise InputError(f"input not found: {source}")
+    else:
+        raise InputError(
+            f"input {source} is neither a directory, a glob, an image nor a .txt/.csv manifest"
+        )
+    refs = _deduplicate(refs)
+    if not refs:
+        raise InputError(f"no images found in {source}")
+    return sorted(refs, key=lambda r: r.image_id)
+
+
+def _from_directory(root: Path) -> list[ImageRef]:
+    refs: list[ImageRef] = []
+    skipped = 0
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # a symlink loop or a second link to a visited folder
+            log.warning("skipping %s: folder already visited (symlink loop?)", dirpath)
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped += 1
+                continue
+            refs.append(ImageRef(path.relative_to(root).as_posix(), str(path.absolute())))
+    if skipped:
+        log.info("skipped %d file(s) without an image suffix under %s", skipped, root)
+    return refs
+
+
+def _from_glob(pattern: str) -> list[ImageRef]:
+    prefix = []
+    for part in Path(pattern).parts:
+        if any(c in part for c in _GLOB_CHARS):
+            break
+        prefix.append(part)
+    base = Path(*prefix) if prefix else Path(".")
+    refs = []
+    for match in glob.iglob(pattern, recursive=True):
+        path = Path(match)
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            refs.append(ImageRef(path.relative_to(base).as_posix(), str(path.absolute())))
+    return refs
+
+
+def _from_manifest(manifest: Path) -> list[ImageRef]:
+    folder = manifest.absolute().parent
+    try:
+        if manifest.suffix.lower() == ".csv":
+            return list(_read_csv(manifest, folder))
+        with open(manifest, encoding="utf-8-sig") as fh:
+            lines = [line.strip() for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest {manifest}: {exc}") from None
+    return [
+        ImageRef(line, _resolve(line, folder))
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def _read_csv(manifest: Path, folder: Path) -> Iterable[ImageRef]:
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "path" not in fields:
+            raise InputError(f"manifest {manifest} has no 'path' column (columns: {fields})")
+        sized = "width" in fields and "height" in fields
+        for lineno, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+            path = row["path"]
+            if not path:
+                continue
+            height = width = None
+            if sized and row.get("height") and row.get("width"):
+                try:
+                    height, width = int(row["height"]), int(row["width"])
+                except ValueError:
+                    raise InputError(
+                        f"manifest {manifest} line {lineno}: width/height must be integers"
+                    ) from None
+            yield ImageRef(path, _resolve(path, folder), height, width)
+
+
+def _resolve(path: str, folder: Path) -> str:
+    if "://" in path or os.path.isabs(path):
+        return path
+    return str(folder / path)
+
+
+def _deduplicate(refs: list[ImageRef]) -> list[ImageRef]:
+    seen: dict[str, ImageRef] = {}
+    duplicates = 0
+    for ref in refs:
+        if ref.image_id in seen:
+            duplicates += 1
+            continue
+        seen[ref.image_id] = ref
+    if duplicates:
+        log.warning("ignored %d duplicate entr%s", duplicates, "y" if duplicates == 1 else "ies")
+    return list(seen.values())

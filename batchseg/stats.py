@@ -1,0 +1,62 @@
+"""Per-image statistics of a label map (pure numpy), and their column names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+REGION_COLUMNS = ("n_regions", "area_min", "area_mean", "area_max")
+
+
+def column_name(class_name: str) -> str:
+    """A class name as a column-safe identifier: lower-case, non-alphanumerics as ``_``."""
+    name = re.sub(r"[^0-9a-z]", "_", class_name.lower())
+    return name if name and not name[0].isdigit() else f"c_{name}"
+
+
+def class_keys(class_names: Sequence[str]) -> list[str]:
+    """Column-safe keys of ``class_names``, made unique by suffixing duplicates."""
+    keys: list[str] = []
+    for name in class_names:
+        key = column_name(name)
+        base, n = key, 1
+        while key in keys:
+            n += 1
+            key = f"{base}_{n}"
+        keys.append(key)
+    return keys
+
+
+def stats_columns(
+    kind: str, class_names: Sequence[str] | None, *, confidence: bool = False
+) -> list[str]:
+    """Statistics columns for a method's output kind, in table order."""
+    if kind == "classes":
+        keys = class_keys(class_names or [])
+        cols = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
+        if confidence:
+            cols.append("mean_confidence")
+    else:
+        cols = list(REGION_COLUMNS)
+    cols.append("seconds")
+    return cols
+
+
+def class_stats(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``[pixels per class..., fraction per class...]`` of a class map."""
+    counts = np.bincount(labels.ravel(), minlength=n_classes)
+    if counts.size > n_classes:
+        raise ValueError(f"label {counts.size - 1} outside the {n_classes} classes")
+    total = max(1, labels.size)
+    return np.concatenate([counts, counts / total]).astype(np.float64)
+
+
+def region_stats(labels: np.ndarray) -> np.ndarray:
+    """``[n_regions, area_min, area_mean, area_max]`` over non-zero labels."""
+    counts = np.bincount(labels.ravel())[1:]
+    areas = counts[counts > 0]
+    if areas.size == 0:
+        return np.array([0.0, 0.0, 0.0, 0.0])
+    return np.array([areas.size, areas.min(), areas.mean(), areas.max()], dtype=np.float64)

@@ -1,0 +1,336 @@
+"""The one module that owns the Zarr v3 store layout.
+
+Layout (every node readable with plain zarr-python)::
+
+    STORE/                       attrs["batchseg"]: schema, job, method, classes, plan, runs
+      catalogue/image_id         str    (rows,)   written once by the planner
+      catalogue/uri              str    (rows,)
+      catalogue/height, width    uint32 (rows,)
+      catalogue/bucket           int32  (rows,)   -1 on padding rows
+      catalogue/bucket_row       int64  (rows,)   row in labels/<bucket>
+      catalogue/status           int8   (rows,)   chunk = shard: 0 empty, 1 pending, 2 done, 3 failed
+      catalogue/error            str    (rows,)   chunk = shard
+      stats                      float64 (rows, columns), chunk = (shard, columns);
+                                 attrs["columns"] names the columns
+      labels/<bucket>            uint (bucket rows, H, W): chunk (1, H, W), shard = task shard
+      confidence/<bucket>        uint8, same layout (semantic methods only)
+
+Shard ``k`` of the plan owns rows ``[k*S, (k+1)*S)`` of every per-row array and rows
+``[j*s, (j+1)*s)`` of its bucket's arrays, so tasks write whole chunks/shards only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec
+
+from batchseg.errors import StoreError
+from batchseg.plan import Bucket, Plan, Shard
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "batchseg"
+EMPTY, PENDING, DONE, FAILED = 0, 1, 2, 3
+STATUS_NAMES = {EMPTY: "empty", PENDING: "pending", DONE: "done", FAILED: "failed"}
+_CATALOGUE_CHUNK = 1 << 16
+
+
+def label_codec() -> BloscCodec:
+    """Compressor for label maps (zstd with bit shuffling; see the README's storage table)."""
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def table_codec() -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+@dataclass(frozen=True)
+class ShardBlock:
+    """Everything one task writes for one shard."""
+
+    labels: np.ndarray | None  # (bucket shard size, H, W)
+    confidence: np.ndarray | None
+    stats: np.ndarray  # (S, columns) float64
+    status: np.ndarray  # (S,) int8
+    errors: np.ndarray  # (S,) object (str)
+
+
+def exists(path: str) -> bool:
+    """Whether a batchseg store is at ``path``."""
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        return False
+    return ATTRS_KEY in group.attrs
+
+
+def create(
+    path: str,
+    plan: Plan,
+    *,
+    meta: Mapping[str, Any],
+    header_errors: Mapping[str, str],
+    label_dtypes: Sequence[np.dtype],
+    stats_columns: Sequence[str],
+    confidence: bool,
+    overwrite: bool = False,
+) -> zarr.Group:
+    """Write the catalogue and empty arrays for ``plan``; the store is then all pending.
+
+    ``header_errors`` maps image ids whose header failed to their error (marked failed).
+    """
+    if os.path.exists(path) and overwrite:
+        shutil.rmtree(path)
+    try:
+        root = zarr.open_group(path, mode="w-")
+    except (FileExistsError, zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
+        raise StoreError(f"{path} already exists; use --overwrite to replace it") from None
+    except OSError as exc:
+        raise StoreError(f"cannot create store {path}: {exc.strerror or exc}") from None
+    rows, S = plan.n_rows, plan.shard_size
+    ids = np.full(rows, "", dtype=object)
+    uris = np.full(rows, "", dtype=object)
+    bucket = np.full(rows, -1, dtype=np.int32)
+    bucket_row = np.full(rows, -1, dtype=np.int64)
+    status = np.zeros(rows, dtype=np.int8)
+    errors = np.full(rows, "", dtype=object)
+    heights = np.zeros(rows, dtype=np.uint32)
+    widths = np.zeros(rows, dtype=np.uint32)
+    for shard in plan.shards:
+        b = plan.buckets[shard.bucket]
+        for slot, (image_id, uri) in enumerate(zip(shard.image_ids, shard.uris, strict=True)):
+            r = plan.row_of(shard, slot)
+            ids[r], uris[r] = image_id, uri
+            bucket[r], bucket_row[r] = shard.bucket, plan.bucket_row_of(shard, slot)
+            heights[r], widths[r] = b.height, b.width
+            if image_id in header_errors:
+                status[r], errors[r] = FAILED, header_errors[image_id]
+            else:
+                status[r] = PENDING
+    big = max(1, min(rows, _CATALOGUE_CHUNK))
+    cat = root.create_group("catalogue")
+    for name, data in (("image_id", ids), ("uri", uris)):
+        cat.create_array(name, shape=(rows,), chunks=(big,), dtype=str, fill_value="")[:] = data
+    for name, data in (
+        ("height", heights),
+        ("width", widths),
+        ("bucket", bucket),
+        ("bucket_row", bucket_row),
+    ):
+        arr = cat.create_array(
+            name, shape=(rows,), chunks=(big,), dtype=data.dtype, compressors=table_codec()
+        )
+        arr[:] = data
+    cat.create_array("status", shape=(rows,), chunks=(S,), dtype=np.int8, fill_value=EMPTY)[:] = (
+        status
+    )
+    cat.create_array("error", shape=(rows,), chunks=(S,), dtype=str, fill_value="")[:] = errors
+    st = root.create_array(
+        "stats",
+        shape=(rows, len(stats_columns)),
+        chunks=(S, len(stats_columns)),
+        dtype=np.float64,
+        fill_value=np.nan,
+        compressors=table_codec(),
+    )
+    st.attrs["columns"] = list(stats_columns)
+    labels = root.create_group("labels")
+    conf = root.create_group("confidence") if confidence else None
+    for b, dtype in zip(plan.buckets, label_dtypes, strict=True):
+        if (b.height, b.width) == (0, 0):
+            continue
+        _bucket_array(labels, b, dtype)
+        if conf is not None:
+            _bucket_array(conf, b, np.dtype(np.uint8))
+    attrs = dict(meta)
+    attrs.update(
+        store_id=uuid.uuid4().hex,
+        schema_version=SCHEMA_VERSION,
+        shard_size=S,
+        stats_columns=list(stats_columns),
+        buckets=[
+            {
+                "index": b.index,
+                "name": b.name,
+                "height": b.height,
+                "width": b.width,
+                "shard_size": b.shard_size,
+                "n_shards": b.n_shards,
+                "dtype": str(dt),
+            }
+            for b, dt in zip(plan.buckets, label_dtypes, strict=True)
+        ],
+        n_images=plan.n_images,
+        n_shards=len(plan.shards),
+        runs=[],
+    )
+    root.attrs[ATTRS_KEY] = attrs
+    return root
+
+
+def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
+    group.create_array(
+        b.name,
+        shape=(b.rows, b.height, b.width),
+        chunks=(1, b.height, b.width),
+        shards=(b.shard_size, b.height, b.width),
+        dtype=dtype,
+        fill_value=0,
+        compressors=label_codec(),
+        dimension_names=("image", "y", "x"),
+    )
+
+
+def open_group(path: str, mode: str = "r") -> zarr.Group:
+    """The store's root group; a clear error when ``path`` is not a batchseg store."""
+    try:
+        root = zarr.open_group(path, mode=mode)  # type: ignore[arg-type]
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        raise StoreError(f"no store at {path}") from None
+    if ATTRS_KEY not in root.attrs:
+        raise StoreError(f"{path} is a Zarr group but not a batchseg store")
+    version = root.attrs[ATTRS_KEY].get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"{path} has store schema {version}; this batchseg reads {SCHEMA_VERSION}")
+    return root
+
+
+def attributes(root: zarr.Group) -> dict[str, Any]:
+    """The store's batchseg attributes."""
+    return dict(root.attrs[ATTRS_KEY])
+
+
+def update_attributes(root: zarr.Group, **changes: Any) -> None:
+    """Merge ``changes`` into the batchseg attributes (client only)."""
+    attrs = attributes(root)
+    attrs.update(changes)
+    root.attrs[ATTRS_KEY] = attrs
+
+
+def load_plan(root: zarr.Group) -> Plan:
+    """Rebuild the stored plan from the catalogue (for resuming)."""
+    attrs = attributes(root)
+    S = int(attrs["shard_size"])
+    buckets = tuple(
+        Bucket(b["index"], b["height"], b["width"], b["shard_size"], b["n_shards"])
+        for b in attrs["buckets"]
+    )
+    cat = root["catalogue"]
+    ids = cat["image_id"][:]
+    uris = cat["uri"][:]
+    bucket = cat["bucket"][:]
+    bucket_row = cat["bucket_row"][:]
+    shards = []
+    for k in range(int(attrs["n_shards"])):
+        sl = slice(k * S, (k + 1) * S)
+        used = bucket[sl] >= 0
+        n = int(used.sum())
+        b = int(bucket[sl][0])
+        shards.append(
+            Shard(
+                index=k,
+                bucket=b,
+                bucket_shard=int(bucket_row[sl][0]) // buckets[b].shard_size,
+                image_ids=tuple(str(x) for x in ids[sl][:n]),
+                uris=tuple(str(x) for x in uris[sl][:n]),
+            )
+        )
+    return Plan(S, buckets, tuple(shards))
+
+
+def shard_status(root: zarr.Group, plan: Plan) -> np.ndarray:
+    """Status array (rows,) of the store."""
+    return np.asarray(root["catalogue/status"][:])
+
+
+@lru_cache(maxsize=64)
+def _open_array(path: str, name: str, store_id: str) -> zarr.Array:
+    """Opened arrays, cached per worker process; ``store_id`` changes when a store is replaced."""
+    return zarr.open_array(path, path=name, mode="r+")
+
+
+def write_shard(
+    path: str,
+    store_id: str,
+    plan_shard_size: int,
+    bucket: Bucket,
+    shard: Shard,
+    block: ShardBlock,
+) -> None:
+    """Write one shard's results: labels and statistics first, status last.
+
+    A crash before the status write leaves the rows pending, so a rerun redoes them.
+    """
+    rows = slice(shard.index * plan_shard_size, (shard.index + 1) * plan_shard_size)
+    brows = slice(
+        shard.bucket_shard * bucket.shard_size, (shard.bucket_shard + 1) * bucket.shard_size
+    )
+    if block.labels is not None and bucket.height > 0:
+        _open_array(path, f"labels/{bucket.name}", store_id)[brows] = block.labels
+    if block.confidence is not None and bucket.height > 0:
+        _open_array(path, f"confidence/{bucket.name}", store_id)[brows] = block.confidence
+    _open_array(path, "stats", store_id)[rows] = block.stats
+    _open_array(path, "catalogue/error", store_id)[rows] = block.errors
+    _open_array(path, "catalogue/status", store_id)[rows] = block.status
+
+
+def read_table(root: zarr.Group, *, include_empty: bool = False) -> pd.DataFrame:
+    """One row per image: id, uri, size, status, error and every statistic."""
+    cat = root["catalogue"]
+    status = np.asarray(cat["status"][:])
+    keep = slice(None) if include_empty else status != EMPTY
+    columns = list(root["stats"].attrs["columns"])
+    data: dict[str, Any] = {
+        "image_id": np.asarray(cat["image_id"][:], dtype=object)[keep],
+        "status": pd.Categorical.from_codes(
+            status[keep], categories=[STATUS_NAMES[i] for i in range(4)]
+        ),
+        "error": np.asarray(cat["error"][:], dtype=object)[keep],
+        "height": np.asarray(cat["height"][:])[keep],
+        "width": np.asarray(cat["width"][:])[keep],
+    }
+    stats = np.asarray(root["stats"][:])[keep]
+    for i, name in enumerate(columns):
+        data[name] = stats[:, i]
+    data["uri"] = np.asarray(cat["uri"][:], dtype=object)[keep]
+    table = pd.DataFrame(data)
+    table["status"] = table["status"].astype(str)
+    return table.reset_index(drop=True)
+
+
+def find_row(root: zarr.Group, image_id: str) -> int:
+    """Table row of ``image_id``; StoreError when absent."""
+    ids = np.asarray(root["catalogue/image_id"][:], dtype=object)
+    hits = np.flatnonzero(ids == image_id)
+    if hits.size == 0:
+        raise StoreError(f"image {image_id!r} is not in the store")
+    return int(hits[0])
+
+
+def read_labels(root: zarr.Group, image_id: str, *, confidence: bool = False) -> np.ndarray:
+    """The stored label map (or confidence map) of one image, at its original size."""
+    row = find_row(root, image_id)
+    cat = root["catalogue"]
+    status = int(cat["status"][row])
+    if status != DONE:
+        error = cat["error"][row]
+        detail = f": {error}" if error else ""
+        raise StoreError(f"image {image_id!r} is {STATUS_NAMES[status]}{detail}")
+    attrs = attributes(root)
+    b = attrs["buckets"][int(cat["bucket"][row])]
+    group = "confidence" if confidence else "labels"
+    if confidence and group not in root:
+        raise StoreError("this store has no confidence maps (not a semantic method)")
+    return np.asarray(root[f"{group}/{b['name']}"][int(cat["bucket_row"][row])])
