@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import numpy as np
 
 from batchseg import store
 from batchseg.errors import StoreError
+from batchseg.lock import StoreLock
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
@@ -65,24 +67,53 @@ def fingerprint(refs: list[ImageRef], method: Method, params: dict[str, Any]) ->
 
 def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobResult:
     """Run ``spec``; an existing store with the same fingerprint is resumed."""
-    from batchseg import cluster as cluster_mod  # dask only in the graph/cluster layers
-    from batchseg import graph
-    from batchseg.execute import JobContext
-
     started = time.perf_counter()
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
     refs = discover(spec.input)
     fp = fingerprint(refs, method, params)
-    resume = store.exists(spec.output) and not spec.overwrite
-    if resume:
-        root = store.open_group(spec.output, mode="r+")
-        attrs = store.attributes(root)
-        if attrs.get("fingerprint") != fp:
+    parent = os.path.dirname(os.path.abspath(spec.output))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
+    with StoreLock(spec.output):
+        return _run_locked(spec, method, params, refs, fp, started, on_progress)
+
+
+def _existing_store(spec: JobSpec, fp: str) -> Any | None:
+    """The store to resume, None when a new one is to be written; refuses another job's store."""
+    if spec.overwrite or not store.exists(spec.output):
+        if not spec.overwrite and os.path.exists(spec.output):
             raise StoreError(
-                f"{spec.output} holds another job (different inputs, method or parameters); "
-                "use --overwrite to replace it or choose another --output"
+                f"{spec.output} exists but is not a complete batchseg store; "
+                "use --overwrite to replace it"
             )
+        return None
+    root = store.open_group(spec.output, mode="r+")
+    if store.attributes(root).get("fingerprint") != fp:
+        raise StoreError(
+            f"{spec.output} holds another job (different inputs, method or parameters); "
+            "use --overwrite to replace it or choose another --output"
+        )
+    return root
+
+
+def _run_locked(
+    spec: JobSpec,
+    method: Method,
+    params: dict[str, Any],
+    refs: list[ImageRef],
+    fp: str,
+    started: float,
+    on_progress: ProgressCallback | None,
+) -> JobResult:
+    from batchseg import cluster as cluster_mod  # dask only in the graph/cluster layers
+    from batchseg import graph
+    from batchseg.execute import JobContext
+
+    root = _existing_store(spec, fp)
+    resume = root is not None
     handle = cluster_mod.connect(
         spec.scheduler, workers=spec.workers, threads_per_worker=spec.threads_per_worker
     )

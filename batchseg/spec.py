@@ -44,6 +44,7 @@ class JobSpec:
 _FIELDS = {f.name: f for f in dataclasses.fields(JobSpec)}
 _PATH_KEYS = ("input", "output")
 _INT_KEYS = ("workers", "threads_per_worker", "shard_size", "max_pixels", "io_threads")
+_STR_KEYS = ("input", "method", "output", "scheduler")
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> JobSpec:
@@ -54,8 +55,10 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"job spec not found: {spec_path}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"job spec {spec_path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read job spec {spec_path}: {exc.strerror or exc}") from None
     folder = spec_path.absolute().parent
     for key in _PATH_KEYS:
         value = data.get(key)
@@ -73,7 +76,10 @@ def build_spec(
         if value is None:
             continue
         if key == "params":
-            merged["params"] = {**dict(merged.get("params") or {}), **value}
+            base = merged.get("params") or {}
+            if not isinstance(base, Mapping) or not isinstance(value, Mapping):
+                raise UsageError(f"'params' in {source} must be a table")
+            merged["params"] = {**base, **value}
         else:
             merged[key] = value
     unknown = sorted(set(merged) - set(_FIELDS))
@@ -82,7 +88,11 @@ def build_spec(
     for key in ("input", "method", "output"):
         if not merged.get(key):
             raise UsageError(f"missing {key!r} (give it on the command line or in the job spec)")
-    if not isinstance(merged.get("params", {}), Mapping):
+    for key in _STR_KEYS:
+        value = merged.get(key)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{key!r} must be a string, got {value!r}")
+    if not isinstance(merged.get("params") or {}, Mapping):
         raise UsageError(f"'params' in {source} must be a table")
     for key in _INT_KEYS:
         value = merged.get(key)

@@ -388,7 +388,7 @@ def _make_runner(method: Method, raw: Mapping[str, Any]) -> SemanticRunner:
         pp = loaded.preprocess
         if resize == "original":
             pp = models.Preprocess(pp.mean, pp.std, None, pp.antialias)
-        elif resize is not None:
+        elif isinstance(resize, tuple):
             pp = models.Preprocess(pp.mean, pp.std, resize, pp.antialias)
         runner = SemanticRunner(
             loaded,
