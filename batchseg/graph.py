@@ -80,11 +80,15 @@ def run_shards(
             resources=resources,
         )
         futures[future] = shard
-    for future in as_completed(futures):
-        shard = futures.pop(future)
-        try:
-            yield shard, future.result()
-        except Exception as exc:  # noqa: BLE001 - the job goes on without this shard
-            yield shard, exc
-        finally:
-            future.release()
+    try:
+        for future in as_completed(futures):
+            shard = futures.pop(future)
+            try:
+                yield shard, future.result()
+            except Exception as exc:  # noqa: BLE001 - the job goes on without this shard
+                yield shard, exc
+            finally:
+                future.release()
+    finally:
+        if futures:  # the caller stopped early (storage fault, interrupt): drop the rest
+            client.cancel(list(futures))

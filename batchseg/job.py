@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 
 from batchseg import store
 from batchseg.errors import StoreError
+from batchseg.faults import fault
 from batchseg.lock import StoreLock
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
@@ -84,7 +86,10 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
 def _existing_store(spec: JobSpec, fp: str) -> Any | None:
     """The store to resume, None when a new one is to be written; refuses another job's store."""
     if spec.overwrite or not store.exists(spec.output):
-        if not spec.overwrite and os.path.exists(spec.output):
+        if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
+            log.warning("replacing %s: its creation by this job was interrupted", spec.output)
+            shutil.rmtree(spec.output)
+        elif not spec.overwrite and os.path.exists(spec.output):
             raise StoreError(
                 f"{spec.output} exists but is not a complete batchseg store; "
                 "use --overwrite to replace it"
@@ -145,11 +150,17 @@ def _run_locked(
             max_pixels=spec.max_pixels,
             io_threads=spec.io_threads,
         )
+        fault("before-execute")
         total = sum(len(s) for s in todo)
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
         exec_start = time.perf_counter()
         for shard, outcome in graph.run_shards(handle.client, ctx, todo):
+            if isinstance(outcome, OSError):
+                raise StoreError(
+                    f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
+                    "stored results are kept, rerun the same command to resume"
+                ) from outcome
             if isinstance(outcome, BaseException):
                 _record_task_failure(spec.output, plan, shard, outcome)
                 failed += len(shard)
@@ -158,6 +169,7 @@ def _run_locked(
                 failed += outcome.failed
             if on_progress is not None:
                 on_progress(done, failed, total)
+            fault(f"after-shards-{done + failed}")
         exec_seconds = time.perf_counter() - exec_start
     finally:
         handle.close()
@@ -175,6 +187,7 @@ def _plan_and_create(
 ) -> tuple[Plan, Any]:
     t0 = time.perf_counter()
     headers = graph.scan_headers(handle.client, refs, spec.max_pixels)
+    fault("planning")
     shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
     header_errors = {
         r.image_id: h for r, h in zip(refs, headers, strict=True) if isinstance(h, str)
@@ -235,6 +248,7 @@ def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException
 def _finalise(
     spec: JobSpec, root: Any, plan: Plan, processed: int, exec_seconds: float, seconds: float
 ) -> JobResult:
+    fault("finalise")
     status = np.asarray(root["catalogue/status"][:])
     done = int((status == store.DONE).sum())
     failed = int((status == store.FAILED).sum())

@@ -36,12 +36,14 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from batchseg.errors import StoreError
+from batchseg.faults import fault
 from batchseg.plan import Bucket, Plan, Shard
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 ATTRS_KEY = "batchseg"
+CREATING_KEY = "batchseg_creating"
 EMPTY, PENDING, DONE, FAILED = 0, 1, 2, 3
 STATUS_NAMES = {EMPTY: "empty", PENDING: "pending", DONE: "done", FAILED: "failed"}
 _CATALOGUE_CHUNK = 1 << 16
@@ -99,6 +101,8 @@ def create(
         raise StoreError(f"{path} already exists; use --overwrite to replace it") from None
     except OSError as exc:
         raise StoreError(f"cannot create store {path}: {exc.strerror or exc}") from None
+    # marks a store being created: a launcher killed before the end leaves it recognisable
+    root.attrs[CREATING_KEY] = {"fingerprint": meta.get("fingerprint")}
     rows, S = plan.n_rows, plan.shard_size
     ids = np.full(rows, "", dtype=object)
     uris = np.full(rows, "", dtype=object)
@@ -137,6 +141,7 @@ def create(
         status
     )
     cat.create_array("error", shape=(rows,), chunks=(S,), dtype=str, fill_value="")[:] = errors
+    fault("creating")
     st = root.create_array(
         "stats",
         shape=(rows, len(stats_columns)),
@@ -176,8 +181,20 @@ def create(
         n_shards=len(plan.shards),
         runs=[],
     )
-    root.attrs[ATTRS_KEY] = attrs
+    root.attrs.put({ATTRS_KEY: attrs})  # replaces the creating marker in one atomic write
     return root
+
+
+def incomplete_fingerprint(path: str) -> str | None:
+    """Fingerprint of a store whose creation was interrupted, None for anything else."""
+    try:
+        group = zarr.open_group(path, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        return None
+    if ATTRS_KEY in group.attrs:
+        return None
+    marker = group.attrs.get(CREATING_KEY)
+    return marker.get("fingerprint") if isinstance(marker, dict) else None
 
 
 def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
