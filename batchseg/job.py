@@ -120,7 +120,10 @@ def _run_locked(
     root = _existing_store(spec, fp)
     resume = root is not None
     handle = cluster_mod.connect(
-        spec.scheduler, workers=spec.workers, threads_per_worker=spec.threads_per_worker
+        spec.scheduler,
+        workers=spec.workers,
+        threads_per_worker=spec.threads_per_worker,
+        gpus=spec.gpus,
     )
     try:
         if handle.dashboard:
@@ -137,11 +140,13 @@ def _run_locked(
             s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
         ]
         classes = attrs.get("classes") or []
+        run_params = _runtime_params(method, params, handle)
+        resources = cluster_mod.gpu_resources(handle.client) if method.family == "semantic" else None
         ctx = JobContext(
             store=spec.output,
             store_id=attrs["store_id"],
             method_id=method.id,
-            params=params,
+            params=run_params,
             shard_size=plan.shard_size,
             buckets=plan.buckets,
             label_dtypes=tuple(b["dtype"] for b in attrs["buckets"]),
@@ -155,7 +160,9 @@ def _run_locked(
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
         exec_start = time.perf_counter()
-        for shard, outcome in graph.run_shards(handle.client, ctx, todo):
+        for shard, outcome in graph.run_shards(
+            handle.client, ctx, todo, resources=resources
+        ):
             if isinstance(outcome, OSError):
                 raise StoreError(
                     f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
@@ -174,6 +181,22 @@ def _run_locked(
     finally:
         handle.close()
     return _finalise(spec, root, plan, done + failed, exec_seconds, time.perf_counter() - started)
+
+
+def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict[str, Any]:
+    """Parameters as tasks get them: torch threads sized so worker processes share the cores."""
+    if method.family != "semantic" or params.get("threads"):
+        return params
+    from batchseg.cluster import default_workers
+
+    info = handle.client.scheduler_info(n_workers=-1).get("workers", {})
+    per_host: dict[str, int] = {}
+    for w in info.values():
+        host = str(w.get("host", ""))
+        per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1))
+    busiest = max(per_host.values(), default=1)
+    threads = max(1, default_workers() // busiest) if handle.owned else 1
+    return {**params, "threads": threads}
 
 
 def _plan_and_create(

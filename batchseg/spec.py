@@ -33,6 +33,7 @@ class JobSpec:
     retry_failed: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
+    gpus: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
