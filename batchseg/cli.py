@@ -144,15 +144,52 @@ def run(
         int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")
     ] = None,
     io_threads: Annotated[int | None, typer.Option(help="Decoding threads per task.")] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Semantic: torchvision weights name (DEFAULT, ...) or state_dict file."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Semantic: TorchScript model file.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Semantic: file with one class name per line.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Semantic: images per forward pass.")
+    ] = None,
+    precision: Annotated[str | None, typer.Option(help="Semantic: fp32, fp16 or bf16.")] = None,
+    device: Annotated[str | None, typer.Option(help="Semantic: auto, cpu or cuda.")] = None,
+    resize: Annotated[
+        str | None, typer.Option(help="Semantic: run the model at H,W (logits upsampled back).")
+    ] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="Embedded cluster: one worker process per GPU.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (no pixel work) and exit.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: JSON output.")] = False,
 ) -> None:
     """Segment a collection into a Zarr store (resumes an existing store by default)."""
+    semantic = {
+        "weights": weights,
+        "model": model,
+        "classes": classes,
+        "batch_size": batch_size,
+        "precision": precision,
+        "device": device,
+        "resize": resize,
+    }
     code = _guard(
         lambda: _run(
             source,
             {
                 "method": method,
                 "output": output,
-                "params": dict(_params(param)) or None,
+                "params": {
+                    **{k: v for k, v in semantic.items() if v is not None},
+                    **dict(_params(param)),
+                }
+                or None,
+                "gpus": gpus,
                 "workers": workers,
                 "threads_per_worker": threads_per_worker,
                 "scheduler": scheduler,
@@ -162,6 +199,8 @@ def run(
                 "max_pixels": max_pixels,
                 "io_threads": io_threads,
             },
+            dry_run=dry_run,
+            as_json=as_json,
         )
     )
     raise typer.Exit(code)
@@ -174,14 +213,21 @@ def _params(items: list[str] | None) -> Iterator[tuple[str, str]]:
         yield parse_param(item)
 
 
-def _run(source: str, flags: dict[str, Any]) -> int:
-    from batchseg.job import run_job
+def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) -> int:
+    from batchseg.job import plan_job, run_job
     from batchseg.spec import build_spec, load_spec
 
     if source.lower().endswith(".toml"):
         spec = load_spec(source, flags)
     else:
         spec = build_spec({"input": source}, flags)
+    if dry_run:
+        report = plan_job(spec)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            _print_plan(report)
+        return EXIT_OK
     with _progress() as on_progress:
         result = run_job(spec, on_progress=on_progress)
     typer.echo(
@@ -192,6 +238,32 @@ def _run(source: str, flags: dict[str, Any]) -> int:
     if result.failed:
         typer.echo(f"see failures: batchseg status {result.store}", err=True)
     return result.exit_code
+
+
+def _print_plan(r: dict[str, Any]) -> None:
+    typer.echo(f"plan for {r['output']}: {r['method']} {r['params']}")
+    typer.echo(
+        f"  {r['images']} images ({r['headers_read']} headers read, "
+        f"{r['unreadable_headers']} unreadable) in {r['buckets']} shape buckets"
+    )
+    for b in r["largest_buckets"]:
+        typer.echo(f"    {b['shape'][0]}x{b['shape'][1]}: {b['images']} images")
+    typer.echo(
+        f"  {r['tasks']} tasks of <= {r['shard_size']} images ({r['table_rows']} table rows)"
+    )
+    typer.echo(
+        f"  labels {r['label_bytes_uncompressed'] / 1e9:.3f} GB uncompressed "
+        f"(compressed typically 15-60x smaller, see README), statistics "
+        f"{r['stats_bytes_uncompressed'] / 1e6:.1f} MB"
+    )
+    if r["existing_store"]:
+        e = r["existing_store"]
+        what = "resumable" if e["same_job"] else "ANOTHER job: refused without --overwrite"
+        typer.echo(
+            f"  existing store ({what}): {e['done']} done, {e['failed']} failed, "
+            f"{e['pending']} pending"
+        )
+    typer.echo(f"  planned in {r['plan_seconds']:.2f} s")
 
 
 @contextmanager

@@ -83,6 +83,83 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
         return _run_locked(spec, method, params, refs, fp, started, on_progress)
 
 
+def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
+    """The plan of ``spec`` without pixel work (``--dry-run``): buckets, shards, tasks, sizes.
+
+    Headers are read by threads in this process (no cluster); sizes given by a manifest's
+    width/height columns are not read at all.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batchseg import readers
+
+    started = time.perf_counter()
+    method = get_method(spec.method)
+    params = method.resolve_params(spec.params)
+    refs = discover(spec.input)
+    fp = fingerprint(refs, method, params)
+    todo = [r for r in refs if r.height is None or r.width is None]
+
+    def header(ref: ImageRef) -> tuple[int, int]:
+        try:
+            return readers.read_header(ref.uri, max_pixels=spec.max_pixels)
+        except Exception:  # noqa: BLE001 - counted as unreadable
+            return UNREADABLE
+
+    with ThreadPoolExecutor(header_threads) as pool:
+        read = dict(zip((r.image_id for r in todo), pool.map(header, todo), strict=True))
+    shapes = [
+        (r.height, r.width) if r.height is not None and r.width is not None else read[r.image_id]
+        for r in refs
+    ]
+    from batchseg.cluster import default_workers
+
+    slots = (spec.workers or default_workers()) * (spec.threads_per_worker or 1)
+    size = spec.shard_size or auto_shard_size(len(refs), slots)
+    plan = plan_shards(refs, shapes, size)
+    classes = method.classes(params) if method.family != "semantic" else None
+    n_cols = len(stats_columns(method.kind, classes, confidence=method.has_confidence))
+    per_bucket: dict[int, int] = {}
+    for shard in plan.shards:
+        per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
+    label_bytes = 0
+    for b in plan.buckets:
+        n = per_bucket.get(b.index, 0)
+        itemsize = method.label_dtype(params, b.height, b.width).itemsize
+        label_bytes += n * b.height * b.width * itemsize * (2 if method.has_confidence else 1)
+    existing = None
+    if store.exists(spec.output) and not spec.overwrite:
+        root = store.open_group(spec.output, mode="r")
+        status = np.asarray(root["catalogue/status"][:])
+        existing = {
+            "same_job": store.attributes(root).get("fingerprint") == fp,
+            "done": int((status == store.DONE).sum()),
+            "failed": int((status == store.FAILED).sum()),
+            "pending": int((status == store.PENDING).sum()),
+        }
+    return {
+        "input": spec.input,
+        "output": spec.output,
+        "method": method.id,
+        "params": params,
+        "images": plan.n_images,
+        "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
+        "headers_read": len(todo),
+        "buckets": len(plan.buckets),
+        "largest_buckets": [
+            {"shape": [plan.buckets[i].height, plan.buckets[i].width], "images": n}
+            for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
+        ],
+        "shard_size": plan.shard_size,
+        "tasks": len(plan.shards),
+        "table_rows": plan.n_rows,
+        "label_bytes_uncompressed": label_bytes,
+        "stats_bytes_uncompressed": plan.n_rows * n_cols * 8,
+        "existing_store": existing,
+        "plan_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
 def _existing_store(spec: JobSpec, fp: str) -> Any | None:
     """The store to resume, None when a new one is to be written; refuses another job's store."""
     if spec.overwrite or not store.exists(spec.output):
@@ -141,7 +218,9 @@ def _run_locked(
         ]
         classes = attrs.get("classes") or []
         run_params = _runtime_params(method, params, handle)
-        resources = cluster_mod.gpu_resources(handle.client) if method.family == "semantic" else None
+        resources = (
+            cluster_mod.gpu_resources(handle.client) if method.family == "semantic" else None
+        )
         ctx = JobContext(
             store=spec.output,
             store_id=attrs["store_id"],
@@ -160,9 +239,7 @@ def _run_locked(
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
         exec_start = time.perf_counter()
-        for shard, outcome in graph.run_shards(
-            handle.client, ctx, todo, resources=resources
-        ):
+        for shard, outcome in graph.run_shards(handle.client, ctx, todo, resources=resources):
             if isinstance(outcome, OSError):
                 raise StoreError(
                     f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
