@@ -400,9 +400,7 @@ def _query(path: str, where: str | None, columns: str | None, limit: int | None,
     if limit is not None and limit < 0:
         raise UsageError("--limit must be >= 0")
     view = batchseg.open(path)
-    table = view.table()
-    rows = query_lang.filter_table(table, where) if where else table
-    available = [c for c in table.columns if c != "image_id"]
+    available = [c for c in view.columns() if c != "image_id"]
     if columns:
         cols = query_lang.parse_columns(columns, available)
     else:
@@ -410,9 +408,9 @@ def _query(path: str, where: str | None, columns: str | None, limit: int | None,
             c for c in available if c.startswith(("fraction_", "n_regions", "mean_conf"))
         ]
     cols = [c for c in cols if c != "image_id"]
-    out = rows[["image_id", *cols]]
-    if limit is not None:
-        out = out.head(limit)
+    rows = view.query(where or "height >= 0", columns=cols)
+    out = rows if limit is None else rows.head(limit)
+    total = view.attrs.get("n_images", len(rows))
     if fmt == "json":
         typer.echo(out.to_json(orient="records", indent=2))
     elif fmt == "csv":
@@ -421,7 +419,7 @@ def _query(path: str, where: str | None, columns: str | None, limit: int | None,
         from rich.console import Console
         from rich.table import Table
 
-        t = Table(caption=f"{len(out)} of {len(rows)} matching images ({len(table)} in store)")
+        t = Table(caption=f"{len(out)} of {len(rows)} matching images ({total} in store)")
         for c in out.columns:
             t.add_column(c, overflow="fold")
         for record in out.itertuples(index=False):

@@ -57,6 +57,10 @@ def scan_headers(
     return result
 
 
+def _context(ctx: JobContext) -> JobContext:
+    return ctx
+
+
 def run_shards(
     client: Client,
     ctx: JobContext,
@@ -67,7 +71,10 @@ def run_shards(
 ) -> Iterator[tuple[Shard, ShardSummary | BaseException]]:
     """Submit one task per shard and yield each shard's summary (or its error) as it ends."""
     token = uuid.uuid4().hex[:8]
-    [ctx_future] = client.scatter([ctx], broadcast=True, hash=False)
+    # The context is a *task* (not scattered data): if every worker holding it dies, the
+    # scheduler recomputes it, where scattered data would be lost for good and every pending
+    # shard would fail with "lost dependencies" / cancelled.
+    ctx_future = client.submit(_context, ctx, key=f"jobctx-{token}", pure=False)
     futures = {}
     for shard in shards:
         future = client.submit(

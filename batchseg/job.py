@@ -130,7 +130,7 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
     existing = None
     if store.exists(spec.output) and not spec.overwrite:
         root = store.open_group(spec.output, mode="r")
-        status = np.asarray(root["catalogue/status"][:])
+        status = store.shard_status(root)
         existing = {
             "same_job": store.attributes(root).get("fingerprint") == fp,
             "done": int((status == store.DONE).sum()),
@@ -235,6 +235,8 @@ def _run_locked(
             io_threads=spec.io_threads,
         )
         fault("before-execute")
+        if todo:
+            store.invalidate_consolidated(root)
         total = sum(len(s) for s in todo)
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
@@ -349,7 +351,7 @@ def _finalise(
     spec: JobSpec, root: Any, plan: Plan, processed: int, exec_seconds: float, seconds: float
 ) -> JobResult:
     fault("finalise")
-    status = np.asarray(root["catalogue/status"][:])
+    status = store.shard_status(root)
     done = int((status == store.DONE).sum())
     failed = int((status == store.FAILED).sum())
     pending = int((status == store.PENDING).sum())
@@ -367,4 +369,5 @@ def _finalise(
         }
     )
     store.update_attributes(root, runs=runs)
+    store.consolidate(root)
     return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)

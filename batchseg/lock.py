@@ -2,8 +2,11 @@
 
 The lock is ``STORE.lock`` (beside the store so ``--overwrite`` can replace the store). It holds
 the owner's host, pid and a heartbeat the owner refreshes. A lock is stale when its owner is a
-dead process on this host, or its heartbeat is older than ``stale_after`` seconds; a stale lock
-is broken by an atomic rename, so two launchers cannot both break it and both win.
+dead process on this host, or its heartbeat is older than ``stale_after`` seconds. Breaking a
+stale lock happens under a second exclusive file ``STORE.lock.break``: the breaker checks that
+the lock file is still the very one it judged stale (inode, mtime, size, token) before removing
+it, so two launchers that judged the same lock stale cannot both break it and both win (the
+second would otherwise delete the first one's fresh lock).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
+BREAK_WAIT_SECONDS = 10.0  # how long acquire keeps retrying while stale locks are being broken
+BREAK_STALE_SECONDS = 30.0  # a ".break" file older than this was left by a killed breaker
 
 
 def lock_path(store: str) -> str:
@@ -60,13 +65,18 @@ class StoreLock:
 
     def acquire(self) -> None:
         """Take the lock or raise StoreError naming the holder."""
-        for _ in range(3):
+        deadline = time.monotonic() + BREAK_WAIT_SECONDS
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._read()
+                holder, identity = self._read_with_identity()
+                if identity is None:  # released meanwhile: try again
+                    continue
                 if self._is_stale(holder):
-                    self._break(holder)
+                    self._break(holder, identity)
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"could not take the lock {self.path}") from None
                     continue
                 raise StoreError(
                     f"{self.store} is in use by another launcher (pid {holder.get('pid')} on "
@@ -79,14 +89,22 @@ class StoreLock:
             self._thread = threading.Thread(target=self._beat, name="batchseg-lock", daemon=True)
             self._thread.start()
             return
-        raise StoreError(f"could not take the lock {self.path}")
 
     def _read(self) -> dict[str, object]:
         try:
             with open(self.path) as fh:
                 return dict(json.load(fh))
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError):
             return {}
+
+    def _read_with_identity(self) -> tuple[dict[str, object], tuple[object, ...] | None]:
+        """The holder and an identity of the lock file (None when there is no lock file)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {}, None
+        holder = self._read()
+        return holder, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, holder.get("token"))
 
     def _is_stale(self, holder: dict[str, object]) -> bool:
         try:
@@ -100,17 +118,42 @@ class StoreLock:
             return age > 5.0
         return age > self.stale_after
 
-    def _break(self, holder: dict[str, object]) -> None:
-        aside = f"{self.path}.stale-{uuid.uuid4().hex[:8]}"
+    def _break(self, holder: dict[str, object], identity: tuple[object, ...]) -> None:
+        """Remove the lock file judged stale, if it is still that file (one breaker at a time)."""
+        breaker = self.path + ".break"
         try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
+            fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            # another launcher is breaking it; one killed while doing so leaves this file behind
+            try:
+                if time.time() - os.stat(breaker).st_mtime > BREAK_STALE_SECONDS:
+                    os.unlink(breaker)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
             return
-        os.unlink(aside)
-        log.warning("removed a stale lock of pid %s on %s", holder.get("pid"), holder.get("host"))
+        except OSError as exc:
+            raise StoreError(f"cannot break lock {self.path}: {exc.strerror or exc}") from None
+        os.close(fd)
+        try:
+            now_holder, now_identity = self._read_with_identity()
+            if now_identity != identity:
+                return  # replaced (or removed) since we judged it: judge again
+            os.unlink(self.path)
+            log.warning(
+                "removed a stale lock of pid %s on %s", holder.get("pid"), holder.get("host")
+            )
+        finally:
+            try:
+                os.unlink(breaker)
+            except FileNotFoundError:
+                pass
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
+            if self._read().get("token") != self.token:
+                log.error("lost the lock %s (removed or taken over by another launcher)", self.path)
+                return  # never refresh somebody else's lock
             try:
                 os.utime(self.path)
             except OSError:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from batchseg.sources import ImageRef
+from batchseg.sources import ImageRef, paused_gc
 
 #: Pixels one task holds at most (labels of the whole shard are assembled in memory).
 DEFAULT_MAX_SHARD_PIXELS = 64 * 1024 * 1024
@@ -99,6 +99,16 @@ def plan_shards(
     Buckets are ordered by shape, images within a bucket by id, so the plan is deterministic.
     Large images get smaller shards so one task holds at most ``max_shard_pixels`` pixels.
     """
+    with paused_gc():
+        return _plan_shards(refs, shapes, shard_size, max_shard_pixels)
+
+
+def _plan_shards(
+    refs: Sequence[ImageRef],
+    shapes: Sequence[tuple[int, int]],
+    shard_size: int,
+    max_shard_pixels: int,
+) -> Plan:
     if shard_size < 1:
         raise ValueError("shard size must be >= 1")
     if len(refs) != len(shapes):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import threading
 from collections.abc import Iterator
@@ -76,6 +77,10 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot read file ({_one_line(exc.strerror or exc)})"
 
 
+def _nonblocking_opener(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 @contextmanager
 def _open_binary(uri: str) -> Iterator[IO[bytes]]:
     """Open ``uri`` for binary reading; map every open/read failure to ImageError."""
@@ -98,9 +103,21 @@ def _open_binary(uri: str) -> Iterator[IO[bytes]]:
     if os.path.isdir(uri):
         raise ImageError("is a directory, not an image file")
     try:
-        fh = open(uri, "rb")  # noqa: SIM115 - closed by the with-block below
+        # O_NONBLOCK: opening a FIFO (or some devices) for reading would otherwise block
+        # forever; it has no effect on regular files, and anything else is refused below.
+        fh = open(uri, "rb", opener=_nonblocking_opener)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise ImageError(_os_error_message(exc)) from exc
+    try:
+        mode = os.fstat(fh.fileno()).st_mode
+    except OSError as exc:
+        fh.close()
+        raise ImageError(_os_error_message(exc)) from exc
+    if not stat.S_ISREG(mode):
+        fh.close()
+        raise ImageError("not a regular file (FIFO, socket or device)")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fh.fileno(), True)
     with fh:
         try:
             size = os.fstat(fh.fileno()).st_size

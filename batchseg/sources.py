@@ -5,13 +5,14 @@ Nothing here reads pixels. The result is a deterministic list sorted by image id
 
 from __future__ import annotations
 
-import csv
+import gc
 import glob
 import logging
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from batchseg.errors import InputError
 
@@ -22,9 +23,11 @@ MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    """One image of the collection: its id, where to read it, and its size if already known."""
+class ImageRef(NamedTuple):
+    """One image of the collection: its id, where to read it, and its size if already known.
+
+    A named tuple: a 10^6-row manifest makes 10^6 of these, 10x faster than a dataclass.
+    """
 
     image_id: str
     uri: str
@@ -48,10 +51,11 @@ def discover(source: str) -> list[ImageRef]:
         raise InputError(
             f"input {source} is neither a directory, a glob, an image nor a .txt/.csv manifest"
         )
-    refs = _deduplicate(refs)
-    if not refs:
-        raise InputError(f"no images found in {source}")
-    return sorted(refs, key=lambda r: r.image_id)
+    with paused_gc():
+        refs = _deduplicate(refs)
+        if not refs:
+            raise InputError(f"no images found in {source}")
+        return sorted(refs, key=lambda r: r.image_id)
 
 
 def _from_directory(root: Path) -> list[ImageRef]:
@@ -104,39 +108,67 @@ def _from_manifest(manifest: Path) -> list[ImageRef]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read manifest {manifest}: {exc}") from None
     return [
-        ImageRef(line, _resolve(line, folder))
+        ImageRef(line, _resolve(line, str(folder)))
         for line in lines
         if line and not line.startswith("#")
     ]
 
 
 def _read_csv(manifest: Path, folder: Path) -> Iterable[ImageRef]:
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in reader.fieldnames or []]
-        if "path" not in fields:
-            raise InputError(f"manifest {manifest} has no 'path' column (columns: {fields})")
-        sized = "width" in fields and "height" in fields
-        for lineno, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            path = row["path"]
-            if not path:
-                continue
-            height = width = None
-            if sized and row.get("height") and row.get("width"):
-                try:
-                    height, width = int(row["height"]), int(row["width"])
-                except ValueError:
-                    raise InputError(
-                        f"manifest {manifest} line {lineno}: width/height must be integers"
-                    ) from None
-            yield ImageRef(path, _resolve(path, folder), height, width)
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(
+            manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig", engine="pyarrow"
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as exc:
+        raise InputError(f"cannot read manifest {manifest}: {' '.join(str(exc).split())}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    if "path" not in table.columns:
+        raise InputError(
+            f"manifest {manifest} has no 'path' column (columns: {list(table.columns)})"
+        )
+    stripped = table["path"].str.strip()
+    keep = (stripped != "").to_numpy()
+    stripped = stripped[keep]
+    absolute = stripped.str.contains("://", regex=False) | stripped.str.startswith("/")
+    uris = stripped.where(absolute, str(folder) + "/" + stripped.str.removeprefix("./")).tolist()
+    paths = stripped.tolist()
+    heights: list[int | None] = [None] * len(paths)
+    widths: list[int | None] = [None] * len(paths)
+    if "width" in table.columns and "height" in table.columns:
+        sizes = table.loc[keep, ["height", "width"]].apply(lambda c: c.str.strip())
+        known = ((sizes["height"] != "") & (sizes["width"] != "")).to_numpy()
+        numeric = sizes[known].apply(pd.to_numeric, errors="coerce")
+        bad = numeric.isna().any(axis=1) | (numeric % 1 != 0).any(axis=1)
+        if bad.any():
+            line = int(bad.to_numpy().nonzero()[0][0])
+            row = int(known.nonzero()[0][line]) + 2  # header is line 1
+            raise InputError(f"manifest {manifest} line {row}: width/height must be integers")
+        h = numeric["height"].astype("int64").tolist()
+        w = numeric["width"].astype("int64").tolist()
+        for i, hh, ww in zip(known.nonzero()[0].tolist(), h, w, strict=True):
+            heights[i], widths[i] = hh, ww
+    with paused_gc():
+        return list(map(ImageRef, paths, uris, heights, widths))
 
 
-def _resolve(path: str, folder: Path) -> str:
-    if "://" in path or os.path.isabs(path):
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building millions of small objects (none form cycles)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _resolve(path: str, folder: str) -> str:
+    if "://" in path or path.startswith("/"):
         return path
-    return str(folder / path)
+    return f"{folder}/{path[2:] if path.startswith('./') else path}"
 
 
 def _deduplicate(refs: list[ImageRef]) -> list[ImageRef]:

@@ -8,7 +8,7 @@ Layout (every node readable with plain zarr-python)::
       catalogue/height, width    uint32 (rows,)
       catalogue/bucket           int32  (rows,)   -1 on padding rows
       catalogue/bucket_row       int64  (rows,)   row in labels/<bucket>
-      catalogue/status           int8   (rows,)   chunk = shard: 0 empty, 1 pending, 2 done, 3 failed
+      catalogue/status           int8   (rows,)   chunk = shard: 1 pending (fill), 2 done, 3 failed
       catalogue/error            str    (rows,)   chunk = shard
       stats                      float64 (rows, columns), chunk = (shard, columns);
                                  attrs["columns"] names the columns
@@ -108,21 +108,16 @@ def create(
     uris = np.full(rows, "", dtype=object)
     bucket = np.full(rows, -1, dtype=np.int32)
     bucket_row = np.full(rows, -1, dtype=np.int64)
-    status = np.zeros(rows, dtype=np.int8)
-    errors = np.full(rows, "", dtype=object)
     heights = np.zeros(rows, dtype=np.uint32)
     widths = np.zeros(rows, dtype=np.uint32)
     for shard in plan.shards:
         b = plan.buckets[shard.bucket]
-        for slot, (image_id, uri) in enumerate(zip(shard.image_ids, shard.uris, strict=True)):
-            r = plan.row_of(shard, slot)
-            ids[r], uris[r] = image_id, uri
-            bucket[r], bucket_row[r] = shard.bucket, plan.bucket_row_of(shard, slot)
-            heights[r], widths[r] = b.height, b.width
-            if image_id in header_errors:
-                status[r], errors[r] = FAILED, header_errors[image_id]
-            else:
-                status[r] = PENDING
+        r0, n = shard.index * S, len(shard)
+        ids[r0 : r0 + n] = shard.image_ids
+        uris[r0 : r0 + n] = shard.uris
+        bucket[r0 : r0 + n] = shard.bucket
+        bucket_row[r0 : r0 + n] = np.arange(n) + shard.bucket_shard * b.shard_size
+        heights[r0 : r0 + n], widths[r0 : r0 + n] = b.height, b.width
     big = max(1, min(rows, _CATALOGUE_CHUNK))
     cat = root.create_group("catalogue")
     for name, data in (("image_id", ids), ("uri", uris)):
@@ -137,10 +132,13 @@ def create(
             name, shape=(rows,), chunks=(big,), dtype=data.dtype, compressors=table_codec()
         )
         arr[:] = data
-    cat.create_array("status", shape=(rows,), chunks=(S,), dtype=np.int8, fill_value=EMPTY)[:] = (
-        status
+    # task-written arrays: chunk = one shard; unwritten chunks read as pending / no error
+    status = cat.create_array(
+        "status", shape=(rows,), chunks=(S,), dtype=np.int8, fill_value=PENDING
     )
-    cat.create_array("error", shape=(rows,), chunks=(S,), dtype=str, fill_value="")[:] = errors
+    error = cat.create_array("error", shape=(rows,), chunks=(S,), dtype=str, fill_value="")
+    if header_errors:
+        _mark_header_failures(plan, status, error, header_errors)
     fault("creating")
     st = root.create_array(
         "stats",
@@ -195,6 +193,26 @@ def incomplete_fingerprint(path: str) -> str | None:
         return None
     marker = group.attrs.get(CREATING_KEY)
     return marker.get("fingerprint") if isinstance(marker, dict) else None
+
+
+def _mark_header_failures(
+    plan: Plan, status: zarr.Array, error: zarr.Array, header_errors: Mapping[str, str]
+) -> None:
+    """Write failed status for images whose header could not be read (their chunks only)."""
+    S = plan.shard_size
+    for shard in plan.shards:
+        failed = [i for i, image_id in enumerate(shard.image_ids) if image_id in header_errors]
+        if not failed:
+            continue
+        block = np.full(S, EMPTY, dtype=np.int8)
+        block[: len(shard)] = PENDING
+        messages = np.full(S, "", dtype=object)
+        for i in failed:
+            block[i] = FAILED
+            messages[i] = header_errors[shard.image_ids[i]]
+        rows = slice(shard.index * S, (shard.index + 1) * S)
+        error[rows] = messages
+        status[rows] = block
 
 
 def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
@@ -267,9 +285,10 @@ def load_plan(root: zarr.Group) -> Plan:
     return Plan(S, buckets, tuple(shards))
 
 
-def shard_status(root: zarr.Group, plan: Plan) -> np.ndarray:
-    """Status array (rows,) of the store."""
-    return np.asarray(root["catalogue/status"][:])
+def shard_status(root: zarr.Group, plan: Plan | None = None) -> np.ndarray:
+    """Status per table row (task-written arrays); padding rows read EMPTY."""
+    status = np.asarray(root["catalogue/status"][:])
+    return np.where(np.asarray(root["catalogue/bucket"][:]) >= 0, status, EMPTY).astype(np.int8)
 
 
 @lru_cache(maxsize=64)
@@ -303,28 +322,147 @@ def write_shard(
     _open_array(path, "catalogue/status", store_id)[rows] = block.status
 
 
-def read_table(root: zarr.Group, *, include_empty: bool = False) -> pd.DataFrame:
-    """One row per image: id, uri, size, status, error and every statistic."""
+def consolidate(root: zarr.Group) -> None:
+    """Copy the task-written per-row arrays into large-chunk ``table/`` arrays for fast reads.
+
+    Called by the launcher after a run; a run invalidates the copy when it starts.
+    """
+    rows = root["catalogue/status"].shape[0]
+    big = max(1, min(rows, _CATALOGUE_CHUNK * 16))
+    ncols = root["stats"].shape[1]
+    table = root.require_group("table")
+    status = shard_status(root)
+    table.create_array(
+        "status",
+        shape=(rows,),
+        chunks=(big,),
+        dtype=np.int8,
+        fill_value=PENDING,
+        compressors=table_codec(),
+        overwrite=True,
+    )[...] = status
+    table.create_array(
+        "error",
+        shape=(rows,),
+        chunks=(max(1, min(rows, _CATALOGUE_CHUNK)),),
+        dtype=str,
+        fill_value="",
+        overwrite=True,
+    )[...] = root["catalogue/error"][...]
+    # one chunk column per statistic: a query reads only the columns it uses
+    table.create_array(
+        "stats",
+        shape=(rows, ncols),
+        chunks=(big, 1),
+        dtype=np.float64,
+        fill_value=np.nan,
+        compressors=table_codec(),
+        overwrite=True,
+    )[...] = root["stats"][...]
+    # image ids as Arrow-style offsets + UTF-8 bytes: decoded without a Python str per row
+    ids = np.asarray(root["catalogue/image_id"][...], dtype=object)
+    encoded = [str(x).encode("utf-8", "surrogateescape") for x in ids]
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    table.create_array(
+        "image_id_offsets",
+        shape=offsets.shape,
+        chunks=(big + 1,),
+        dtype=np.int64,
+        compressors=table_codec(),
+        overwrite=True,
+    )[...] = offsets
+    table.create_array(
+        "image_id_bytes",
+        shape=(max(1, data.size),),
+        chunks=(max(1, min(data.size, 1 << 24)),),
+        dtype=np.uint8,
+        compressors=table_codec(),
+        overwrite=True,
+    )[: data.size] = data
+    update_attributes(root, consolidated=True)
+
+
+def invalidate_consolidated(root: zarr.Group) -> None:
+    """Mark ``table/`` stale before tasks write (readers then use the per-shard arrays)."""
+    if attributes(root).get("consolidated"):
+        update_attributes(root, consolidated=False)
+
+
+def _per_row(root: zarr.Group, name: str) -> zarr.Array:
+    consolidated = attributes(root).get("consolidated") and "table" in root
+    if name == "stats":
+        return root["table/stats"] if consolidated else root["stats"]
+    return root[f"table/{name}"] if consolidated else root[f"catalogue/{name}"]
+
+
+def read_table(
+    root: zarr.Group, columns: Sequence[str] | None = None, *, include_empty: bool = False
+) -> pd.DataFrame:
+    """One row per image: id, status, error, size, every statistic and uri.
+
+    ``columns`` limits what is read (``image_id`` and ``status`` always come).
+    """
     cat = root["catalogue"]
-    status = np.asarray(cat["status"][:])
-    keep = slice(None) if include_empty else status != EMPTY
-    columns = list(root["stats"].attrs["columns"])
+    stat_names = list(root["stats"].attrs["columns"])
+    wanted = None if columns is None else set(columns)
+
+    def want(name: str) -> bool:
+        return wanted is None or name in wanted
+
+    bucket = np.asarray(cat["bucket"][:])
+    keep = slice(None) if include_empty else bucket >= 0
+    status = np.where(bucket >= 0, np.asarray(_per_row(root, "status")[:]), EMPTY)[keep]
     data: dict[str, Any] = {
-        "image_id": np.asarray(cat["image_id"][:], dtype=object)[keep],
-        "status": pd.Categorical.from_codes(
-            status[keep], categories=[STATUS_NAMES[i] for i in range(4)]
-        ),
-        "error": np.asarray(cat["error"][:], dtype=object)[keep],
-        "height": np.asarray(cat["height"][:])[keep],
-        "width": np.asarray(cat["width"][:])[keep],
+        "image_id": _image_ids(root)[keep],
+        "status": pd.Categorical.from_codes(status, categories=[STATUS_NAMES[i] for i in range(4)]),
     }
-    stats = np.asarray(root["stats"][:])[keep]
-    for i, name in enumerate(columns):
-        data[name] = stats[:, i]
-    data["uri"] = np.asarray(cat["uri"][:], dtype=object)[keep]
-    table = pd.DataFrame(data)
-    table["status"] = table["status"].astype(str)
-    return table.reset_index(drop=True)
+    if want("error"):
+        data["error"] = np.asarray(_per_row(root, "error")[:], dtype=object)[keep]
+    for name in ("height", "width"):
+        if want(name):
+            data[name] = np.asarray(cat[name][:])[keep]
+    picked = [i for i, name in enumerate(stat_names) if want(name)]
+    if picked:
+        stats = _per_row(root, "stats")
+        block = np.asarray(
+            stats[:]
+            if len(picked) == len(stat_names)
+            else stats.get_orthogonal_selection((slice(None), picked))
+        )[keep]
+        for j, i in enumerate(picked if len(picked) != len(stat_names) else range(len(stat_names))):
+            data[stat_names[i]] = block[:, j]
+    if want("uri"):
+        data["uri"] = np.asarray(cat["uri"][:], dtype=object)[keep]
+    return pd.DataFrame(data)
+
+
+def _image_ids(root: zarr.Group) -> Any:
+    """Image ids per row: from the consolidated Arrow-style buffers when valid."""
+    if attributes(root).get("consolidated") and "table/image_id_offsets" in root:
+        import pyarrow as pa
+
+        offsets = np.asarray(root["table/image_id_offsets"][...])
+        data = np.asarray(root["table/image_id_bytes"][...])[: int(offsets[-1])]
+        array = pa.LargeStringArray.from_buffers(
+            len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())
+        )
+        return pd.arrays.ArrowExtensionArray(array)
+    return np.asarray(root["catalogue/image_id"][...], dtype=object)
+
+
+def table_columns(root: zarr.Group) -> list[str]:
+    """Every column :func:`read_table` can return."""
+    return [
+        "image_id",
+        "status",
+        "error",
+        "height",
+        "width",
+        *root["stats"].attrs["columns"],
+        "uri",
+    ]
 
 
 def find_row(root: zarr.Group, image_id: str) -> int:
