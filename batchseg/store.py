@@ -323,64 +323,53 @@ def write_shard(
 
 
 def consolidate(root: zarr.Group) -> None:
-    """Copy the task-written per-row arrays into large-chunk ``table/`` arrays for fast reads.
+    """Write ``table/``: the per-image table without padding rows, in large chunks.
 
-    Called by the launcher after a run; a run invalidates the copy when it starts.
+    The task-written arrays are chunked one shard each (thousands of small objects); this copy
+    makes whole-table reads and queries fast. Called by the launcher after a run; a run
+    invalidates it when it starts, and readers then fall back to the per-shard arrays.
     """
-    rows = root["catalogue/status"].shape[0]
-    big = max(1, min(rows, _CATALOGUE_CHUNK * 16))
+    bucket = np.asarray(root["catalogue/bucket"][...])
+    real = bucket >= 0
+    n = int(real.sum())
+    big = max(1, min(n, _CATALOGUE_CHUNK * 16))
     ncols = root["stats"].shape[1]
     table = root.require_group("table")
-    status = shard_status(root)
-    table.create_array(
-        "status",
-        shape=(rows,),
-        chunks=(big,),
-        dtype=np.int8,
-        fill_value=PENDING,
-        compressors=table_codec(),
-        overwrite=True,
-    )[...] = status
-    table.create_array(
-        "error",
-        shape=(rows,),
-        chunks=(max(1, min(rows, _CATALOGUE_CHUNK)),),
-        dtype=str,
-        fill_value="",
-        overwrite=True,
-    )[...] = root["catalogue/error"][...]
+
+    def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
+        table.create_array(
+            name,
+            shape=data.shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=fill,
+            compressors=None if dtype is str else table_codec(),
+            overwrite=True,
+        )[...] = data
+
+    put("status", shard_status(root)[real], (big,), np.int8, PENDING)
+    for name in ("height", "width"):
+        put(name, np.asarray(root[f"catalogue/{name}"][...])[real], (big,), np.uint32, 0)
+    small = (max(1, min(n, _CATALOGUE_CHUNK)),)
+    for source, name in (("catalogue/error", "error"), ("catalogue/uri", "uri")):
+        put(name, np.asarray(root[source][...], dtype=object)[real], small, str, "")
     # one chunk column per statistic: a query reads only the columns it uses
-    table.create_array(
-        "stats",
-        shape=(rows, ncols),
-        chunks=(big, 1),
-        dtype=np.float64,
-        fill_value=np.nan,
-        compressors=table_codec(),
-        overwrite=True,
-    )[...] = root["stats"][...]
+    stats = np.asarray(root["stats"][...])[real]
+    put("stats", stats.reshape(n, ncols), (big, 1), np.float64, np.nan)
     # image ids as Arrow-style offsets + UTF-8 bytes: decoded without a Python str per row
-    ids = np.asarray(root["catalogue/image_id"][...], dtype=object)
+    ids = np.asarray(root["catalogue/image_id"][...], dtype=object)[real]
     encoded = [str(x).encode("utf-8", "surrogateescape") for x in ids]
-    offsets = np.zeros(rows + 1, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    table.create_array(
-        "image_id_offsets",
-        shape=offsets.shape,
-        chunks=(big + 1,),
-        dtype=np.int64,
-        compressors=table_codec(),
-        overwrite=True,
-    )[...] = offsets
-    table.create_array(
+    put("image_id_offsets", offsets, (big + 1,), np.int64, 0)
+    put(
         "image_id_bytes",
-        shape=(max(1, data.size),),
-        chunks=(max(1, min(data.size, 1 << 24)),),
-        dtype=np.uint8,
-        compressors=table_codec(),
-        overwrite=True,
-    )[: data.size] = data
+        data if data.size else np.zeros(1, np.uint8),
+        (max(1, min(data.size, 1 << 24)),),
+        np.uint8,
+        0,
+    )
     update_attributes(root, consolidated=True)
 
 
@@ -390,11 +379,8 @@ def invalidate_consolidated(root: zarr.Group) -> None:
         update_attributes(root, consolidated=False)
 
 
-def _per_row(root: zarr.Group, name: str) -> zarr.Array:
-    consolidated = attributes(root).get("consolidated") and "table" in root
-    if name == "stats":
-        return root["table/stats"] if consolidated else root["stats"]
-    return root[f"table/{name}"] if consolidated else root[f"catalogue/{name}"]
+def _consolidated(root: zarr.Group) -> bool:
+    return bool(attributes(root).get("consolidated")) and "table" in root
 
 
 def read_table(
@@ -403,53 +389,56 @@ def read_table(
     """One row per image: id, status, error, size, every statistic and uri.
 
     ``columns`` limits what is read (``image_id`` and ``status`` always come).
+    ``include_empty`` keeps the padding rows of short shards (status ``empty``).
     """
-    cat = root["catalogue"]
     stat_names = list(root["stats"].attrs["columns"])
     wanted = None if columns is None else set(columns)
-
-    def want(name: str) -> bool:
-        return wanted is None or name in wanted
-
-    bucket = np.asarray(cat["bucket"][:])
-    keep = slice(None) if include_empty else bucket >= 0
-    status = np.where(bucket >= 0, np.asarray(_per_row(root, "status")[:]), EMPTY)[keep]
+    picked = [i for i, name in enumerate(stat_names) if wanted is None or name in wanted]
+    if _consolidated(root) and not include_empty:
+        t = root["table"]
+        keep: Any = slice(None)
+        status = np.asarray(t["status"][...])
+        ids = _arrow_ids(t)
+        source = {name: t[name] for name in ("error", "height", "width", "uri")}
+        stats = t["stats"]
+    else:
+        cat = root["catalogue"]
+        bucket = np.asarray(cat["bucket"][...])
+        keep = slice(None) if include_empty else bucket >= 0
+        status = np.where(bucket >= 0, np.asarray(cat["status"][...]), EMPTY)[keep]
+        ids = np.asarray(cat["image_id"][...], dtype=object)[keep]
+        source = {name: cat[name] for name in ("error", "height", "width", "uri")}
+        stats = root["stats"]
     data: dict[str, Any] = {
-        "image_id": _image_ids(root)[keep],
+        "image_id": ids,
         "status": pd.Categorical.from_codes(status, categories=[STATUS_NAMES[i] for i in range(4)]),
     }
-    if want("error"):
-        data["error"] = np.asarray(_per_row(root, "error")[:], dtype=object)[keep]
-    for name in ("height", "width"):
-        if want(name):
-            data[name] = np.asarray(cat[name][:])[keep]
-    picked = [i for i, name in enumerate(stat_names) if want(name)]
+    for name in ("error", "height", "width"):
+        if wanted is None or name in wanted:
+            data[name] = np.asarray(source[name][...])[keep]
     if picked:
-        stats = _per_row(root, "stats")
-        block = np.asarray(
-            stats[:]
-            if len(picked) == len(stat_names)
-            else stats.get_orthogonal_selection((slice(None), picked))
-        )[keep]
-        for j, i in enumerate(picked if len(picked) != len(stat_names) else range(len(stat_names))):
+        if len(picked) == len(stat_names):
+            block = np.asarray(stats[...])
+        else:
+            block = np.asarray(stats.get_orthogonal_selection((slice(None), picked)))
+        block = block[keep]
+        for j, i in enumerate(picked):
             data[stat_names[i]] = block[:, j]
-    if want("uri"):
-        data["uri"] = np.asarray(cat["uri"][:], dtype=object)[keep]
+    if wanted is None or "uri" in wanted:
+        data["uri"] = np.asarray(source["uri"][...], dtype=object)[keep]
     return pd.DataFrame(data)
 
 
-def _image_ids(root: zarr.Group) -> Any:
-    """Image ids per row: from the consolidated Arrow-style buffers when valid."""
-    if attributes(root).get("consolidated") and "table/image_id_offsets" in root:
-        import pyarrow as pa
+def _arrow_ids(table: zarr.Group) -> Any:
+    """Image ids from the consolidated offsets + bytes, as a pandas Arrow string array."""
+    import pyarrow as pa
 
-        offsets = np.asarray(root["table/image_id_offsets"][...])
-        data = np.asarray(root["table/image_id_bytes"][...])[: int(offsets[-1])]
-        array = pa.LargeStringArray.from_buffers(
-            len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())
-        )
-        return pd.arrays.ArrowExtensionArray(array)
-    return np.asarray(root["catalogue/image_id"][...], dtype=object)
+    offsets = np.asarray(table["image_id_offsets"][...])
+    data = np.asarray(table["image_id_bytes"][...])[: int(offsets[-1])]
+    array = pa.LargeStringArray.from_buffers(
+        len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())
+    )
+    return pd.arrays.ArrowExtensionArray(array)
 
 
 def table_columns(root: zarr.Group) -> list[str]:
