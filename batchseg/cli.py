@@ -436,12 +436,17 @@ def mask(
         bool, typer.Option("--overlay", help="Blend the mask over the source image.")
     ] = False,
     alpha: Annotated[float, typer.Option(help="Overlay opacity 0-1.")] = 0.5,
+    confidence: Annotated[
+        bool, typer.Option("--confidence", help="Write the confidence map (semantic) as grey PNG.")
+    ] = False,
 ) -> None:
     """Write an image's label map as a colour PNG, or as an overlay on the source image."""
-    _guard(lambda: _mask(store_path, image_id, output, overlay, alpha))
+    _guard(lambda: _mask(store_path, image_id, output, overlay, alpha, confidence))
 
 
-def _mask(path: str, image_id: str, output: Path, overlay: bool, alpha: float) -> None:
+def _mask(
+    path: str, image_id: str, output: Path, overlay: bool, alpha: float, confidence: bool
+) -> None:
     import numpy as np
 
     import batchseg
@@ -450,6 +455,10 @@ def _mask(path: str, image_id: str, output: Path, overlay: bool, alpha: float) -
     if not 0.0 <= alpha <= 1.0:
         raise UsageError("--alpha must be between 0 and 1")
     view = batchseg.open(path)
+    if confidence:
+        render.save_png(view.confidence(image_id), str(output))
+        typer.echo(f"wrote {output}")
+        return
     labels = view.mask(image_id)
     colours = np.asarray(view.colours, dtype=np.uint8) if view.colours else None
     if overlay:
