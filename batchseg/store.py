@@ -49,9 +49,14 @@ STATUS_NAMES = {EMPTY: "empty", PENDING: "pending", DONE: "done", FAILED: "faile
 _CATALOGUE_CHUNK = 1 << 16
 
 
-def label_codec() -> BloscCodec:
-    """Compressor for label maps (zstd with bit shuffling; see the README's storage table)."""
-    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+def label_codec(dtype: np.dtype) -> BloscCodec:
+    """Compressor for label maps: zstd 5, bit-shuffled for uint8, byte-shuffled for wider.
+
+    Measured on CamVid + BSDS500 (README storage table): byte shuffling made uint16/uint32 region
+    labels 2.2x smaller than bit shuffling; for uint8 class maps bit shuffling is as good or better.
+    """
+    shuffle = "bitshuffle" if np.dtype(dtype).itemsize == 1 else "shuffle"
+    return BloscCodec(cname="zstd", clevel=5, shuffle=shuffle)
 
 
 def table_codec() -> BloscCodec:
@@ -223,7 +228,7 @@ def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
         shards=(b.shard_size, b.height, b.width),
         dtype=dtype,
         fill_value=0,
-        compressors=label_codec(),
+        compressors=label_codec(dtype),
         dimension_names=("image", "y", "x"),
     )
 

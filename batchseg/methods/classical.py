@@ -16,8 +16,6 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import color, feature, filters, measure, morphology, segmentation
 from skimage.util import regular_grid
-from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
 
 from batchseg.errors import ImageError, UsageError
 from batchseg.methods.base import Method, Param, smallest_uint
@@ -419,6 +417,9 @@ def kmeans(image: np.ndarray, k: int, space: str, seed: int, sample: int) -> np.
         fit_on = features[np.sort(rows)]
     else:
         fit_on = features
+    from sklearn.cluster import KMeans  # lazy: scikit-learn costs ~1 s of import time
+    from threadpoolctl import threadpool_limits
+
     model = KMeans(n_clusters=k, n_init=3, random_state=seed)
     # scikit-learn's Lloyd step sums per-thread partial centres in lock order, so with
     # several OpenMP threads the last bits (and hence labels) can vary run to run.
