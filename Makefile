@@ -35,3 +35,8 @@ lint: install
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
+
+# Benchmark suite (tests/benchmarks/README.md): side-by-side throughput vs plain loop,
+# multiprocessing, Dask and Ray Data (when installed), per-image overhead, label storage.
+bench: install
+	$(BIN)/python -m tests.benchmarks.run --data ../shared/data --out bench-results
