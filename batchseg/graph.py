@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from distributed import Client, as_completed
 
@@ -59,6 +60,38 @@ def scan_headers(
 
 def _context(ctx: JobContext) -> JobContext:
     return ctx
+
+
+def _warm(method_id: str, params: dict[str, Any]) -> None:
+    """Import the method and build its runner (semantic: load the model) in this worker."""
+    from batchseg.methods import get_method
+
+    get_method(method_id).runner(params)
+
+
+def warm_workers(
+    client: Client,
+    method_id: str,
+    params: dict[str, Any],
+    resources: dict[str, float] | None = None,
+) -> None:
+    """Build the runner once in every worker that will run shards, before timing starts.
+
+    Failures are ignored here: the tasks report them per shard.
+    """
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    targets = [
+        addr
+        for addr, info in workers.items()
+        if not resources
+        or all((info.get("resources") or {}).get(k, 0) >= v for k, v in resources.items())
+    ]
+    if not targets:
+        return
+    try:
+        client.run(_warm, method_id, params, workers=targets)
+    except Exception as exc:  # noqa: BLE001 - the shard tasks will report the real error
+        log.debug("warm-up failed: %s", exc)
 
 
 def run_shards(

@@ -55,11 +55,23 @@ class JobResult:
         return 0 if self.failed == 0 and self.pending == 0 else 3
 
 
+def _file_identity(value: Any) -> Any:
+    """A parameter naming a file (checkpoint, model, classes) is identified by its content."""
+    if isinstance(value, str) and value and os.path.isfile(value):
+        digest = hashlib.sha256()
+        with open(value, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return {"file": value, "sha256": digest.hexdigest()}
+    return value
+
+
 def fingerprint(refs: list[ImageRef], method: Method, params: dict[str, Any]) -> str:
     """Identity of a job's inputs, method and parameters (resume refuses a different one)."""
     h = hashlib.sha256()
+    identity = {k: _file_identity(v) for k, v in params.items() if k not in method.runtime_params}
     h.update(
-        json.dumps({"method": method.id, "params": params}, sort_keys=True, default=str).encode()
+        json.dumps({"method": method.id, "params": identity}, sort_keys=True, default=str).encode()
     )
     for ref in refs:
         h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
@@ -240,6 +252,8 @@ def _run_locked(
         total = sum(len(s) for s in todo)
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
+        if todo:
+            graph.warm_workers(handle.client, method.id, run_params, resources)
         exec_start = time.perf_counter()
         for shard, outcome in graph.run_shards(handle.client, ctx, todo, resources=resources):
             if isinstance(outcome, OSError):

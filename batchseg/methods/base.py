@@ -109,6 +109,8 @@ class Method:
     family: str = "classical"
     make_runner: Callable[[Mapping[str, Any]], Runner] | None = None
     has_confidence: bool = False
+    #: parameters that change how, not what, is computed (left out of the job fingerprint)
+    runtime_params: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def runner(self, params: Mapping[str, Any]) -> Runner:
