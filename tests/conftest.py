@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,50 @@ def cluster_address() -> Iterator[str]:
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
         yield cluster.scheduler_address
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback."""
+    import subprocess
+    import sys
+    import time
+
+    from distributed import Client
+
+    dask_bin = str(Path(sys.executable).with_name("dask"))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    procs = [subprocess.Popen([*scheduler, "--dashboard-address", ":0"], **quiet)]
+    worker = [dask_bin, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
+    procs += [subprocess.Popen(worker, **quiet) for _ in range(n_workers)]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout="5s") as c:
+                    if len(c.scheduler_info()["workers"]) == n_workers:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "dask processes did not start"
+            time.sleep(0.2)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()

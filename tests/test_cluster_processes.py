@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,63 +12,15 @@ import batchseg
 from batchseg import readers
 from batchseg.cli import app
 from batchseg.methods import get_method
+from tests.conftest import dask_processes_cluster
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def dask_processes() -> Iterator[str]:
-    dask = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [
-        subprocess.Popen(
-            [
-                dask,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                ":0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    for _ in range(2):
-        procs.append(
-            subprocess.Popen(
-                [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-    from distributed import Client
-
-    deadline = time.time() + 60
-    while True:
-        try:
-            with Client(address, timeout="5s") as c:
-                if len(c.scheduler_info()["workers"]) == 2:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise RuntimeError("dask processes did not start")
-        time.sleep(0.5)
-    yield address
-    for p in reversed(procs):
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
+    with dask_processes_cluster(2) as address:
+        yield address
 
 
 def test_job_on_separate_processes(collection, tmp_path, dask_processes):

@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,7 +37,7 @@ from batchseg.job import run_job
 from batchseg.lock import lock_path
 from batchseg.methods import Method, Param, get_method, register
 from batchseg.spec import JobSpec
-from tests.conftest import make_image, write_collection
+from tests.conftest import dask_processes_cluster, make_image, write_collection
 
 pytestmark = pytest.mark.integration
 
@@ -329,12 +328,6 @@ class TestMethods(WorkerPlugin):
 register_test_methods()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def local_cluster() -> Iterator[str]:
     """2 worker processes (nannies restart killed workers); a task that killed 2 workers is
@@ -363,62 +356,9 @@ def local_cluster() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def dask_processes() -> Iterator[str]:
     """A scheduler and 2 ``dask worker --nworkers 1`` processes on loopback."""
-    dask_bin = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [
-        subprocess.Popen(
-            [
-                dask_bin,
-                "scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                ":0",
-            ],
-            **quiet,
-        )  # fmt: skip
-    ]
-    for _ in range(2):
-        procs.append(
-            subprocess.Popen(
-                [
-                    dask_bin,
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--nworkers",
-                    "1",
-                    "--no-dashboard",
-                ],
-                **quiet,
-            )  # fmt: skip
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout="5s") as c:
-                    if len(c.scheduler_info()["workers"]) == 2:
-                        c.register_plugin(TestMethods())
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "dask processes did not start"
-            time.sleep(0.2)
+    with dask_processes_cluster(2) as address, Client(address, timeout="5s") as client:
+        client.register_plugin(TestMethods())
         yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 def _slow_spec(folder: Path, out: Path, address: str, **params) -> JobSpec:
