@@ -483,6 +483,44 @@ def _mask(
 
 
 @app.command()
+def export(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    image_id: Annotated[str, typer.Argument(help="Image id as listed by `batchseg query`.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image to write (OUT.zarr or OUT.ome.zarr).")
+    ],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format: ome-zarr.")] = (
+        "ome-zarr"
+    ),
+    levels: Annotated[
+        int | None,
+        typer.Option(help="Pyramid levels, factor 2 each (default: down to <= 256 px, at most 8)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output.")
+    ] = False,
+) -> None:
+    """Write one image and its labels as OME-Zarr (NGFF 0.5) pyramids for viewers."""
+    _guard(lambda: _export(store_path, image_id, output, fmt, levels, overwrite))
+
+
+def _export(
+    path: str, image_id: str, output: Path, fmt: str, levels: int | None, overwrite: bool
+) -> None:
+    from batchseg.export import export_ome_zarr
+
+    if fmt != "ome-zarr":
+        raise UsageError(f"--format must be ome-zarr, got {fmt!r}")
+    result = export_ome_zarr(path, image_id, output, levels=levels, overwrite=overwrite)
+    shape = "x".join(str(s) for s in result["image_shapes"][0])
+    typer.echo(
+        f"wrote {output}: image {shape} in {result['levels']} levels, labels "
+        f"'segmentation' ({result['label_values_listed']} of {result['label_values_total']} "
+        "label values listed)"
+    )
+
+
+@app.command()
 def stats(
     store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
