@@ -75,7 +75,8 @@ class StoreView:
         return store.read_labels(self._root, image_id, confidence=True)
 
     def uri(self, image_id: str) -> str:
-        return str(self._root["catalogue/uri"][store.find_row(self._root, image_id)])
+        row = store.find_row(self._root, image_id)
+        return str(store.read_array(self._root, "catalogue/uri", row))
 
     def status(self) -> dict[str, Any]:
         """Counts per status and the failed images with their errors."""

@@ -175,6 +175,16 @@ def run(
     gpus: Annotated[
         int | None, typer.Option(help="Embedded cluster: one worker process per GPU.")
     ] = None,
+    tls_ca_file: Annotated[
+        str | None,
+        typer.Option(help="TLS: CA certificate (PEM) that signs the cluster's certificates."),
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="TLS: this client's certificate (PEM); with --tls-key.")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(help="TLS: private key (PEM) of --tls-cert.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (no pixel work) and exit.")
     ] = False,
@@ -210,6 +220,9 @@ def run(
                 "retry_failed": retry_failed,
                 "max_pixels": max_pixels,
                 "io_threads": io_threads,
+                "tls_ca_file": tls_ca_file,
+                "tls_cert": tls_cert,
+                "tls_key": tls_key,
             },
             dry_run=dry_run,
             as_json=as_json,

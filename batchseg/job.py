@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
+import zarr
 
 from batchseg import store
 from batchseg.errors import StoreError
@@ -172,7 +172,7 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
     }
 
 
-def _existing_store(spec: JobSpec, fp: str) -> Any | None:
+def _existing_store(spec: JobSpec, fp: str) -> zarr.Group | None:
     """The store to resume, None when a new one is to be written; refuses another job's store."""
     if spec.overwrite or not store.exists(spec.output):
         if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
@@ -207,17 +207,19 @@ def _run_locked(
     from batchseg.execute import JobContext
 
     root = _existing_store(spec, fp)
-    resume = root is not None
     handle = cluster_mod.connect(
         spec.scheduler,
         workers=spec.workers,
         threads_per_worker=spec.threads_per_worker,
         gpus=spec.gpus,
+        tls_ca_file=spec.tls_ca_file,
+        tls_cert=spec.tls_cert,
+        tls_key=spec.tls_key,
     )
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
-        if resume:
+        if root is not None:
             plan = store.load_plan(root)
             log.info("resuming %s", spec.output)
         else:
@@ -300,7 +302,7 @@ def _plan_and_create(
     params: dict[str, Any],
     refs: list[ImageRef],
     fp: str,
-) -> tuple[Plan, Any]:
+) -> tuple[Plan, zarr.Group]:
     t0 = time.perf_counter()
     headers = graph.scan_headers(handle.client, refs, spec.max_pixels)
     fault("planning")
@@ -350,19 +352,19 @@ def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException
     S = plan.shard_size
     rows = slice(shard.index * S, (shard.index + 1) * S)
     root = store.open_group(path, mode="r+")
-    status = np.asarray(root["catalogue/status"][rows])
-    errors = np.asarray(root["catalogue/error"][rows], dtype=object)
+    status = store.read_array(root, "catalogue/status", rows)
+    errors = store.read_array(root, "catalogue/error", rows, dtype=object)
     pending = status == store.PENDING
     redo = pending | (status == store.FAILED)
     redo[len(shard) :] = False
     errors[redo] = reason
     status[redo] = store.FAILED
-    root["catalogue/error"][rows] = errors
-    root["catalogue/status"][rows] = status
+    store.array(root, "catalogue/error")[rows] = errors
+    store.array(root, "catalogue/status")[rows] = status
 
 
 def _finalise(
-    spec: JobSpec, root: Any, plan: Plan, processed: int, exec_seconds: float, seconds: float
+    spec: JobSpec, root: zarr.Group, plan: Plan, processed: int, exec_seconds: float, seconds: float
 ) -> JobResult:
     fault("finalise")
     status = store.shard_status(root)

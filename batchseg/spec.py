@@ -34,6 +34,9 @@ class JobSpec:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
     gpus: int = 0
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -43,9 +46,10 @@ class JobSpec:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(JobSpec)}
-_PATH_KEYS = ("input", "output")
+_TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
+_PATH_KEYS = ("input", "output", *_TLS_KEYS)
 _INT_KEYS = ("workers", "threads_per_worker", "shard_size", "max_pixels", "io_threads")
-_STR_KEYS = ("input", "method", "output", "scheduler")
+_STR_KEYS = ("input", "method", "output", "scheduler", *_TLS_KEYS)
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> JobSpec:
@@ -93,6 +97,13 @@ def build_spec(
         value = merged.get(key)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{key!r} must be a string, got {value!r}")
+    tls_given = [key for key in _TLS_KEYS if merged.get(key)]
+    if tls_given and len(tls_given) < len(_TLS_KEYS):
+        missing = [key for key in _TLS_KEYS if not merged.get(key)]
+        raise UsageError(
+            "TLS needs tls_ca_file, tls_cert and tls_key together (--tls-ca-file, --tls-cert, "
+            f"--tls-key); missing {', '.join(missing)}"
+        )
     if not isinstance(merged.get("params") or {}, Mapping):
         raise UsageError(f"'params' in {source} must be a table")
     for key in _INT_KEYS:

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -55,7 +55,9 @@ def label_codec(dtype: np.dtype) -> BloscCodec:
     Measured on CamVid + BSDS500 (README storage table): byte shuffling made uint16/uint32 region
     labels 2.2x smaller than bit shuffling; for uint8 class maps bit shuffling is as good or better.
     """
-    shuffle = "bitshuffle" if np.dtype(dtype).itemsize == 1 else "shuffle"
+    shuffle: Literal["bitshuffle", "shuffle"] = (
+        "bitshuffle" if np.dtype(dtype).itemsize == 1 else "shuffle"
+    )
     return BloscCodec(cname="zstd", clevel=5, shuffle=shuffle)
 
 
@@ -233,6 +235,26 @@ def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
     )
 
 
+def array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` under ``group``; StoreError when that node is a group."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"store node {name!r} is a group, expected an array")
+    return node
+
+
+def read_array(group: zarr.Group, name: str, selection: Any = ..., dtype: Any = None) -> np.ndarray:
+    """``selection`` of the array ``name`` as a NumPy array (0-d for a single element)."""
+    return np.asarray(array(group, name)[selection], dtype=dtype)
+
+
+def _group(group: zarr.Group, name: str) -> zarr.Group:
+    node = group[name]
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"store node {name!r} is an array, expected a group")
+    return node
+
+
 def open_group(path: str, mode: str = "r") -> zarr.Group:
     """The store's root group; a clear error when ``path`` is not a batchseg store."""
     try:
@@ -241,7 +263,7 @@ def open_group(path: str, mode: str = "r") -> zarr.Group:
         raise StoreError(f"no store at {path}") from None
     if ATTRS_KEY not in root.attrs:
         raise StoreError(f"{path} is a Zarr group but not a batchseg store")
-    version = root.attrs[ATTRS_KEY].get("schema_version")
+    version = attributes(root).get("schema_version")
     if version != SCHEMA_VERSION:
         raise StoreError(f"{path} has store schema {version}; this batchseg reads {SCHEMA_VERSION}")
     return root
@@ -249,7 +271,18 @@ def open_group(path: str, mode: str = "r") -> zarr.Group:
 
 def attributes(root: zarr.Group) -> dict[str, Any]:
     """The store's batchseg attributes."""
-    return dict(root.attrs[ATTRS_KEY])
+    attrs = root.attrs[ATTRS_KEY]
+    if not isinstance(attrs, Mapping):
+        raise StoreError(f"malformed store attributes: {ATTRS_KEY!r} is not a mapping")
+    return dict(attrs)
+
+
+def _stat_names(root: zarr.Group) -> list[str]:
+    """Names of the ``stats`` columns."""
+    columns = array(root, "stats").attrs["columns"]
+    if not isinstance(columns, list | tuple):
+        raise StoreError("malformed store: stats columns are not a list")
+    return [str(c) for c in columns]
 
 
 def update_attributes(root: zarr.Group, **changes: Any) -> None:
@@ -267,11 +300,11 @@ def load_plan(root: zarr.Group) -> Plan:
         Bucket(b["index"], b["height"], b["width"], b["shard_size"], b["n_shards"])
         for b in attrs["buckets"]
     )
-    cat = root["catalogue"]
-    ids = cat["image_id"][:]
-    uris = cat["uri"][:]
-    bucket = cat["bucket"][:]
-    bucket_row = cat["bucket_row"][:]
+    cat = _group(root, "catalogue")
+    ids = read_array(cat, "image_id", slice(None))
+    uris = read_array(cat, "uri", slice(None))
+    bucket = read_array(cat, "bucket", slice(None))
+    bucket_row = read_array(cat, "bucket_row", slice(None))
     shards = []
     for k in range(int(attrs["n_shards"])):
         sl = slice(k * S, (k + 1) * S)
@@ -292,8 +325,9 @@ def load_plan(root: zarr.Group) -> Plan:
 
 def shard_status(root: zarr.Group, plan: Plan | None = None) -> np.ndarray:
     """Status per table row (task-written arrays); padding rows read EMPTY."""
-    status = np.asarray(root["catalogue/status"][:])
-    return np.where(np.asarray(root["catalogue/bucket"][:]) >= 0, status, EMPTY).astype(np.int8)
+    status = read_array(root, "catalogue/status", slice(None))
+    bucket = read_array(root, "catalogue/bucket", slice(None))
+    return np.where(bucket >= 0, status, EMPTY).astype(np.int8)
 
 
 @lru_cache(maxsize=64)
@@ -334,11 +368,11 @@ def consolidate(root: zarr.Group) -> None:
     makes whole-table reads and queries fast. Called by the launcher after a run; a run
     invalidates it when it starts, and readers then fall back to the per-shard arrays.
     """
-    bucket = np.asarray(root["catalogue/bucket"][...])
+    bucket = read_array(root, "catalogue/bucket")
     real = bucket >= 0
     n = int(real.sum())
     big = max(1, min(n, _CATALOGUE_CHUNK * 16))
-    ncols = root["stats"].shape[1]
+    ncols = array(root, "stats").shape[1]
     table = root.require_group("table")
 
     def put(name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any, fill: Any) -> None:
@@ -354,15 +388,15 @@ def consolidate(root: zarr.Group) -> None:
 
     put("status", shard_status(root)[real], (big,), np.int8, PENDING)
     for name in ("height", "width"):
-        put(name, np.asarray(root[f"catalogue/{name}"][...])[real], (big,), np.uint32, 0)
+        put(name, read_array(root, f"catalogue/{name}")[real], (big,), np.uint32, 0)
     small = (max(1, min(n, _CATALOGUE_CHUNK)),)
     for source, name in (("catalogue/error", "error"), ("catalogue/uri", "uri")):
-        put(name, np.asarray(root[source][...], dtype=object)[real], small, str, "")
+        put(name, read_array(root, source, dtype=object)[real], small, str, "")
     # one chunk column per statistic: a query reads only the columns it uses
-    stats = np.asarray(root["stats"][...])[real]
+    stats = read_array(root, "stats")[real]
     put("stats", stats.reshape(n, ncols), (big, 1), np.float64, np.nan)
     # image ids as Arrow-style offsets + UTF-8 bytes: decoded without a Python str per row
-    ids = np.asarray(root["catalogue/image_id"][...], dtype=object)[real]
+    ids = read_array(root, "catalogue/image_id", dtype=object)[real]
     encoded = [str(x).encode("utf-8", "surrogateescape") for x in ids]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
@@ -396,24 +430,24 @@ def read_table(
     ``columns`` limits what is read (``image_id`` and ``status`` always come).
     ``include_empty`` keeps the padding rows of short shards (status ``empty``).
     """
-    stat_names = list(root["stats"].attrs["columns"])
+    stat_names = _stat_names(root)
     wanted = None if columns is None else set(columns)
     picked = [i for i, name in enumerate(stat_names) if wanted is None or name in wanted]
     if _consolidated(root) and not include_empty:
-        t = root["table"]
+        t = _group(root, "table")
         keep: Any = slice(None)
-        status = np.asarray(t["status"][...])
+        status = read_array(t, "status")
         ids = _arrow_ids(t)
-        source = {name: t[name] for name in ("error", "height", "width", "uri")}
-        stats = t["stats"]
+        source = {name: array(t, name) for name in ("error", "height", "width", "uri")}
+        stats = array(t, "stats")
     else:
-        cat = root["catalogue"]
-        bucket = np.asarray(cat["bucket"][...])
+        cat = _group(root, "catalogue")
+        bucket = read_array(cat, "bucket")
         keep = slice(None) if include_empty else bucket >= 0
-        status = np.where(bucket >= 0, np.asarray(cat["status"][...]), EMPTY)[keep]
-        ids = np.asarray(cat["image_id"][...], dtype=object)[keep]
-        source = {name: cat[name] for name in ("error", "height", "width", "uri")}
-        stats = root["stats"]
+        status = np.where(bucket >= 0, read_array(cat, "status"), EMPTY)[keep]
+        ids = read_array(cat, "image_id", dtype=object)[keep]
+        source = {name: array(cat, name) for name in ("error", "height", "width", "uri")}
+        stats = array(root, "stats")
     data: dict[str, Any] = {
         "image_id": ids,
         "status": pd.Categorical.from_codes(status, categories=[STATUS_NAMES[i] for i in range(4)]),
@@ -425,7 +459,8 @@ def read_table(
         if len(picked) == len(stat_names):
             block = np.asarray(stats[...])
         else:
-            block = np.asarray(stats.get_orthogonal_selection((slice(None), picked)))
+            cols = np.asarray(picked, dtype=np.intp)
+            block = np.asarray(stats.get_orthogonal_selection((slice(None), cols)))
         block = block[keep]
         for j, i in enumerate(picked):
             data[stat_names[i]] = block[:, j]
@@ -438,8 +473,8 @@ def _arrow_ids(table: zarr.Group) -> Any:
     """Image ids from the consolidated offsets + bytes, as a pandas Arrow string array."""
     import pyarrow as pa
 
-    offsets = np.asarray(table["image_id_offsets"][...])
-    data = np.asarray(table["image_id_bytes"][...])[: int(offsets[-1])]
+    offsets = read_array(table, "image_id_offsets")
+    data = read_array(table, "image_id_bytes")[: int(offsets[-1])]
     array = pa.LargeStringArray.from_buffers(
         len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())
     )
@@ -454,14 +489,14 @@ def table_columns(root: zarr.Group) -> list[str]:
         "error",
         "height",
         "width",
-        *root["stats"].attrs["columns"],
+        *_stat_names(root),
         "uri",
     ]
 
 
 def find_row(root: zarr.Group, image_id: str) -> int:
     """Table row of ``image_id``; StoreError when absent."""
-    ids = np.asarray(root["catalogue/image_id"][:], dtype=object)
+    ids = read_array(root, "catalogue/image_id", slice(None), dtype=object)
     hits = np.flatnonzero(ids == image_id)
     if hits.size == 0:
         raise StoreError(f"image {image_id!r} is not in the store")
@@ -471,15 +506,15 @@ def find_row(root: zarr.Group, image_id: str) -> int:
 def read_labels(root: zarr.Group, image_id: str, *, confidence: bool = False) -> np.ndarray:
     """The stored label map (or confidence map) of one image, at its original size."""
     row = find_row(root, image_id)
-    cat = root["catalogue"]
-    status = int(cat["status"][row])
+    cat = _group(root, "catalogue")
+    status = int(read_array(cat, "status", row))
     if status != DONE:
-        error = cat["error"][row]
+        error = read_array(cat, "error", row).item()
         detail = f": {error}" if error else ""
         raise StoreError(f"image {image_id!r} is {STATUS_NAMES[status]}{detail}")
     attrs = attributes(root)
-    b = attrs["buckets"][int(cat["bucket"][row])]
+    b = attrs["buckets"][int(read_array(cat, "bucket", row))]
     group = "confidence" if confidence else "labels"
     if confidence and group not in root:
         raise StoreError("this store has no confidence maps (not a semantic method)")
-    return np.asarray(root[f"{group}/{b['name']}"][int(cat["bucket_row"][row])])
+    return read_array(root, f"{group}/{b['name']}", int(read_array(cat, "bucket_row", row)))
