@@ -32,6 +32,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check batchseg tests
+	$(BIN)/mypy batchseg
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
