@@ -133,7 +133,19 @@ def run(
         int | None, typer.Option(help="Threads per worker process (default 1).")
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option(help="Attach to an existing Dask scheduler (tcp://host:8786).")
+        str | None,
+        typer.Option(
+            help="Attach to an existing Dask scheduler (tcp://host:8786); implies --cluster address."
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            metavar="PROFILE",
+            help="Cluster profile: local (default), address, slurm, pbs or kubernetes; "
+            "settings in the job spec's [cluster] table.",
+        ),
     ] = None,
     shard_size: Annotated[
         int | None,
@@ -215,6 +227,7 @@ def run(
                 "workers": workers,
                 "threads_per_worker": threads_per_worker,
                 "scheduler": scheduler,
+                "cluster": cluster,
                 "shard_size": shard_size,
                 "overwrite": overwrite,
                 "retry_failed": retry_failed,
@@ -341,6 +354,40 @@ def _progress() -> Iterator[Callable[[int, int, int], None]]:
         )
 
     yield log_line
+
+
+cluster_app = typer.Typer(
+    help="Cluster profiles: what a job's [cluster] table or --cluster would start.",
+    no_args_is_help=True,
+)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("show")
+def cluster_show(
+    spec_path: Annotated[str, typer.Argument(metavar="JOB.toml", help="A job spec.")],
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", metavar="PROFILE", help="Override the spec's profile."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Existing scheduler (implies --cluster address).")
+    ] = None,
+) -> None:
+    """Print the batch job script (slurm, pbs) or pod spec (kubernetes) that `run` would submit."""
+    code = _guard(lambda: _cluster_show(spec_path, cluster, scheduler))
+    raise typer.Exit(code)
+
+
+def _cluster_show(path: str, profile_flag: str | None, scheduler: str | None) -> int:
+    from batchseg.spec import load_spec
+
+    spec = load_spec(path, {"cluster": profile_flag, "scheduler": scheduler})
+    from batchseg.cluster import TLSFiles, describe
+
+    tls = TLSFiles.from_options(spec.tls_ca_file, spec.tls_cert, spec.tls_key)
+    typer.echo(describe(spec.profile, tls).rstrip("\n"))
+    return EXIT_OK
 
 
 @app.command()

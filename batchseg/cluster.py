@@ -12,6 +12,13 @@ from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from batchseg.errors import BatchsegError, UsageError
+from batchseg.profiles import (
+    AddressProfile,
+    JobqueueProfile,
+    KubernetesProfile,
+    LocalProfile,
+    Profile,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,10 @@ class ClusterHandle:
 
     client: Client
     cluster: Any
+    #: Worker threads the cluster will have once its batch jobs run (they may still be queued).
+    expected_threads: int = 0
+    #: Whether the workers run on this machine (embedded cluster).
+    local: bool = True
 
     @property
     def owned(self) -> bool:
@@ -89,12 +100,15 @@ class ClusterHandle:
         return self.client.dashboard_link
 
     def n_threads(self) -> int:
-        return max(1, sum(self.client.nthreads().values()))
+        return max(1, self.expected_threads, sum(self.client.nthreads().values()))
 
     def close(self) -> None:
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        """Close the client, and the cluster when batchseg started it (its jobs cancelled)."""
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
 
 
 def default_workers() -> int:
@@ -117,8 +131,13 @@ def connect(
     tls_ca_file: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    profile: Profile | None = None,
 ) -> ClusterHandle:
     """Attach to ``scheduler``, or start an embedded cluster of worker processes.
+
+    ``profile`` (batchseg.profiles) overrides the first arguments: ``slurm``/``pbs`` submit
+    batch jobs through dask-jobqueue, ``kubernetes`` creates a DaskCluster; both are closed
+    (jobs cancelled, cluster deleted) with the handle. ``address`` clusters are left running.
 
     With ``gpus`` > 0 the embedded cluster has one worker process per GPU, each seeing only
     its own device (``CUDA_VISIBLE_DEVICES``) and declaring the worker resource ``GPU=1``.
@@ -128,6 +147,21 @@ def connect(
     scheduler and workers then use the same certificate and key.
     """
     tls = TLSFiles.from_options(tls_ca_file, tls_cert, tls_key)
+    if isinstance(profile, JobqueueProfile):
+        return _jobqueue_connect(profile, tls, dashboard_address)
+    if isinstance(profile, KubernetesProfile):
+        if tls is not None:
+            raise UsageError("TLS files are not supported with the kubernetes profile")
+        return _kubernetes_connect(profile)
+    if isinstance(profile, AddressProfile):
+        scheduler = profile.address
+    elif isinstance(profile, LocalProfile):
+        scheduler = None
+        workers, threads_per_worker, gpus = (
+            profile.workers,
+            profile.threads_per_worker,
+            profile.gpus,
+        )
     if scheduler:
         return _attach(scheduler, tls)
     if gpus > 0:
@@ -265,3 +299,160 @@ def gpu_resources(client: Client) -> dict[str, float] | None:
     if any("GPU" in (w.get("resources") or {}) for w in info.values()):
         return {"GPU": 1}
     return None
+
+
+# --- batch-system and Kubernetes profiles -------------------------------------------------------
+
+_JOBQUEUE = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub")}
+
+
+def jobqueue_cluster(
+    profile: JobqueueProfile, tls: TLSFiles | None = None, dashboard_address: str = ":8787"
+) -> Any:
+    """dask-jobqueue's SLURMCluster/PBSCluster for ``profile``, not scaled (no job submitted).
+
+    Constructing it starts the scheduler in this process; SLURM/PBS are only needed to submit.
+    """
+    class_name, _ = _JOBQUEUE[profile.kind]
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise BatchsegError(
+            f"cluster profile {profile.kind!r} needs dask-jobqueue: pip install 'batchseg[hpc]'"
+        ) from None
+    cls = getattr(dask_jobqueue, class_name)
+    options: dict[str, Any] = {
+        "queue": profile.queue,
+        "account": profile.account,
+        "walltime": profile.walltime,
+        "cores": profile.cores,
+        "memory": profile.memory,
+        "processes": profile.processes,
+        "job_name": "batchseg",
+        "job_extra_directives": profile.directives(),
+        "worker_extra_args": profile.worker_args(),
+        "scheduler_options": {"dashboard_address": dashboard_address},
+    }
+    if profile.kind == "pbs" and profile.gpus:
+        from dask.utils import parse_bytes
+        from dask_jobqueue.pbs import pbs_format_bytes_ceil
+
+        mem = pbs_format_bytes_ceil(parse_bytes(profile.memory))
+        options["resource_spec"] = f"select=1:ncpus={profile.cores}:mem={mem}:ngpus={profile.gpus}"
+    if profile.local_directory:
+        options["local_directory"] = profile.local_directory
+    if profile.log_directory:
+        options["log_directory"] = profile.log_directory
+    if tls is not None:
+        # workers get --tls-ca-file/--tls-cert/--tls-key: the files must be on a shared path
+        options["security"] = tls.cluster_security()
+    try:
+        return cls(**options)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cluster profile {profile.kind!r}: {exc}") from None
+
+
+def _jobqueue_connect(
+    profile: JobqueueProfile, tls: TLSFiles | None, dashboard_address: str
+) -> ClusterHandle:
+    import shutil
+
+    _, submit = _JOBQUEUE[profile.kind]
+    if shutil.which(submit) is None:
+        raise BatchsegError(
+            f"cluster profile {profile.kind!r} submits jobs with {submit}, which is not on PATH: "
+            "run batchseg on a login node of the cluster (see `batchseg cluster show`)"
+        )
+    cluster = jobqueue_cluster(profile, tls, dashboard_address)
+    try:
+        if profile.adaptive:
+            cluster.adapt(
+                minimum_jobs=profile.minimum_jobs or 0,
+                maximum_jobs=profile.maximum_jobs or max(1, profile.minimum_jobs or 0),
+            )
+            what = f"adaptive {profile.minimum_jobs or 0}..{profile.maximum_jobs} jobs"
+        else:
+            cluster.scale(jobs=profile.jobs)
+            what = f"{profile.jobs} jobs"
+        client = Client(cluster, security=tls.cluster_security() if tls else None)
+    except BaseException:
+        cluster.close()
+        raise
+    log.info(
+        "started %s cluster: %s of %d cores, %s, walltime %s%s; workers retire after %ss +/- %ss",
+        profile.kind,
+        what,
+        profile.cores,
+        profile.memory,
+        profile.walltime,
+        " (TLS)" if tls else "",
+        profile.lifetime.lifetime,
+        profile.lifetime.stagger,
+    )
+    return ClusterHandle(client, cluster, expected_threads=profile.max_threads, local=False)
+
+
+def kubernetes_cluster_spec(profile: KubernetesProfile, name: str = "batchseg") -> dict[str, Any]:
+    """The DaskCluster resource dask-kubernetes would create for ``profile``."""
+    try:
+        from dask_kubernetes.operator import make_cluster_spec
+    except ImportError:
+        raise BatchsegError(
+            "cluster profile 'kubernetes' needs dask-kubernetes: install dask-kubernetes "
+            "(pip install dask-kubernetes) and the Dask Kubernetes operator in the cluster"
+        ) from None
+    spec: dict[str, Any] = make_cluster_spec(
+        name=name,
+        image=profile.image,
+        n_workers=profile.n_workers,
+        resources={k: dict(v) for k, v in profile.resources.items()} or None,
+    )
+    if profile.namespace:
+        spec.setdefault("metadata", {})["namespace"] = profile.namespace
+    return spec
+
+
+def _kubernetes_connect(profile: KubernetesProfile) -> ClusterHandle:
+    import uuid
+
+    spec = kubernetes_cluster_spec(profile, name=f"batchseg-{uuid.uuid4().hex[:8]}")
+    from dask_kubernetes.operator import KubeCluster
+
+    options: dict[str, Any] = {"custom_cluster_spec": spec}
+    if profile.namespace:
+        options["namespace"] = profile.namespace
+    cluster = KubeCluster(**options)
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    log.info(
+        "started kubernetes cluster %s: %d workers", spec["metadata"]["name"], profile.n_workers
+    )
+    return ClusterHandle(client, cluster, expected_threads=profile.n_workers, local=False)
+
+
+def describe(profile: Profile, tls: TLSFiles | None = None) -> str:
+    """What ``batchseg cluster show`` prints: the job script, the pod spec, or one line."""
+    if isinstance(profile, JobqueueProfile):
+        cluster = jobqueue_cluster(profile, tls, dashboard_address=":0")
+        try:
+            return str(cluster.job_script())
+        finally:
+            cluster.close()
+    if isinstance(profile, KubernetesProfile):
+        import yaml
+
+        return str(yaml.safe_dump(kubernetes_cluster_spec(profile), sort_keys=False))
+    if isinstance(profile, AddressProfile):
+        return (
+            f"address: attach to the existing scheduler {profile.address}"
+            f"{' over TLS' if tls else ''} (left running)"
+        )
+    gpus = f", one worker process per GPU ({profile.gpus})" if profile.gpus else ""
+    workers = profile.workers or (profile.gpus or default_workers())
+    return (
+        f"local: embedded cluster on this machine, {workers} worker processes x "
+        f"{profile.threads_per_worker or 1} threads{gpus}{' (TLS)' if tls else ''}"
+    )

@@ -126,7 +126,7 @@ def export_ome_zarr(
             ome["omero"] = _omero(image_id, image)
         root.attrs["ome"] = ome
         root.attrs["batchseg"] = {
-            "store": os.path.abspath(store_path),
+            "store": store_path if "://" in store_path else os.path.abspath(store_path),
             "image_id": image_id,
             "uri": uri,
             "method": view.attrs["method"],

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import zarr
 from batchseg import store
 from batchseg.errors import StoreError
 from batchseg.faults import fault
-from batchseg.lock import StoreLock
+from batchseg.lock import store_lock
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
@@ -86,12 +85,13 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
     params = method.resolve_params(spec.params)
     refs = discover(spec.input)
     fp = fingerprint(refs, method, params)
-    parent = os.path.dirname(os.path.abspath(spec.output))
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
-    with StoreLock(spec.output):
+    if not store.is_url(store.normalise(spec.output)):  # object stores have no folders
+        parent = os.path.dirname(os.path.abspath(store.normalise(spec.output)))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
+    with store_lock(spec.output):
         return _run_locked(spec, method, params, refs, fp, started, on_progress)
 
 
@@ -125,8 +125,15 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
         for r in refs
     ]
     from batchseg.cluster import default_workers
+    from batchseg.profiles import JobqueueProfile, KubernetesProfile
 
-    slots = (spec.workers or default_workers()) * (spec.threads_per_worker or 1)
+    profile = spec.profile
+    if isinstance(profile, JobqueueProfile):
+        slots = profile.max_threads
+    elif isinstance(profile, KubernetesProfile):
+        slots = profile.n_workers
+    else:
+        slots = (spec.workers or default_workers()) * (spec.threads_per_worker or 1)
     size = spec.shard_size or auto_shard_size(len(refs), slots)
     plan = plan_shards(refs, shapes, size)
     classes = method.classes(params) if method.family != "semantic" else None
@@ -177,8 +184,8 @@ def _existing_store(spec: JobSpec, fp: str) -> zarr.Group | None:
     if spec.overwrite or not store.exists(spec.output):
         if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
             log.warning("replacing %s: its creation by this job was interrupted", spec.output)
-            shutil.rmtree(spec.output)
-        elif not spec.overwrite and os.path.exists(spec.output):
+            store.remove(spec.output)
+        elif not spec.overwrite and store.path_exists(spec.output):
             raise StoreError(
                 f"{spec.output} exists but is not a complete batchseg store; "
                 "use --overwrite to replace it"
@@ -215,6 +222,7 @@ def _run_locked(
         tls_ca_file=spec.tls_ca_file,
         tls_cert=spec.tls_cert,
         tls_key=spec.tls_key,
+        profile=spec.profile,
     )
     try:
         if handle.dashboard:
@@ -290,7 +298,8 @@ def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict
         host = str(w.get("host", ""))
         per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1))
     busiest = max(per_host.values(), default=1)
-    threads = max(1, default_workers() // busiest) if handle.owned else 1
+    on_this_host = handle.owned and getattr(handle, "local", True)
+    threads = max(1, default_workers() // busiest) if on_this_host else 1
     return {**params, "threads": threads}
 
 

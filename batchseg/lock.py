@@ -180,3 +180,195 @@ class StoreLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class FsspecStoreLock:
+    """The lock of a store at an fsspec URL: ``STORE.lock``, an object created exclusively.
+
+    Taken with ``fs.open(path, "xb")`` (``If-None-Match: *`` on S3). A filesystem that refuses
+    exclusive creation, or accepts it without enforcing it (checked by creating the lock a second
+    time right after taking it: some S3-compatible servers ignore the condition), gets no lock: a
+    warning is logged and the job runs unlocked. The holder rewrites the object with a new
+    ``beat`` time every ``HEARTBEAT_SECONDS``; a lock whose beat is older than ``stale_after``,
+    or whose owner is a dead process on this host, is broken under ``STORE.lock.break``, also
+    created exclusively. Only the URL is ever logged, never storage options or credentials.
+    """
+
+    def __init__(self, store: str, *, stale_after: float = STALE_AFTER_SECONDS) -> None:
+        import fsspec
+
+        self.store = store
+        self.url = lock_path(store)
+        self.protocol = store.split("://", 1)[0]
+        self.fs, path = fsspec.core.url_to_fs(self.url)
+        self.path = str(path)
+        self.stale_after = stale_after
+        self.token = uuid.uuid4().hex
+        self.active = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _payload(self) -> bytes:
+        owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "token": self.token,
+            "beat": time.time(),
+        }
+        return json.dumps(owner).encode()
+
+    def _create(self, path: str, data: bytes) -> None:
+        with self.fs.open(path, "xb") as fh:
+            fh.write(data)
+
+    def _unlocked(self, why: str) -> None:
+        log.warning(
+            "no launcher lock on %s stores: do not run two launchers on one store (%s)",
+            self.protocol,
+            why,
+        )
+
+    def acquire(self) -> None:
+        """Take the lock, or raise StoreError naming the holder; unlocked where unsupported."""
+        deadline = time.monotonic() + BREAK_WAIT_SECONDS
+        while True:
+            data = self._payload()
+            try:
+                self._create(self.path, data)
+            except FileExistsError:
+                holder = self._read()
+                if not holder and not self._exists():
+                    continue  # released meanwhile
+                if self._is_stale(holder):
+                    self._break(holder)
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"could not take the lock {self.url}") from None
+                    continue
+                raise StoreError(
+                    f"{self.store} is in use by another launcher (pid {holder.get('pid')} on "
+                    f"{holder.get('host')}); wait for it or remove {self.url} if it is gone"
+                ) from None
+            except (NotImplementedError, ValueError, TypeError) as exc:
+                self._unlocked(f"exclusive create not supported: {type(exc).__name__}")
+                return
+            except OSError as exc:
+                raise StoreError(f"cannot create lock {self.url}: {exc.strerror or exc}") from None
+            break
+        try:  # the same bytes again: harmless if the condition is not enforced
+            self._create(self.path, data)
+        except FileExistsError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - cannot tell: run unlocked, and say so
+            self._remove_own()
+            self._unlocked(f"exclusive create could not be checked: {type(exc).__name__}")
+            return
+        else:
+            self._remove_own()
+            self._unlocked("the server does not enforce exclusive create")
+            return
+        self.active = True
+        self._thread = threading.Thread(target=self._beat, name="batchseg-lock", daemon=True)
+        self._thread.start()
+
+    def _exists(self) -> bool:
+        try:
+            self.fs.invalidate_cache(self.path)
+            return bool(self.fs.exists(self.path))
+        except OSError:
+            return False
+
+    def _read(self, path: str | None = None) -> dict[str, object]:
+        try:
+            return dict(json.loads(self.fs.cat_file(path or self.path)))
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def _age(self, holder: dict[str, object]) -> float:
+        beat = holder.get("beat")
+        if isinstance(beat, int | float):
+            return time.time() - float(beat)
+        try:
+            return time.time() - self.fs.modified(self.path).timestamp()
+        except Exception:  # noqa: BLE001 - no modification time: judge it old
+            return float("inf")
+
+    def _is_stale(self, holder: dict[str, object]) -> bool:
+        pid = holder.get("pid")
+        if holder.get("host") == socket.gethostname() and isinstance(pid, int):
+            return not _pid_alive(pid)
+        if not holder:  # unreadable: stale once it is not being written any more
+            return self._age(holder) > 5.0
+        return self._age(holder) > self.stale_after
+
+    def _break(self, holder: dict[str, object]) -> None:
+        """Remove the lock judged stale if it is still that lock (one breaker at a time)."""
+        breaker = self.path + ".break"
+        try:
+            self._create(breaker, self._payload())
+        except FileExistsError:
+            if self._age(self._read(breaker)) > BREAK_STALE_SECONDS:  # left by a killed breaker
+                self._rm(breaker)
+            time.sleep(0.05)
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot break lock {self.url}: {exc.strerror or exc}") from None
+        try:
+            now = self._read()
+            if (now.get("token"), now.get("beat")) != (holder.get("token"), holder.get("beat")):
+                return  # replaced (or refreshed) since we judged it: judge again
+            self._rm(self.path)
+            log.warning(
+                "removed a stale lock of pid %s on %s", holder.get("pid"), holder.get("host")
+            )
+        finally:
+            self._rm(breaker)
+
+    def _rm(self, path: str) -> None:
+        try:
+            self.fs.rm(path)
+        except FileNotFoundError:
+            pass
+
+    def _remove_own(self) -> None:
+        if self._read().get("token") == self.token:
+            self._rm(self.path)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            if self._read().get("token") != self.token:
+                log.error("lost the lock %s (removed or taken over by another launcher)", self.url)
+                return  # never refresh somebody else's lock
+            try:
+                self.fs.pipe_file(self.path, self._payload())
+            except Exception:  # noqa: BLE001 - a failed beat only ages the lock
+                continue
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.active:
+            self._remove_own()
+            self.active = False
+
+    def __enter__(self) -> FsspecStoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def store_lock(store: str) -> StoreLock | FsspecStoreLock:
+    """The launcher lock of ``store``: a lock file for local paths (and ``file://``), else an
+    exclusively created object beside the store (see :class:`FsspecStoreLock`)."""
+    if store.startswith("file://"):
+        return StoreLock(store[len("file://") :] or "/")
+    if "://" in store:
+        return FsspecStoreLock(store)
+    return StoreLock(store)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import gc
 import glob
+import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from batchseg.errors import InputError
 
@@ -37,8 +38,15 @@ class ImageRef(NamedTuple):
 
 
 def discover(source: str) -> list[ImageRef]:
-    """Images named by ``source`` (directory, glob or manifest), sorted by image id."""
-    if any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
+    """Images named by ``source`` (directory, glob or manifest), sorted by image id.
+
+    ``source`` may be an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file://...``):
+    a prefix is listed recursively, a glob is expanded by the filesystem, a manifest is read
+    through fsspec; uris are then full URLs.
+    """
+    if "://" in source:
+        refs = _from_url(source)
+    elif any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
         refs = _from_glob(source)
     elif os.path.isdir(source):
         refs = _from_directory(Path(source))
@@ -57,6 +65,103 @@ def discover(source: str) -> list[ImageRef]:
         if not refs:
             raise InputError(f"no images found in {source}")
         return sorted(refs, key=lambda r: r.image_id)
+
+
+def _from_url(url: str) -> list[ImageRef]:
+    """A URL: a prefix ("directory"), a glob, a manifest or one image, read with fsspec."""
+    try:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:  # unknown protocol, backend not installed
+        raise InputError(f"cannot open {url}: {exc}") from None
+    path = str(path)
+    suffix = _suffix(path)
+    try:
+        if any(c in path for c in _GLOB_CHARS) and not fs.exists(path):
+            return _from_url_glob(fs, path)
+        if fs.isdir(path):
+            return _from_url_directory(fs, path.rstrip("/"))
+        if suffix in MANIFEST_SUFFIXES and fs.isfile(path):
+            return _from_url_manifest(fs, url, path)
+        if suffix in IMAGE_SUFFIXES and fs.isfile(path):
+            return [ImageRef(path.rsplit("/", 1)[-1], fs.unstrip_protocol(path))]
+        exists = fs.exists(path)
+    except InputError:
+        raise
+    except OSError as exc:  # permission denied, no such bucket, unreachable endpoint
+        raise InputError(f"cannot read {url}: {exc.strerror or exc}") from None
+    if not exists:
+        raise InputError(f"input not found: {url}")
+    raise InputError(
+        f"input {url} is neither a directory, a glob, an image nor a .txt/.csv manifest"
+    )
+
+
+def _suffix(path: str) -> str:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def _from_url_directory(fs: Any, root: str) -> list[ImageRef]:
+    refs: list[ImageRef] = []
+    skipped = 0
+    for key in fs.find(root):
+        if not key.startswith(root + "/"):
+            continue
+        relative = key[len(root) + 1 :]
+        if not relative or _hidden(relative) or relative.endswith("/"):
+            continue
+        if _suffix(relative) not in IMAGE_SUFFIXES:
+            skipped += 1
+            continue
+        refs.append(ImageRef(relative, fs.unstrip_protocol(key)))
+    if skipped:
+        log.info(
+            "skipped %d file(s) without an image suffix under %s",
+            skipped,
+            fs.unstrip_protocol(root),
+        )
+    return refs
+
+
+def _from_url_glob(fs: Any, pattern: str) -> list[ImageRef]:
+    prefix = []
+    for part in pattern.split("/"):
+        if any(c in part for c in _GLOB_CHARS):
+            break
+        prefix.append(part)
+    base = "/".join(prefix)
+    refs = []
+    for key in fs.glob(pattern):
+        key = str(key)
+        if _suffix(key) not in IMAGE_SUFFIXES or not key.startswith(base + "/"):
+            continue
+        if not fs.isfile(key):
+            continue
+        refs.append(ImageRef(key[len(base) + 1 :], fs.unstrip_protocol(key)))
+    return refs
+
+
+def _from_url_manifest(fs: Any, url: str, path: str) -> list[ImageRef]:
+    """A manifest at a URL; relative entries are resolved against the manifest's URL folder."""
+    folder = fs.unstrip_protocol(path).rsplit("/", 1)[0]
+    try:
+        raw = fs.cat_file(path)
+        text = bytes(raw).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read manifest {url}: {exc}") from None
+    if _suffix(path) == ".csv":
+        return _parse_csv(io.StringIO(text, newline=""), url, folder)
+    return [
+        ImageRef(line, _resolve(line, folder))
+        for line in (raw_line.strip() for raw_line in text.splitlines())
+        if line and not line.startswith("#")
+    ]
 
 
 def _from_directory(root: Path) -> list[ImageRef]:
@@ -118,6 +223,12 @@ def _from_manifest(manifest: Path) -> list[ImageRef]:
 def _read_csv(manifest: Path, folder: Path) -> list[ImageRef]:
     """Stream a CSV manifest (constant extra memory; about 2 s per 10^6 rows)."""
     base = str(folder)
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+        return _parse_csv(fh, str(manifest), base)
+
+
+def _parse_csv(fh: Iterable[str], manifest: str, base: str) -> list[ImageRef]:
+    """Rows of a CSV manifest; relative paths are resolved against ``base``."""
     refs: list[ImageRef] = []
     sizes: dict[str, int] = {}  # one int object per distinct size (shapes repeat)
 
@@ -132,7 +243,7 @@ def _read_csv(manifest: Path, folder: Path) -> list[ImageRef]:
                 ) from None
         return value
 
-    with open(manifest, newline="", encoding="utf-8-sig") as fh, paused_gc():
+    with paused_gc():
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         if "path" not in header:

@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from batchseg.errors import UsageError
+from batchseg.profiles import (
+    PROFILES,
+    AddressProfile,
+    LocalProfile,
+    Profile,
+    check_keys,
+    parse_profile,
+    profile_name,
+)
 from batchseg.readers import DEFAULT_MAX_PIXELS
 
 
@@ -37,6 +46,18 @@ class JobSpec:
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: The ``[cluster]`` table of a slurm, pbs or kubernetes profile; empty for the local
+    #: cluster and for ``address`` (whose address is ``scheduler``). See batchseg.profiles.
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> Profile:
+        """Where the workers come from (a batchseg.profiles dataclass)."""
+        if self.cluster:
+            return parse_profile(self.cluster)
+        if self.scheduler:
+            return AddressProfile(self.scheduler)
+        return LocalProfile(self.workers, self.threads_per_worker, self.gpus)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,6 +90,11 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
         value = data.get(key)
         if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
             data[key] = str(folder / value)
+    table = data.get("cluster")
+    if isinstance(table, Mapping):
+        log_dir = table.get("log_directory")
+        if isinstance(log_dir, str) and not os.path.isabs(log_dir):
+            data["cluster"] = {**table, "log_directory": str(folder / log_dir)}
     return build_spec(data, overrides, source=str(spec_path))
 
 
@@ -78,7 +104,7 @@ def build_spec(
     """A JobSpec from ``data`` with ``overrides`` (None values ignored); unknown keys fail."""
     merged = dict(data)
     for key, value in (overrides or {}).items():
-        if value is None:
+        if value is None or key == "cluster":
             continue
         if key == "params":
             base = merged.get("params") or {}
@@ -116,7 +142,106 @@ def build_spec(
         if key in merged and not isinstance(merged[key], bool):
             raise UsageError(f"{key!r} must be true or false, got {merged[key]!r}")
     merged["params"] = dict(merged.get("params") or {})
+    _resolve_cluster(merged, data, overrides or {}, source)
     return JobSpec(**merged)
+
+
+_LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
+
+
+def _fits(table: Mapping[str, Any], name: str) -> bool:
+    """Whether every key of ``table`` is a key of profile ``name``."""
+    try:
+        check_keys({**{k: v for k, v in table.items() if k != "profile"}, "profile": name})
+    except UsageError as exc:
+        return "unknown key" not in str(exc)
+    return True
+
+
+def _resolve_cluster(
+    merged: dict[str, Any], data: Mapping[str, Any], overrides: Mapping[str, Any], source: str
+) -> None:
+    """Settle the cluster profile in ``merged``: flags > spec file > local.
+
+    ``--cluster PROFILE`` (override ``cluster``) picks the profile: it keeps the spec's
+    ``[cluster]`` keys when the table names no other profile. ``--scheduler`` means
+    ``address``. In one source, ``scheduler`` with a non-address ``[cluster]`` is an error.
+    """
+    table_in = data.get("cluster")
+    if table_in is not None and not isinstance(table_in, Mapping):
+        raise UsageError(f"'cluster' in {source} must be a table, got {table_in!r}")
+    table = dict(table_in or {})
+    flag_profile = overrides.get("cluster")
+    flag_scheduler = overrides.get("scheduler")
+    file_scheduler = data.get("scheduler")
+    if isinstance(flag_profile, Mapping):
+        table, flag_profile = dict(flag_profile), None
+    elif flag_profile is not None:
+        if flag_profile not in PROFILES:
+            raise UsageError(
+                f"--cluster must be one of {', '.join(PROFILES)}, got {flag_profile!r}"
+            )
+        if flag_scheduler and flag_profile != "address":
+            raise UsageError(
+                f"--scheduler attaches to an existing scheduler (profile 'address'); it "
+                f"cannot go with --cluster {flag_profile}"
+            )
+        if table.get("profile", flag_profile) != flag_profile and not _fits(table, flag_profile):
+            table = {}  # the spec's table describes another profile (slurm <-> pbs keys fit)
+        table["profile"] = flag_profile
+        if flag_profile != "address":
+            merged["scheduler"] = None
+    elif flag_scheduler:
+        table = {"profile": "address", "address": flag_scheduler}
+    elif file_scheduler and table and profile_name(table) != "address":
+        raise UsageError(
+            f"'scheduler' in {source} attaches to an existing scheduler but [cluster] profile "
+            f"is {profile_name(table)!r}; keep one of them"
+        )
+    if not table.get("profile") and (flag_scheduler or merged.get("scheduler")):
+        table["profile"] = "address"
+    if profile_name(table) == "address" and not table.get("address"):
+        if not (flag_scheduler or merged.get("scheduler")):
+            raise UsageError(
+                "cluster profile 'address' needs an address: --scheduler tcp://host:8786 or "
+                "address in [cluster]"
+            )
+        table["address"] = flag_scheduler or merged.get("scheduler")
+    name = check_keys(table)
+    if name == "address":
+        address = table.get("address")
+        scheduler = flag_scheduler or merged.get("scheduler")
+        if address and scheduler and address != scheduler and not flag_scheduler:
+            raise UsageError(
+                f"'scheduler' ({scheduler}) and [cluster] address ({address}) differ in {source}"
+            )
+        merged["scheduler"] = flag_scheduler or address or scheduler
+        merged["cluster"] = {}
+        return
+    merged["scheduler"] = None
+    if name == "local":
+        for key in _LOCAL_KEYS:
+            if key not in table:
+                continue
+            if overrides.get(key) is not None:
+                continue  # the flag wins
+            if data.get(key) not in (None, table[key]) and not (key == "gpus" and not data[key]):
+                raise UsageError(f"{key!r} is given both at the top and in [cluster] of {source}")
+            merged[key] = table[key]
+        merged["cluster"] = {}
+        return
+    parse_profile(table)  # validates values, not only names and types
+    given = [key for key in _LOCAL_KEYS if merged.get(key)]
+    if given:
+        raise UsageError(
+            f"{given[0]!r} (--{given[0].replace('_', '-')}) applies to the local cluster only; "
+            f"for profile {name!r} give cores, processes and gpus in [cluster]"
+        )
+    if name == "kubernetes" and merged.get("tls_ca_file"):
+        raise UsageError("TLS files are not supported with the kubernetes profile")
+    if "job_extra_directives" in table:
+        table["job_extra_directives"] = list(table["job_extra_directives"])
+    merged["cluster"] = table
 
 
 def parse_param(text: str) -> tuple[str, str]:

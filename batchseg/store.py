@@ -76,8 +76,56 @@ class ShardBlock:
     errors: np.ndarray  # (S,) object (str)
 
 
+def is_url(path: str) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://``, ``gs://``, ``file://``...)."""
+    return "://" in path
+
+
+def normalise(path: str) -> str:
+    """``file://`` URLs as plain local paths (local stores keep their local behaviour)."""
+    if path.startswith("file://"):
+        return path[len("file://") :] or "/"
+    return path
+
+
+def _filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` and the path in it (options from the environment)."""
+    import fsspec
+
+    fs, inner = fsspec.core.url_to_fs(url)
+    return fs, str(inner).rstrip("/")
+
+
+def path_exists(path: str) -> bool:
+    """Whether anything (a file, a folder or an object prefix) is at ``path``."""
+    path = normalise(path)
+    if not is_url(path):
+        return os.path.exists(path)
+    fs, inner = _filesystem(path)
+    fs.invalidate_cache(inner)  # another process (or zarr's own filesystem) may have written
+    return bool(fs.exists(inner))
+
+
+def remove(path: str) -> None:
+    """Remove the store at ``path`` recursively (a local folder or every object under a prefix).
+
+    For URLs only ``path`` itself and keys under ``path/`` are removed, never siblings that
+    merely share the prefix (the lock ``STORE.lock`` sits beside the store).
+    """
+    path = normalise(path)
+    if not is_url(path):
+        shutil.rmtree(path)
+        return
+    fs, inner = _filesystem(path)
+    keys = [k for k in fs.find(inner) if k == inner or k.startswith(inner + "/")]
+    if keys:
+        fs.rm(keys)
+    fs.invalidate_cache(inner)
+
+
 def exists(path: str) -> bool:
     """Whether a batchseg store is at ``path``."""
+    path = normalise(path)
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
@@ -100,8 +148,9 @@ def create(
 
     ``header_errors`` maps image ids whose header failed to their error (marked failed).
     """
-    if os.path.exists(path) and overwrite:
-        shutil.rmtree(path)
+    path = normalise(path)
+    if overwrite and path_exists(path):
+        remove(path)
     try:
         root = zarr.open_group(path, mode="w-")
     except (FileExistsError, zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
@@ -192,6 +241,7 @@ def create(
 
 def incomplete_fingerprint(path: str) -> str | None:
     """Fingerprint of a store whose creation was interrupted, None for anything else."""
+    path = normalise(path)
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
@@ -257,6 +307,7 @@ def _group(group: zarr.Group, name: str) -> zarr.Group:
 
 def open_group(path: str, mode: str = "r") -> zarr.Group:
     """The store's root group; a clear error when ``path`` is not a batchseg store."""
+    path = normalise(path)
     try:
         root = zarr.open_group(path, mode=mode)  # type: ignore[arg-type]
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
@@ -332,8 +383,12 @@ def shard_status(root: zarr.Group, plan: Plan | None = None) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _open_array(path: str, name: str, store_id: str) -> zarr.Array:
-    """Opened arrays, cached per worker process; ``store_id`` changes when a store is replaced."""
-    return zarr.open_array(path, path=name, mode="r+")
+    """Opened arrays, cached per worker process; ``store_id`` changes when a store is replaced.
+
+    ``path`` may be a URL: the array then keeps its fsspec filesystem (and connection pool)
+    for the life of the worker process, keyed by the URL string.
+    """
+    return zarr.open_array(normalise(path), path=name, mode="r+")
 
 
 def write_shard(

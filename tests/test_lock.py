@@ -176,3 +176,60 @@ def test_lock_in_unwritable_place_is_a_store_error(tmp_path):
     blocker.write_text("a file, not a folder")
     with pytest.raises(StoreError, match="cannot create lock"):
         StoreLock(str(blocker / "out.zarr")).acquire()
+
+
+# ----------------------------------------------------------------- stores at fsspec URLs
+
+
+def test_url_lock_is_exclusive_and_released():
+    url = f"memory://locks-{os.getpid()}/a.zarr"
+    with lock_mod.store_lock(url) as held:
+        assert isinstance(held, lock_mod.FsspecStoreLock) and held.active
+        holder = json.loads(held.fs.cat_file(held.path))
+        assert (holder["pid"], holder["token"]) == (os.getpid(), held.token)
+        with pytest.raises(StoreError, match="in use by another launcher"):
+            lock_mod.store_lock(url).acquire()
+    assert not held.fs.exists(held.path)
+
+
+def test_url_lock_of_a_dead_local_process_is_broken(caplog):
+    url = f"memory://locks-{os.getpid()}/b.zarr"
+    first = lock_mod.FsspecStoreLock(url)
+    first.fs.pipe_file(
+        first.path,
+        json.dumps(
+            {"host": socket.gethostname(), "pid": _dead_pid(), "token": "x", "beat": time.time()}
+        ).encode(),
+    )
+    with caplog.at_level("WARNING", logger="batchseg.lock"), lock_mod.store_lock(url) as held:
+        assert held.active
+    assert "stale lock" in caplog.text
+
+
+def test_url_lock_without_exclusive_create_warns_and_runs_unlocked(monkeypatch, caplog):
+    url = f"memory://locks-{os.getpid()}/c.zarr"
+
+    def ignores_exclusivity(self, path, data):  # an S3-compatible server ignoring If-None-Match
+        with self.fs.open(path, "wb") as fh:
+            fh.write(data)
+
+    monkeypatch.setattr(lock_mod.FsspecStoreLock, "_create", ignores_exclusivity)
+    with caplog.at_level("WARNING", logger="batchseg.lock"), lock_mod.store_lock(url) as held:
+        assert not held.active
+        assert not held.fs.exists(held.path)  # the probe's lock object was removed
+    assert "no launcher lock on memory stores: do not run two launchers on one store" in caplog.text
+
+    def refuses(self, path, data):
+        raise NotImplementedError("File mode not supported")
+
+    monkeypatch.setattr(lock_mod.FsspecStoreLock, "_create", refuses)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="batchseg.lock"), lock_mod.store_lock(url) as held:
+        assert not held.active
+    assert "no launcher lock on memory stores" in caplog.text
+
+
+def test_file_url_uses_the_local_lock(tmp_path):
+    with lock_mod.store_lock(f"file://{tmp_path}/d.zarr") as held:
+        assert isinstance(held, StoreLock)
+        assert os.path.exists(lock_path(str(tmp_path / "d.zarr")))
