@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from types import TracebackType
+from typing import Self
 
 from batchseg.errors import StoreError
 
@@ -44,7 +45,29 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class StoreLock:
+class _HeldWhileInside:
+    """``with lock:`` acquires on entry and releases on exit."""
+
+    def acquire(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class StoreLock(_HeldWhileInside):
     """Context manager holding the store's lock file while a job runs."""
 
     def __init__(self, store: str, *, stale_after: float = STALE_AFTER_SECONDS) -> None:
@@ -169,20 +192,9 @@ class StoreLock:
             except FileNotFoundError:
                 pass
 
-    def __enter__(self) -> StoreLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
-class FsspecStoreLock:
+class FsspecStoreLock(_HeldWhileInside):
     """The lock of a store at an fsspec URL: ``STORE.lock``, an object created exclusively.
 
     Taken with ``fs.open(path, "xb")`` (``If-None-Match: *`` on S3). A filesystem that refuses
@@ -351,17 +363,6 @@ class FsspecStoreLock:
             self._remove_own()
             self.active = False
 
-    def __enter__(self) -> FsspecStoreLock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
 
 def store_lock(store: str) -> StoreLock | FsspecStoreLock:
