@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -210,13 +211,19 @@ def _attach(scheduler: str, tls: TLSFiles | None) -> ClusterHandle:
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, security=security)
     except (OSError, TimeoutError, ValueError, TypeError, RuntimeError) as exc:
+        message = str(exc)
+        del exc
+        # The half-built Client closes itself in __del__, which takes its loop runner's lock;
+        # collected at a random later point it can deadlock (seen under pytest). Collect now,
+        # while this thread holds no lock.
+        gc.collect()
         hint = (
             " (TLS: the scheduler must trust the CA that signed --tls-cert, --tls-ca-file must "
             "have signed the scheduler's certificate, and --tls-key must match --tls-cert)"
             if tls
             else ""
         )
-        raise BatchsegError(f"cannot reach scheduler {scheduler}: {exc}{hint}") from None
+        raise BatchsegError(f"cannot reach scheduler {scheduler}: {message}{hint}") from None
     log.info(
         "attached to scheduler %s%s (%d threads)",
         scheduler,

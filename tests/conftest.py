@@ -70,6 +70,7 @@ def _free_port() -> int:
 @contextmanager
 def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
     """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback."""
+    import gc
     import subprocess
     import sys
     import time
@@ -92,7 +93,7 @@ def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
                     if len(c.scheduler_info()["workers"]) == n_workers:
                         break
             except OSError:
-                pass
+                gc.collect()  # see batchseg.cluster.connect: collect the failed Client now
             assert time.monotonic() < deadline, "dask processes did not start"
             time.sleep(0.2)
         yield address
