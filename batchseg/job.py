@@ -233,7 +233,7 @@ def _run_locked(
         else:
             plan, root = _plan_and_create(spec, handle, graph, method, params, refs, fp)
         attrs = store.attributes(root)
-        status = store.shard_status(root, plan)
+        status = store.shard_status(root)
         wanted = (status == store.PENDING) | (spec.retry_failed & (status == store.FAILED))
         todo = [
             s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
@@ -257,12 +257,11 @@ def _run_locked(
             io_threads=spec.io_threads,
         )
         fault("before-execute")
-        if todo:
-            store.invalidate_consolidated(root)
         total = sum(len(s) for s in todo)
         log.info("%d images in %d shards to process", total, len(todo))
         done = failed = 0
         if todo:
+            store.invalidate_consolidated(root)
             graph.warm_workers(handle.client, method.id, run_params, resources)
         exec_start = time.perf_counter()
         for shard, outcome in graph.run_shards(handle.client, ctx, todo, resources=resources):
@@ -394,5 +393,5 @@ def _finalise(
         }
     )
     store.update_attributes(root, runs=runs)
-    store.consolidate(root)
+    store.consolidate(root, status)  # the status just read, not read again
     return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)

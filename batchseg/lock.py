@@ -45,6 +45,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _in_use(store: str, holder: dict[str, object], lock: str) -> StoreError:
+    return StoreError(
+        f"{store} is in use by another launcher (pid {holder.get('pid')} on "
+        f"{holder.get('host')}); wait for it or remove {lock} if it is gone"
+    )
+
+
 class _HeldWhileInside:
     """``with lock:`` acquires on entry and releases on exit."""
 
@@ -101,10 +108,7 @@ class StoreLock(_HeldWhileInside):
                     if time.monotonic() > deadline:
                         raise StoreError(f"could not take the lock {self.path}") from None
                     continue
-                raise StoreError(
-                    f"{self.store} is in use by another launcher (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}); wait for it or remove {self.path} if it is gone"
-                ) from None
+                raise _in_use(self.store, holder, self.path) from None
             except OSError as exc:
                 raise StoreError(f"cannot create lock {self.path}: {exc.strerror or exc}") from None
             with os.fdopen(fd, "w") as fh:
@@ -256,10 +260,7 @@ class FsspecStoreLock(_HeldWhileInside):
                     if time.monotonic() > deadline:
                         raise StoreError(f"could not take the lock {self.url}") from None
                     continue
-                raise StoreError(
-                    f"{self.store} is in use by another launcher (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}); wait for it or remove {self.url} if it is gone"
-                ) from None
+                raise _in_use(self.store, holder, self.url) from None
             except (NotImplementedError, ValueError, TypeError) as exc:
                 self._unlocked(f"exclusive create not supported: {type(exc).__name__}")
                 return

@@ -374,7 +374,7 @@ def load_plan(root: zarr.Group) -> Plan:
     return Plan(S, buckets, tuple(shards))
 
 
-def shard_status(root: zarr.Group, plan: Plan | None = None) -> np.ndarray:
+def shard_status(root: zarr.Group) -> np.ndarray:
     """Status per table row (task-written arrays); padding rows read EMPTY."""
     status = read_array(root, "catalogue/status", slice(None))
     bucket = read_array(root, "catalogue/bucket", slice(None))
@@ -416,7 +416,7 @@ def write_shard(
     _open_array(path, "catalogue/status", store_id)[rows] = block.status
 
 
-def consolidate(root: zarr.Group) -> None:
+def consolidate(root: zarr.Group, status: np.ndarray | None = None) -> None:
     """Write ``table/``: the per-image table without padding rows, in large chunks.
 
     The task-written arrays are chunked one shard each (thousands of small objects); this copy
@@ -441,7 +441,9 @@ def consolidate(root: zarr.Group) -> None:
             overwrite=True,
         )[...] = data
 
-    put("status", shard_status(root)[real], (big,), np.int8, PENDING)
+    if status is None:
+        status = shard_status(root)
+    put("status", status[real], (big,), np.int8, PENDING)
     for name in ("height", "width"):
         put(name, read_array(root, f"catalogue/{name}")[real], (big,), np.uint32, 0)
     small = (max(1, min(n, _CATALOGUE_CHUNK)),)

@@ -60,6 +60,21 @@ def _last_json(text: str) -> dict[str, Any]:
     raise RuntimeError("no JSON result line")
 
 
+
+def _timed(cmd: list[str], logf: Path, what: str) -> tuple[Any, float, float, float]:
+    """Run ``cmd``; (process, wall s, CPU s of its process tree, load average before)."""
+    load = os.getloadavg()[0]
+    cpu0, t0 = _children_cpu(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0
+    with open(logf, "a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} exited {proc.returncode}; see {logf}")
+    return proc, wall, cpu, load
+
+
 def run_contender(
     name: str, method: str, listing: Path, out: Path, workers: int, chunk: int, logf: Path
 ) -> dict[str, Any]:
@@ -69,15 +84,7 @@ def run_contender(
     cmd = [sys.executable, "-m", "tests.benchmarks.bench_throughput", name, "--method", method,
            "--images", str(listing), "--out", str(target), "--workers", str(workers),
            "--chunk", str(chunk)]
-    load = os.getloadavg()[0]
-    cpu0, t0 = _children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    cpu = _children_cpu() - cpu0
-    with open(logf, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} {method} exited {proc.returncode}; see {logf}")
+    proc, wall, cpu, load = _timed(cmd, logf, f"{name} {method}")
     result = _last_json(proc.stdout)
     result.update(wall_s=wall, cpu_s=cpu, load_before=load)
     shutil.rmtree(target, ignore_errors=True)
@@ -95,15 +102,7 @@ def run_batchseg(
     exe = str(Path(sys.executable).with_name("batchseg"))
     cmd = [exe, "-q", "run", str(images), "-m", method, "-o", str(store),
            "--workers", str(workers), "--overwrite"]
-    load = os.getloadavg()[0]
-    cpu0, t0 = _children_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
-    cpu = _children_cpu() - cpu0
-    with open(logf, "a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
-    if proc.returncode != 0:
-        raise RuntimeError(f"batchseg {method} exited {proc.returncode}; see {logf}")
+    proc, wall, cpu, load = _timed(cmd, logf, f"batchseg {method}")
     root = zarr.open_group(str(store), mode="r")
     attrs = dict(root.attrs["batchseg"])
     run = attrs["runs"][-1]
