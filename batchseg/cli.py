@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from batchseg.errors import BatchsegError, UsageError
+from batchseg.profiles import QUIET_DISTRIBUTED
 
 log = logging.getLogger("batchseg")
 app = typer.Typer(
@@ -72,8 +73,11 @@ def main_callback(
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
-    if not verbose:  # read by dask.config when distributed is imported
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    if not verbose and "DASK_LOGGING__DISTRIBUTED" not in os.environ:
+        # read by dask.config when distributed is imported, here and in local worker processes;
+        # the marker tells batchseg.cluster to give batch-job workers their usual log level
+        os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+        os.environ[QUIET_DISTRIBUTED] = "1"
 
 
 @contextmanager
@@ -168,6 +172,17 @@ def run(
         int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")
     ] = None,
     io_threads: Annotated[int | None, typer.Option(help="Decoding threads per task.")] = None,
+    tile_threshold: Annotated[
+        int | None,
+        typer.Option(
+            help="Segment images with more pixels tile by tile (default 67108864 = 8192^2; "
+            "0 = never)."
+        ),
+    ] = None,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(help="Tile side for those images (multiple of 256; default 2048)."),
+    ] = None,
     weights: Annotated[
         str | None,
         typer.Option(help="Semantic: torchvision weights name (DEFAULT, ...) or state_dict file."),
@@ -233,6 +248,8 @@ def run(
                 "retry_failed": retry_failed,
                 "max_pixels": max_pixels,
                 "io_threads": io_threads,
+                "tile_threshold": tile_threshold,
+                "tile_size": tile_size,
                 "tls_ca_file": tls_ca_file,
                 "tls_cert": tls_cert,
                 "tls_key": tls_key,

@@ -19,22 +19,40 @@ log = logging.getLogger(__name__)
 HEADER_BATCH = 512
 
 
-def _headers(uris: Sequence[str], max_pixels: int | None) -> list[tuple[int, int] | str]:
-    out: list[tuple[int, int] | str] = []
-    for uri in uris:
-        try:
-            out.append(readers.read_header(uri, max_pixels=max_pixels))
-        except Exception as exc:  # noqa: BLE001 - recorded per image
-            out.append(" ".join(str(exc).split()) or type(exc).__name__)
-    return out
+Header = tuple[int, int] | tuple[int, int, bool] | str
+
+
+def header_of(uri: str, max_pixels: int | None, tile_threshold: int | None) -> Header:
+    """(height, width), or (height, width, windowed) above ``tile_threshold``; else the error.
+
+    ``windowed`` says whether the image can be read in windows (TIFF/Zarr), and so tiled.
+    """
+    try:
+        h, w = readers.read_header(uri, max_pixels=max_pixels, windowed_above=tile_threshold)
+        if tile_threshold is not None and h * w > tile_threshold:
+            from batchseg.windowed import windowed_header
+
+            return h, w, windowed_header(uri) is not None
+        return h, w
+    except Exception as exc:  # noqa: BLE001 - recorded per image
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _headers(
+    uris: Sequence[str], max_pixels: int | None, tile_threshold: int | None = None
+) -> list[Header]:
+    return [header_of(uri, max_pixels, tile_threshold) for uri in uris]
 
 
 def scan_headers(
-    client: Client, refs: Sequence[ImageRef], max_pixels: int | None
-) -> list[tuple[int, int] | str]:
-    """(height, width) or an error message per ref; known sizes are not read again."""
+    client: Client,
+    refs: Sequence[ImageRef],
+    max_pixels: int | None,
+    tile_threshold: int | None = None,
+) -> list[Header]:
+    """A :func:`header_of` per ref; sizes known from a manifest are not read again."""
     todo = [i for i, r in enumerate(refs) if r.height is None or r.width is None]
-    result: list[tuple[int, int] | str] = [
+    result: list[Header] = [
         (int(r.height), int(r.width)) if r.height is not None and r.width is not None else ""
         for r in refs
     ]
@@ -47,6 +65,7 @@ def scan_headers(
             _headers,
             [refs[i].uri for i in batch],
             max_pixels,
+            tile_threshold,
             key=f"headers-{token}-{n}",
             pure=False,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -65,13 +66,19 @@ def _file_identity(value: Any) -> Any:
     return value
 
 
-def fingerprint(refs: list[ImageRef], method: Method, params: dict[str, Any]) -> str:
-    """Identity of a job's inputs, method and parameters (resume refuses a different one)."""
+def fingerprint(
+    refs: list[ImageRef],
+    method: Method,
+    params: dict[str, Any],
+    tiling: tuple[int, int] | None = None,
+) -> str:
+    """Identity of a job's inputs, method, parameters and tiling (resume refuses another)."""
     h = hashlib.sha256()
     identity = {k: _file_identity(v) for k, v in params.items() if k not in method.runtime_params}
-    h.update(
-        json.dumps({"method": method.id, "params": identity}, sort_keys=True, default=str).encode()
-    )
+    job: dict[str, Any] = {"method": method.id, "params": identity}
+    if tiling is not None:
+        job["tiling"] = list(tiling)
+    h.update(json.dumps(job, sort_keys=True, default=str).encode())
     for ref in refs:
         h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
         h.update(ref.uri.encode("utf-8", "surrogateescape") + b"\0")
@@ -84,7 +91,7 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
     refs = discover(spec.input)
-    fp = fingerprint(refs, method, params)
+    fp = fingerprint(refs, method, params, _tiling(spec))
     if not store.is_url(store.normalise(spec.output)):  # object stores have no folders
         parent = os.path.dirname(os.path.abspath(store.normalise(spec.output)))
         try:
@@ -103,20 +110,19 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from batchseg import readers
-
     started = time.perf_counter()
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
     refs = discover(spec.input)
-    fp = fingerprint(refs, method, params)
+    fp = fingerprint(refs, method, params, _tiling(spec))
     todo = [r for r in refs if r.height is None or r.width is None]
+    threshold = spec.tile_threshold or None
 
-    def header(ref: ImageRef) -> tuple[int, int]:
-        try:
-            return readers.read_header(ref.uri, max_pixels=spec.max_pixels)
-        except Exception:  # noqa: BLE001 - counted as unreadable
-            return UNREADABLE
+    def header(ref: ImageRef) -> tuple[int, ...]:
+        from batchseg.graph import header_of
+
+        found = header_of(ref.uri, spec.max_pixels, threshold)
+        return UNREADABLE if isinstance(found, str) else found
 
     with ThreadPoolExecutor(header_threads) as pool:
         read = dict(zip((r.image_id for r in todo), pool.map(header, todo), strict=True))
@@ -135,7 +141,8 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
     else:
         slots = (spec.workers or default_workers()) * (spec.threads_per_worker or 1)
     size = spec.shard_size or auto_shard_size(len(refs), slots)
-    plan = plan_shards(refs, shapes, size)
+    plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
+    _check_tiling(plan, method, params)
     classes = method.classes(params) if method.family != "semantic" else None
     n_cols = len(stats_columns(method.kind, classes, confidence=method.has_confidence))
     per_bucket: dict[int, int] = {}
@@ -171,6 +178,9 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
         ],
         "shard_size": plan.shard_size,
         "tasks": len(plan.shards),
+        "tiled_images": [
+            {"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in plan.buckets if b.tile
+        ],
         "table_rows": plan.n_rows,
         "label_bytes_uncompressed": label_bytes,
         "stats_bytes_uncompressed": plan.n_rows * n_cols * 8,
@@ -210,7 +220,7 @@ def _run_locked(
     on_progress: ProgressCallback | None,
 ) -> JobResult:
     from batchseg import cluster as cluster_mod  # dask only in the graph/cluster layers
-    from batchseg import graph
+    from batchseg import graph, tiled_graph
     from batchseg.execute import JobContext
 
     root = _existing_store(spec, fp)
@@ -264,7 +274,13 @@ def _run_locked(
             store.invalidate_consolidated(root)
             graph.warm_workers(handle.client, method.id, run_params, resources)
         exec_start = time.perf_counter()
-        for shard, outcome in graph.run_shards(handle.client, ctx, todo, resources=resources):
+        tiled = [s for s in todo if plan.buckets[s.bucket].tile]
+        small = [s for s in todo if not plan.buckets[s.bucket].tile]
+        outcomes = itertools.chain(
+            graph.run_shards(handle.client, ctx, small, resources=resources),
+            ((s, tiled_graph.run_tiled(handle.client, ctx, s, resources=resources)) for s in tiled),
+        )
+        for shard, outcome in outcomes:
             if isinstance(outcome, OSError):
                 raise StoreError(
                     f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
@@ -312,14 +328,16 @@ def _plan_and_create(
     fp: str,
 ) -> tuple[Plan, zarr.Group]:
     t0 = time.perf_counter()
-    headers = graph.scan_headers(handle.client, refs, spec.max_pixels)
+    threshold = spec.tile_threshold or None
+    headers = graph.scan_headers(handle.client, refs, spec.max_pixels, threshold)
     fault("planning")
     shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
     header_errors = {
         r.image_id: h for r, h in zip(refs, headers, strict=True) if isinstance(h, str)
     }
     size = spec.shard_size or auto_shard_size(len(refs), handle.n_threads())
-    plan = plan_shards(refs, shapes, size)
+    plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
+    _check_tiling(plan, method, params)
     classes = method.classes(params)
     columns = stats_columns(method.kind, classes, confidence=method.has_confidence)
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
@@ -351,6 +369,26 @@ def _plan_and_create(
         time.perf_counter() - t0,
     )
     return plan, root
+
+
+def _tiling(spec: JobSpec) -> tuple[int, int] | None:
+    """The tiling settings that change results (None when tiling is off)."""
+    return (spec.tile_threshold, spec.tile_size) if spec.tile_threshold else None
+
+
+def _n_tiles(bucket: Any) -> int:
+    from batchseg.tiling import grid_shape
+
+    rows, cols = grid_shape((bucket.height, bucket.width), bucket.tile)
+    return rows * cols
+
+
+def _check_tiling(plan: Plan, method: Method, params: dict[str, Any]) -> None:
+    """A clear error before any work when the plan tiles images this method cannot tile."""
+    if any(b.tile for b in plan.buckets):
+        from batchseg.methods.tiled import spec_for
+
+        spec_for(method, params)
 
 
 def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException) -> None:

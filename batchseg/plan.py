@@ -19,6 +19,13 @@ from batchseg.sources import ImageRef, paused_gc
 DEFAULT_MAX_SHARD_PIXELS = 64 * 1024 * 1024
 #: Shape bucket for images whose header could not be read.
 UNREADABLE = (0, 0)
+#: Images with more pixels than this are segmented tile by tile (``--tile-threshold``).
+#: 2^26 = 67 Mpx (8192 x 8192): above every consumer camera (24-61 Mpx), so ordinary photos
+#: are always segmented whole, and below where whole-image kernels need several GiB (SLIC
+#: peaks at ~45 bytes per RGB pixel, k-means at ~70: README "Gigapixel images").
+DEFAULT_TILE_THRESHOLD = 1 << 26
+#: Side of a tile (and of a label chunk of a tiled image), pixels.
+DEFAULT_TILE_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,12 @@ class Bucket:
     width: int
     shard_size: int  # images per shard in this bucket (<= the plan's shard size)
     n_shards: int
+    tile: int = 0  # > 0: one huge image, segmented in tiles of this side
 
     @property
     def name(self) -> str:
-        return f"b{self.index:05d}_{self.height}x{self.width}"
+        prefix = "t" if self.tile else "b"
+        return f"{prefix}{self.index:05d}_{self.height}x{self.width}"
 
     @property
     def rows(self) -> int:
@@ -89,33 +98,46 @@ def auto_shard_size(n_images: int, n_slots: int, *, per_slot: int = 8, cap: int 
 
 def plan_shards(
     refs: Sequence[ImageRef],
-    shapes: Sequence[tuple[int, int]],
+    shapes: Sequence[tuple[int, ...]],
     shard_size: int,
     *,
     max_shard_pixels: int = DEFAULT_MAX_SHARD_PIXELS,
+    tile_threshold: int | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
 ) -> Plan:
     """Bucket ``refs`` by shape (``shapes[i]`` is image i's (height, width)) and shard them.
 
     Buckets are ordered by shape, images within a bucket by id, so the plan is deterministic.
     Large images get smaller shards so one task holds at most ``max_shard_pixels`` pixels.
+    Images of more than ``tile_threshold`` pixels each get a bucket (and a one-image shard) of
+    their own, segmented in tiles of ``tile_size``; they come after the ordinary buckets.
     """
     with paused_gc():
-        return _plan_shards(refs, shapes, shard_size, max_shard_pixels)
+        return _plan_shards(refs, shapes, shard_size, max_shard_pixels, tile_threshold, tile_size)
 
 
 def _plan_shards(
     refs: Sequence[ImageRef],
-    shapes: Sequence[tuple[int, int]],
+    shapes: Sequence[tuple[int, ...]],
     shard_size: int,
     max_shard_pixels: int,
+    tile_threshold: int | None,
+    tile_size: int,
 ) -> Plan:
     if shard_size < 1:
         raise ValueError("shard size must be >= 1")
     if len(refs) != len(shapes):
         raise ValueError("refs and shapes differ in length")
     groups: dict[tuple[int, int], list[ImageRef]] = defaultdict(list)
+    tiled: list[tuple[ImageRef, int, int]] = []
     for ref, shape in zip(refs, shapes, strict=True):
-        groups[(int(shape[0]), int(shape[1]))].append(ref)
+        h, w = int(shape[0]), int(shape[1])
+        # a third element False: too big, but not readable in windows (decoded whole)
+        windowed = len(shape) < 3 or bool(shape[2])  # type: ignore[misc]
+        if tile_threshold is not None and h * w > tile_threshold and windowed:
+            tiled.append((ref, h, w))
+        else:
+            groups[(h, w)].append(ref)
     buckets: list[Bucket] = []
     shards: list[Shard] = []
     for b_index, (height, width) in enumerate(sorted(groups)):
@@ -135,4 +157,8 @@ def _plan_shards(
                     uris=tuple(r.uri for r in part),
                 )
             )
+    for ref, h, w in sorted(tiled, key=lambda item: item[0].image_id):
+        b_index = len(buckets)
+        buckets.append(Bucket(b_index, h, w, 1, 1, tile=tile_size))
+        shards.append(Shard(len(shards), b_index, 0, (ref.image_id,), (ref.uri,)))
     return Plan(shard_size, tuple(buckets), tuple(shards))

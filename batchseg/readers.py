@@ -139,11 +139,15 @@ def _sniff(fh: IO[bytes]) -> bytes:
     return head
 
 
+class PixelLimitError(ImageError):
+    """The image has more pixels than a whole decode may hold (``--max-pixels``)."""
+
+
 def _check_pixels(height: int, width: int, max_pixels: int | None) -> None:
     if height <= 0 or width <= 0:
         raise ImageError(f"image has an invalid size {width}x{height}")
     if max_pixels is not None and height * width > max_pixels:
-        raise ImageError(
+        raise PixelLimitError(
             f"image {width}x{height} exceeds the pixel limit {max_pixels} (--max-pixels)"
         )
 
@@ -484,13 +488,40 @@ def _tiff_normalise(arr: np.ndarray, page: Any, height: int, width: int) -> np.n
 # --------------------------------------------------------------------------- public API
 
 
-def read_header(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def read_header(
+    uri: str,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    windowed_above: int | None = None,
+) -> tuple[int, int]:
     """(height, width) after EXIF orientation, read from the header only (no pixel decode).
 
     Raises ImageError when the file cannot be read, is not a supported image, or
-    exceeds ``max_pixels`` (``None`` disables the limit).
+    exceeds ``max_pixels`` (``None`` disables the limit). With ``windowed_above``, an image
+    of more than that many pixels that can be read in windows (tiled/stripped TIFF, Zarr)
+    is accepted whatever its size: it is segmented tile by tile, never decoded whole.
     """
     uri = os.fspath(uri)
+    try:
+        return _header(uri, max_pixels)
+    except PixelLimitError:
+        if windowed_above is None:
+            raise
+        from batchseg.windowed import windowed_header
+
+        shape = windowed_header(uri)
+        if shape is None or shape[0] * shape[1] <= windowed_above:
+            raise
+        return shape
+
+
+def _header(uri: str, max_pixels: int | None) -> tuple[int, int]:
+    from batchseg.windowed import ZarrSource, is_zarr
+
+    if is_zarr(uri):
+        height, width = ZarrSource(uri).shape
+        _check_pixels(height, width, max_pixels)
+        return height, width
     with _open_binary(uri) as fh:
         head = _sniff(fh)
         if head[:4] in _TIFF_MAGIC:
@@ -507,6 +538,13 @@ def read_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndar
     composited).  ``height * width`` is checked against ``max_pixels`` before decoding.
     """
     uri = os.fspath(uri)
+    from batchseg.windowed import ZarrSource, is_zarr
+
+    if is_zarr(uri):
+        source = ZarrSource(uri)
+        height, width = source.shape
+        _check_pixels(height, width, max_pixels)
+        return np.ascontiguousarray(source.read(0, height, 0, width))
     with _open_binary(uri) as fh:
         head = _sniff(fh)
         if head[:4] in _TIFF_MAGIC:

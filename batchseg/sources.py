@@ -46,6 +46,8 @@ def discover(source: str) -> list[ImageRef]:
     """
     if "://" in source:
         refs = _from_url(source)
+    elif _is_zarr_image(source):
+        refs = [ImageRef(Path(source.rstrip("/")).name, os.path.abspath(source))]
     elif any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
         refs = _from_glob(source)
     elif os.path.isdir(source):
@@ -176,6 +178,11 @@ def _from_directory(root: Path) -> list[ImageRef]:
             continue
         seen_dirs.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # a Zarr image is a folder: listed as one image, never walked into
+        for name in [d for d in dirnames if _is_zarr_image(os.path.join(dirpath, d))]:
+            dirnames.remove(name)
+            path = Path(dirpath) / name
+            refs.append(ImageRef(path.relative_to(root).as_posix(), str(path.absolute())))
         for name in filenames:
             if name.startswith("."):
                 continue
@@ -187,6 +194,16 @@ def _from_directory(root: Path) -> list[ImageRef]:
     if skipped:
         log.info("skipped %d file(s) without an image suffix under %s", skipped, root)
     return refs
+
+
+def _is_zarr_image(path: str) -> bool:
+    """A local ``*.zarr`` folder with Zarr metadata (an array or an OME-Zarr image)."""
+    path = path.rstrip("/")
+    return (
+        path.lower().endswith(".zarr")
+        and os.path.isdir(path)
+        and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zattrs"))
+    )
 
 
 def _from_glob(pattern: str) -> list[ImageRef]:

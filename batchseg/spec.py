@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchseg.errors import UsageError
+from batchseg.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 from batchseg.profiles import (
     PROFILES,
     AddressProfile,
@@ -42,6 +43,9 @@ class JobSpec:
     retry_failed: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
+    #: images with more pixels are segmented tile by tile; 0 = never tile
+    tile_threshold: int = DEFAULT_TILE_THRESHOLD
+    tile_size: int = DEFAULT_TILE_SIZE
     gpus: int = 0
     tls_ca_file: str | None = None
     tls_cert: str | None = None
@@ -69,7 +73,14 @@ class JobSpec:
 _FIELDS = {f.name: f for f in dataclasses.fields(JobSpec)}
 _TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
 _PATH_KEYS = ("input", "output", *_TLS_KEYS)
-_INT_KEYS = ("workers", "threads_per_worker", "shard_size", "max_pixels", "io_threads")
+_INT_KEYS = (
+    "workers",
+    "threads_per_worker",
+    "shard_size",
+    "max_pixels",
+    "io_threads",
+    "tile_size",
+)
 _STR_KEYS = ("input", "method", "output", "scheduler", *_TLS_KEYS)
 
 
@@ -138,6 +149,16 @@ def build_spec(
             raise UsageError(f"{key!r} must be an integer, got {value!r}")
         if value is not None and value < 1:
             raise UsageError(f"{key!r} must be >= 1, got {value}")
+    threshold = merged.get("tile_threshold")
+    if threshold is not None and (
+        not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0
+    ):
+        raise UsageError(
+            f"'tile_threshold' must be an integer >= 0 (0 = never tile), got {threshold!r}"
+        )
+    tile = merged.get("tile_size")
+    if tile is not None and (tile % 256 or not 256 <= tile <= 16384):
+        raise UsageError(f"'tile_size' must be a multiple of 256 in [256, 16384], got {tile}")
     for key in ("overwrite", "retry_failed"):
         if key in merged and not isinstance(merged[key], bool):
             raise UsageError(f"{key!r} must be true or false, got {merged[key]!r}")

@@ -46,16 +46,24 @@ def stats_columns(
 
 def class_stats(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """``[pixels per class..., fraction per class...]`` of a class map."""
-    counts = np.bincount(labels.ravel(), minlength=n_classes)
+    return class_stats_from_counts(np.bincount(labels.ravel(), minlength=n_classes), n_classes)
+
+
+def class_stats_from_counts(counts: np.ndarray, n_classes: int) -> np.ndarray:
+    """:func:`class_stats` from pixel counts per class (summed over tiles)."""
     if counts.size > n_classes:
         raise ValueError(f"label {counts.size - 1} outside the {n_classes} classes")
-    total = max(1, labels.size)
+    total = max(1, int(counts.sum()))
     return np.concatenate([counts, counts / total]).astype(np.float64)
 
 
 def region_stats(labels: np.ndarray) -> np.ndarray:
     """``[n_regions, area_min, area_mean, area_max]`` over non-zero labels."""
-    counts = np.bincount(labels.ravel())[1:]
+    return region_stats_from_areas(np.bincount(labels.ravel())[1:])
+
+
+def region_stats_from_areas(counts: np.ndarray) -> np.ndarray:
+    """:func:`region_stats` from the area of each region id (zeros ignored)."""
     areas = counts[counts > 0]
     if areas.size == 0:
         return np.array([0.0, 0.0, 0.0, 0.0])

@@ -14,6 +14,9 @@ Layout (every node readable with plain zarr-python)::
                                  attrs["columns"] names the columns
       labels/<bucket>            uint (bucket rows, H, W): chunk (1, H, W), shard = task shard
       confidence/<bucket>        uint8, same layout (semantic methods only)
+      labels/t<...>              tiled image (one per bucket): (1, H, W), chunk (1, T, T)
+      pyramid/<bucket>/<l>       its label pyramid, level l = labels[::2^l, ::2^l],
+                                 chunk (1, T/2^l, T/2^l); written during the job
 
 Shard ``k`` of the plan owns rows ``[k*S, (k+1)*S)`` of every per-row array and rows
 ``[j*s, (j+1)*s)`` of its bucket's arrays, so tasks write whole chunks/shards only.
@@ -213,6 +216,8 @@ def create(
         _bucket_array(labels, b, dtype)
         if conf is not None:
             _bucket_array(conf, b, np.dtype(np.uint8))
+        if b.tile:
+            _pyramid_arrays(root.require_group("pyramid").create_group(b.name), b, dtype)
     attrs = dict(meta)
     attrs.update(
         store_id=uuid.uuid4().hex,
@@ -228,6 +233,11 @@ def create(
                 "shard_size": b.shard_size,
                 "n_shards": b.n_shards,
                 "dtype": str(dt),
+                **(
+                    {"tile": b.tile, "levels": pyramid_levels(b.height, b.width, b.tile)}
+                    if b.tile
+                    else {}
+                ),
             }
             for b, dt in zip(plan.buckets, label_dtypes, strict=True)
         ],
@@ -237,6 +247,20 @@ def create(
     )
     root.attrs.put({ATTRS_KEY: attrs})  # replaces the creating marker in one atomic write
     return root
+
+
+def _pyramid_arrays(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
+    for level in pyramid_levels(b.height, b.width, b.tile):
+        f = 1 << level
+        group.create_array(
+            str(level),
+            shape=(1, -(-b.height // f), -(-b.width // f)),
+            chunks=(1, b.tile >> level, b.tile >> level),
+            dtype=dtype,
+            fill_value=0,
+            compressors=label_codec(dtype),
+            dimension_names=("image", "y", "x"),
+        )
 
 
 def incomplete_fingerprint(path: str) -> str | None:
@@ -272,7 +296,36 @@ def _mark_header_failures(
         status[rows] = block
 
 
+#: Smallest chunk side of a tiled image's pyramid level.
+_MIN_LEVEL_CHUNK = 64
+
+
+def pyramid_levels(height: int, width: int, tile: int) -> list[int]:
+    """Levels 1..L of a tiled image's label pyramid: halve until it fits in one tile."""
+    levels: list[int] = []
+    level = 1
+    while (
+        (tile >> level) >= _MIN_LEVEL_CHUNK
+        and tile % (1 << level) == 0
+        and max(height, width) > tile << (level - 1)
+    ):
+        levels.append(level)
+        level += 1
+    return levels
+
+
 def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
+    if b.tile:
+        group.create_array(
+            b.name,
+            shape=(1, b.height, b.width),
+            chunks=(1, b.tile, b.tile),
+            dtype=dtype,
+            fill_value=0,
+            compressors=label_codec(dtype),
+            dimension_names=("image", "y", "x"),
+        )
+        return
     group.create_array(
         b.name,
         shape=(b.rows, b.height, b.width),
@@ -348,7 +401,9 @@ def load_plan(root: zarr.Group) -> Plan:
     attrs = attributes(root)
     S = int(attrs["shard_size"])
     buckets = tuple(
-        Bucket(b["index"], b["height"], b["width"], b["shard_size"], b["n_shards"])
+        Bucket(
+            b["index"], b["height"], b["width"], b["shard_size"], b["n_shards"], b.get("tile", 0)
+        )
         for b in attrs["buckets"]
     )
     cat = _group(root, "catalogue")
@@ -414,6 +469,68 @@ def write_shard(
     _open_array(path, "stats", store_id)[rows] = block.stats
     _open_array(path, "catalogue/error", store_id)[rows] = block.errors
     _open_array(path, "catalogue/status", store_id)[rows] = block.status
+
+
+def write_tile(
+    path: str,
+    store_id: str,
+    bucket: Bucket,
+    window: tuple[slice, slice],
+    labels: np.ndarray,
+    confidence: np.ndarray | None = None,
+    *,
+    scratch: bool = False,
+) -> None:
+    """Write one tile (whole chunks) of a tiled image, and its pyramid blocks.
+
+    ``window`` starts on a multiple of the tile side, so every level's block is whole chunks.
+    ``scratch``: local region ids before stitching go to ``scratch/<bucket>`` instead, so the
+    relabelling pass reads them there and can be retried safely.
+    """
+    ys, xs = window
+    if scratch:
+        _open_array(path, f"scratch/{bucket.name}", store_id)[0, ys, xs] = labels
+        return
+    _open_array(path, f"labels/{bucket.name}", store_id)[0, ys, xs] = labels
+    if confidence is not None:
+        _open_array(path, f"confidence/{bucket.name}", store_id)[0, ys, xs] = confidence
+    for level in pyramid_levels(bucket.height, bucket.width, bucket.tile):
+        f = 1 << level
+        sub = labels[::f, ::f]
+        y0, x0 = ys.start // f, xs.start // f
+        _open_array(path, f"pyramid/{bucket.name}/{level}", store_id)[
+            0, y0 : y0 + sub.shape[0], x0 : x0 + sub.shape[1]
+        ] = sub
+
+
+def read_scratch_tile(
+    path: str, store_id: str, bucket: Bucket, window: tuple[slice, slice]
+) -> np.ndarray:
+    """One tile of a tiled image's local (unstitched) region ids."""
+    ys, xs = window
+    return np.asarray(_open_array(path, f"scratch/{bucket.name}", store_id)[0, ys, xs])
+
+
+def create_scratch(path: str, bucket: Bucket, dtype: np.dtype) -> None:
+    """(Re)create the scratch array of a tiled image (client, before its tile tasks)."""
+    root = zarr.open_group(normalise(path), mode="r+")
+    root.require_group("scratch").create_array(
+        bucket.name,
+        shape=(1, bucket.height, bucket.width),
+        chunks=(1, bucket.tile, bucket.tile),
+        dtype=dtype,
+        fill_value=0,
+        compressors=label_codec(dtype),
+        overwrite=True,
+    )
+    _open_array.cache_clear()  # workers in this process must not keep a replaced array
+
+
+def drop_scratch(path: str, bucket: Bucket) -> None:
+    """Delete a tiled image's scratch array once its labels are final."""
+    root = zarr.open_group(normalise(path), mode="r+")
+    if "scratch" in root and bucket.name in _group(root, "scratch"):
+        del _group(root, "scratch")[bucket.name]
 
 
 def consolidate(root: zarr.Group, status: np.ndarray | None = None) -> None:

@@ -178,6 +178,45 @@ register(
 )
 
 
+def objects(image: np.ndarray, threshold: str, connectivity: int, min_area: int) -> np.ndarray:
+    mask = _foreground(to_grey(image), threshold)
+    labels = measure.label(mask, connectivity=connectivity)
+    if min_area > 1:
+        labels = morphology.remove_small_objects(labels, max_size=min_area - 1)
+        labels = segmentation.relabel_sequential(labels)[0]
+    return _uint(labels)
+
+
+def _objects_max(p: Params, h: int, w: int) -> int:
+    # 4-connected components of a mask: at most ceil(h*w/2) (a checkerboard); 8-connected:
+    # at most one per 2x2 block (see _canny_max); min_area bounds them further.
+    top = -(-h * w // 2) if p["connectivity"] == 1 else -(-h // 2) * -(-w // 2)
+    return min(top, h * w // max(p["min_area"], 1))
+
+
+register(
+    Method(
+        id="skimage.objects",
+        kind="regions",
+        kernel=objects,
+        description="Global threshold, then connected components: one region per object.",
+        params=(
+            Param(
+                "threshold",
+                str,
+                "otsu",
+                "global threshold giving the foreground mask",
+                choices=tuple(_THRESHOLDS),
+            ),
+            Param("connectivity", int, 2, "1 = 4-connected, 2 = 8-connected", choices=(1, 2)),
+            Param("min_area", int, 0, "drop objects smaller than this many pixels", minimum=0),
+        ),
+        max_label=_objects_max,
+        family="threshold",
+    )
+)
+
+
 # --------------------------------------------------------------------------- edges
 
 
@@ -277,7 +316,11 @@ register(
 def distance_watershed(
     image: np.ndarray, threshold: str, min_distance: int, footprint: int
 ) -> np.ndarray:
-    mask = _foreground(to_grey(image), threshold)
+    return watershed_of_mask(_foreground(to_grey(image), threshold), min_distance, footprint)
+
+
+def watershed_of_mask(mask: np.ndarray, min_distance: int, footprint: int) -> np.ndarray:
+    """Distance-transform watershed of a foreground mask (split touching objects)."""
     distance = ndi.distance_transform_edt(mask)
     peaks = feature.peak_local_max(
         distance,
@@ -401,22 +444,26 @@ register(
 _LUMA = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray weights
 
 
-def kmeans(image: np.ndarray, k: int, space: str, seed: int, sample: int) -> np.ndarray:
-    h, w = image.shape[:2]
+def kmeans_features(image: np.ndarray, space: str) -> np.ndarray:
+    """Per-pixel features (rows in raster order): Lab or RGB for colour, grey otherwise."""
     if is_colour(image):
         rgb = to_rgb(image)
         pixels = color.rgb2lab(rgb) if space == "lab" else rgb
-        features = pixels.reshape(-1, 3)
-    else:
-        features = to_grey(image).reshape(-1, 1)
-    n = features.shape[0]
+        return pixels.reshape(-1, 3)
+    return to_grey(image).reshape(-1, 1)
+
+
+def kmeans_sample(n: int, k: int, seed: int, sample: int) -> np.ndarray | None:
+    """Sorted flat indices of the pixels the centres are fitted on (None: all of them)."""
     if n < k:
         raise ImageError(f"kmeans with k={k} needs at least {k} pixels; image has {n}")
     if 0 < sample < n:
-        rows = np.random.default_rng(seed).choice(n, size=sample, replace=False)
-        fit_on = features[np.sort(rows)]
-    else:
-        fit_on = features
+        return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
+    return None
+
+
+def kmeans_fit(fit_on: np.ndarray, k: int, space: str, seed: int) -> tuple[Any, np.ndarray]:
+    """Fitted KMeans and the rank of each centre (darkest first, ties by coordinates)."""
     from sklearn.cluster import KMeans  # lazy: scikit-learn costs ~1 s of import time
     from threadpoolctl import threadpool_limits
 
@@ -425,9 +472,8 @@ def kmeans(image: np.ndarray, k: int, space: str, seed: int, sample: int) -> np.
     # several OpenMP threads the last bits (and hence labels) can vary run to run.
     with threadpool_limits(limits=1, user_api="openmp"):
         model.fit(fit_on)
-        predicted = model.predict(features)
     centres = model.cluster_centers_
-    if features.shape[1] == 1:
+    if centres.shape[1] == 1:
         brightness = centres[:, 0]
     elif space == "lab":
         brightness = centres[:, 0]  # L*
@@ -437,7 +483,25 @@ def kmeans(image: np.ndarray, k: int, space: str, seed: int, sample: int) -> np.
     order = np.lexsort((*centres.T[::-1], brightness))
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
-    return rank[predicted].reshape(h, w).astype(smallest_uint(k - 1))
+    return model, rank
+
+
+def kmeans_assign(model: Any, rank: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Class (ranked cluster) of every feature row."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        predicted = model.predict(features)
+    return rank[predicted].astype(smallest_uint(len(rank) - 1))
+
+
+def kmeans(image: np.ndarray, k: int, space: str, seed: int, sample: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    features = kmeans_features(image, space)
+    rows = kmeans_sample(features.shape[0], k, seed, sample)
+    fit_on = features if rows is None else features[rows]
+    model, rank = kmeans_fit(fit_on, k, space, seed)
+    return kmeans_assign(model, rank, features).reshape(h, w)
 
 
 def _cluster_names(params: Params) -> list[str]:

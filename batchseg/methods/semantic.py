@@ -52,6 +52,20 @@ _COMMON_PARAMS: tuple[Param, ...] = (
     ),
     Param("channels_last", bool, True, "channels-last memory format (used on CUDA only)"),
     Param("threads", int, 0, "torch CPU threads (0 = leave torch's setting)", minimum=0),
+    Param(
+        "window",
+        int,
+        512,
+        "tiled (huge) images: side of the sliding inference window, pixels",
+        minimum=16,
+    ),
+    Param(
+        "overlap",
+        int,
+        128,
+        "tiled images: overlap of neighbouring windows (logits are blended across it)",
+        minimum=0,
+    ),
 )
 
 _TORCHVISION_PARAMS: tuple[Param, ...] = (
@@ -340,49 +354,67 @@ class SemanticRunner:
             device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=dtype
         )
 
-    def _infer(self, arrays: list[np.ndarray]) -> list[Segmentation]:
+    def _forward(self, arrays: list[np.ndarray]) -> Any:
+        """Float logits (N, C, H, W) of same-shape RGB arrays at their own size (no grad)."""
         import torch
         import torch.nn.functional as F
         from torchvision.transforms.functional import InterpolationMode, resize
 
         cuda = self.device.startswith("cuda")
         pp = self.preprocess
+        host = torch.from_numpy(np.stack(arrays))  # N, H, W, 3
+        if cuda:
+            x = host.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = host
+        x = x.permute(0, 3, 1, 2)
+        if not self.channels_last:
+            # the NCHW copy the network needs, made while the pixels are still 1 byte
+            x = x.contiguous()
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        if pp.resize_size:
+            x = resize(
+                x,
+                list(pp.resize_size),
+                interpolation=InterpolationMode.BILINEAR,
+                antialias=pp.antialias,
+            )
+        is_uint8 = x.dtype == torch.uint8
+        # np.stack copied the caller's arrays, so in-place work never touches them
+        x = x.float()
+        # (x / 255 - mean) / std as one scale and one shift, in place
+        std = torch.as_tensor(pp.std, dtype=torch.float64)
+        mean = torch.as_tensor(pp.mean, dtype=torch.float64)
+        scale = (1.0 / (std * 255.0) if is_uint8 else 1.0 / std).to(torch.float32)
+        shift = (-mean / std).to(torch.float32)
+        x = x.mul_(scale.to(x.device).view(-1, 1, 1)).add_(shift.to(x.device).view(-1, 1, 1))
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = x.contiguous(memory_format=fmt)
+        with self._autocast():
+            out = self.model(x)
+        logits = models.logits_of(out).float()
+        if tuple(logits.shape[-2:]) != (height, width):
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
+        return logits
+
+    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Float32 logits (N, C, H, W) of same-shape images, in batches of ``batch_size``."""
+        import torch
+
+        arrays = [_as_rgb(image) for image in images]
+        out = []
         with torch.inference_mode():
-            host = torch.from_numpy(np.stack(arrays))  # N, H, W, 3
-            if cuda:
-                x = host.pin_memory().to(self.device, non_blocking=True)
-            else:
-                x = host
-            x = x.permute(0, 3, 1, 2)
-            if not self.channels_last:
-                # the NCHW copy the network needs, made while the pixels are still 1 byte
-                x = x.contiguous()
-            height, width = int(x.shape[-2]), int(x.shape[-1])
-            if pp.resize_size:
-                x = resize(
-                    x,
-                    list(pp.resize_size),
-                    interpolation=InterpolationMode.BILINEAR,
-                    antialias=pp.antialias,
-                )
-            is_uint8 = x.dtype == torch.uint8
-            # np.stack copied the caller's arrays, so in-place work never touches them
-            x = x.float()
-            # (x / 255 - mean) / std as one scale and one shift, in place
-            std = torch.as_tensor(pp.std, dtype=torch.float64)
-            mean = torch.as_tensor(pp.mean, dtype=torch.float64)
-            scale = (1.0 / (std * 255.0) if is_uint8 else 1.0 / std).to(torch.float32)
-            shift = (-mean / std).to(torch.float32)
-            x = x.mul_(scale.to(x.device).view(-1, 1, 1)).add_(shift.to(x.device).view(-1, 1, 1))
-            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-            x = x.contiguous(memory_format=fmt)
-            with self._autocast():
-                out = self.model(x)
-            logits = models.logits_of(out).float()
-            if tuple(logits.shape[-2:]) != (height, width):
-                logits = F.interpolate(
-                    logits, size=(height, width), mode="bilinear", align_corners=False
-                )
+            for start in range(0, len(arrays), self.batch_size):
+                out.append(self._forward(arrays[start : start + self.batch_size]).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes, 0, 0), np.float32)
+
+    def _infer(self, arrays: list[np.ndarray]) -> list[Segmentation]:
+        import torch
+
+        with torch.inference_mode():
+            logits = self._forward(arrays)
             big = logits.shape[1] > 256
             labels, conf = _labels_and_confidence(logits)
             conf = conf.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)

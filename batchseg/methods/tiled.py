@@ -1,0 +1,305 @@
+"""How each method segments a huge image tile by tile (pure numpy / scikit-image).
+
+A :class:`TileSpec` says, for one method:
+
+* ``reduce``: the whole-image pass needed before any tile is segmented. ``histogram``: a
+  global threshold from the grey histogram of every tile (two passes: range, then counts on
+  the same bins, which is exactly what scikit-image computes on the whole image); ``sample``:
+  k-means centres fitted on the same pixels the whole-image kernel samples.
+* ``halo``: pixels of context read around each tile, derived from the method's parameters
+  (a local threshold's filter radius, SLIC's superpixel side, a watershed's footprint).
+* ``stitch``: ``none`` for class maps (pixel-wise, so tiles are final); ``touch`` for
+  connected components (labels touching across a tile face are one object, as dask-image's
+  ``label`` does); ``overlap`` for superpixels and watersheds (a region continues across a
+  face only where both tiles, each looking into the other through its halo, agree).
+* ``segment``: the method on one haloed window, given the reduction's result.
+
+Semantic models use a sliding window instead (:func:`window_lattice`, :func:`blend_weights`):
+logits, not labels, are blended where windows overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from skimage import filters, measure
+
+from batchseg.errors import UsageError
+from batchseg.methods import classical
+from batchseg.methods.base import Method, smallest_uint
+from batchseg.methods.convert import to_grey
+
+Params = Mapping[str, Any]
+Shape = tuple[int, int]
+NBINS = 256
+
+_HISTOGRAM_THRESHOLDS: dict[str, Callable[..., float]] = {
+    "otsu": filters.threshold_otsu,
+    "yen": filters.threshold_yen,
+}
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """A method's tiled form (see the module docstring)."""
+
+    reduce: Literal["none", "histogram", "sample"]
+    stitch: Literal["none", "touch", "overlap", "semantic"]
+    halo: Callable[[Params, Shape, int], int]
+    segment: Callable[[np.ndarray, Params, dict[str, Any], Shape], np.ndarray]
+    #: exact: equals the whole-image result (class maps exactly; regions up to renaming)
+    exact: bool = True
+    threshold: Callable[[Params], str] | None = None
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def threshold_name(spec: TileSpec, params: Params) -> str:
+    """The histogram threshold a spec uses; UsageError when it has no histogram form."""
+    assert spec.threshold is not None
+    name = spec.threshold(params)
+    if name not in _HISTOGRAM_THRESHOLDS and name != "multiotsu":
+        raise UsageError(
+            f"threshold {name!r} has no tiled form (it needs every pixel at once); "
+            f"tiled images can use {', '.join(_HISTOGRAM_THRESHOLDS)}"
+        )
+    return name
+
+
+def grey_range(window: np.ndarray) -> tuple[float, float]:
+    grey = to_grey(window)
+    return float(grey.min()), float(grey.max())
+
+
+def grey_histogram(window: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Counts on ``NBINS`` bins over ``[lo, hi]`` (the whole image's range)."""
+    return np.histogram(to_grey(window), bins=NBINS, range=(lo, hi))[0].astype(np.int64)
+
+
+def finish_histogram(
+    spec: TileSpec, params: Params, lo: float, hi: float, counts: np.ndarray | None
+) -> dict[str, Any]:
+    """The global threshold(s) from the whole image's histogram; None for a constant image."""
+    name = threshold_name(spec, params)
+    if lo == hi or counts is None:
+        return {"threshold": None}
+    edges = np.histogram_bin_edges([lo, hi], bins=NBINS, range=(lo, hi))
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    if name == "multiotsu":
+        from batchseg.errors import ImageError
+
+        try:
+            t = filters.threshold_multiotsu(classes=params["classes"], hist=(counts, centers))
+        except ValueError as exc:
+            raise ImageError(f"multi-Otsu with {params['classes']} classes: {exc}") from None
+        return {"threshold": np.asarray(t)}
+    return {"threshold": float(_HISTOGRAM_THRESHOLDS[name](hist=(counts, centers)))}
+
+
+def sample_indices(params: Params, shape: Shape) -> np.ndarray:
+    """Flat indices k-means fits on, as the whole-image kernel draws them."""
+    n = shape[0] * shape[1]
+    if params["sample"] == 0:
+        raise UsageError(
+            "kmeans on a tiled image needs 'sample' > 0 (it cannot fit on every pixel)"
+        )
+    rows = classical.kmeans_sample(n, params["k"], params["seed"], params["sample"])
+    return np.arange(n) if rows is None else rows
+
+
+def sample_features(window: np.ndarray, params: Params, local: np.ndarray) -> np.ndarray:
+    """Features of the pixels at flat indices ``local`` of ``window``."""
+    return classical.kmeans_features(window, params["space"])[local]
+
+
+def finish_sample(params: Params, features: np.ndarray) -> dict[str, Any]:
+    model, rank = classical.kmeans_fit(features, params["k"], params["space"], params["seed"])
+    return {"model": model, "rank": rank}
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _foreground(window: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    t = info["threshold"]
+    grey = to_grey(window)
+    return np.zeros(grey.shape, dtype=bool) if t is None else grey > t
+
+
+def _seg_threshold(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    return _foreground(window, info).astype(np.uint8)
+
+
+def _seg_multiotsu(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    dtype = smallest_uint(params["classes"] - 1)
+    grey = to_grey(window)
+    if info["threshold"] is None:
+        return np.zeros(grey.shape, dtype=dtype)
+    return np.digitize(grey, bins=info["threshold"]).astype(dtype)
+
+
+def _seg_kmeans(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    features = classical.kmeans_features(window, params["space"])
+    labels = classical.kmeans_assign(info["model"], info["rank"], features)
+    return labels.reshape(window.shape[:2])
+
+
+def _seg_local(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    grey = to_grey(window)
+    local = filters.threshold_local(
+        grey, params["block_size"], method=params["method"], offset=params["offset"]
+    )
+    return (grey > local).astype(np.uint8)
+
+
+def _seg_objects(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    return measure.label(_foreground(window, info), connectivity=params["connectivity"])
+
+
+def _seg_watershed(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    return classical.watershed_of_mask(
+        _foreground(window, info), params["min_distance"], params["footprint"]
+    )
+
+
+def _seg_slic(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    # the same superpixel size as on the whole image: segments in proportion to the area
+    share = window.shape[0] * window.shape[1] / (shape[0] * shape[1])
+    n = max(1, round(params["n_segments"] * share))
+    return classical.slic(window, n, params["compactness"], params["sigma"])
+
+
+def _seg_felzenszwalb(
+    window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape
+) -> Any:
+    return classical.felzenszwalb(window, params["scale"], params["sigma"], params["min_size"])
+
+
+# --------------------------------------------------------------------------- halos
+
+
+def _no_halo(params: Params, shape: Shape, tile: int) -> int:
+    return 0
+
+
+def _local_halo(params: Params, shape: Shape, tile: int) -> int:
+    # threshold_local: gaussian sigma (block-1)/6 truncated at 4 sigma; mean/median: block/2
+    gaussian = int(4.0 * (params["block_size"] - 1) / 6.0 + 0.5)
+    return min(tile, max(params["block_size"] // 2, gaussian) + 1)
+
+
+def _slic_halo(params: Params, shape: Shape, tile: int) -> int:
+    side = math.sqrt(shape[0] * shape[1] / params["n_segments"])
+    return min(tile, math.ceil(side) + math.ceil(4 * params["sigma"]))
+
+
+def _felzenszwalb_halo(params: Params, shape: Shape, tile: int) -> int:
+    reach = 2 * math.ceil(math.sqrt(params["min_size"])) + math.ceil(4 * params["sigma"])
+    return min(tile, max(32, reach))
+
+
+def _watershed_halo(params: Params, shape: Shape, tile: int) -> int:
+    return min(tile, max(32, 4 * params["min_distance"], 2 * params["footprint"]))
+
+
+def _fixed(name: str) -> Callable[[Params], str]:
+    return lambda params: name
+
+
+def _param(params: Params) -> str:
+    return str(params["threshold"])
+
+
+SPECS: dict[str, TileSpec] = {
+    "skimage.otsu": TileSpec(
+        "histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("otsu")
+    ),
+    "skimage.yen": TileSpec("histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("yen")),
+    "skimage.multiotsu": TileSpec(
+        "histogram", "none", _no_halo, _seg_multiotsu, threshold=_fixed("multiotsu")
+    ),
+    "kmeans": TileSpec("sample", "none", _no_halo, _seg_kmeans),
+    "skimage.local": TileSpec("none", "none", _local_halo, _seg_local),
+    "skimage.objects": TileSpec("histogram", "touch", _no_halo, _seg_objects, threshold=_param),
+    "skimage.watershed": TileSpec(
+        "histogram", "overlap", _watershed_halo, _seg_watershed, exact=False, threshold=_param
+    ),
+    "skimage.slic": TileSpec("none", "overlap", _slic_halo, _seg_slic, exact=False),
+    "skimage.felzenszwalb": TileSpec(
+        "none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb, exact=False
+    ),
+}
+
+#: Why the others have no tiled form (shown in the error).
+UNSUPPORTED = {
+    "skimage.li": "Li's threshold iterates over every pixel (no histogram form)",
+    "skimage.triangle": "scikit-image's triangle threshold takes no histogram",
+    "skimage.canny": "filling holes needs the whole image",
+    "skimage.sobel_watershed": "its seed grid is laid over the whole image",
+}
+
+
+def _semantic_halo(params: Params, shape: Shape, tile: int) -> int:
+    return int(params["window"])
+
+
+def _seg_semantic(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    raise AssertionError("semantic tiles use the sliding-window path")
+
+
+SEMANTIC = TileSpec("none", "semantic", _semantic_halo, _seg_semantic, exact=False)
+
+
+def spec_for(method: Method, params: Params) -> TileSpec:
+    """The tiled form of ``method``; UsageError naming the reason when it has none."""
+    if method.family == "semantic":
+        if params["overlap"] >= params["window"]:
+            raise UsageError(
+                f"parameter 'overlap' ({params['overlap']}) must be smaller than "
+                f"'window' ({params['window']})"
+            )
+        if params.get("resize"):
+            raise UsageError(
+                "'resize' cannot be combined with tiled images (raise --tile-threshold)"
+            )
+        return SEMANTIC
+    spec = SPECS.get(method.id)
+    if spec is None:
+        reason = UNSUPPORTED.get(method.id, "it has no tiled form")
+        raise UsageError(
+            f"method {method.id} cannot segment images above --tile-threshold: {reason}; "
+            "raise --tile-threshold or choose another method"
+        )
+    if spec.threshold is not None:
+        threshold_name(spec, params)
+    if method.id == "kmeans" and params["sample"] == 0:
+        raise UsageError("kmeans on tiled images needs 'sample' > 0 (it cannot fit on every pixel)")
+    return spec
+
+
+# --------------------------------------------------------------------------- sliding window
+
+
+def window_lattice(length: int, window: int, overlap: int) -> list[int]:
+    """Start offsets of windows along one axis: a fixed lattice over the whole image.
+
+    Every tile uses the same lattice, so a pixel's blended logits do not depend on which tile
+    computes it: there are no seams.
+    """
+    if length <= window:
+        return [0]
+    stride = window - overlap
+    starts = list(range(0, length - window, stride))
+    starts.append(length - window)
+    return starts
+
+
+def blend_weights(size: int) -> np.ndarray:
+    """1-D window weight: a raised cosine, high in the middle, small but > 0 at the edges."""
+    i = np.arange(size, dtype=np.float64)
+    return (np.sin(np.pi * (i + 0.5) / size) ** 2 + 1e-3).astype(np.float32)
