@@ -66,9 +66,10 @@ class StoreView:
             table = table[["image_id", *[c for c in columns if c != "image_id"]]]
         return table.reset_index(drop=True)
 
-    def mask(self, image_id: str) -> np.ndarray:
-        """The label map of ``image_id`` at its original size."""
-        return store.read_labels(self._root, image_id)
+    def mask(self, image_id: str, level: int = 0) -> np.ndarray:
+        """The label map of ``image_id`` at its original size (``level`` > 0: a tiled image's
+        stored pyramid level, ``labels[::2^level, ::2^level]``)."""
+        return store.read_labels(self._root, image_id, level=level)
 
     def confidence(self, image_id: str) -> np.ndarray:
         """Per-pixel confidence (uint8 0-255) of a semantic method's class map."""

@@ -528,13 +528,23 @@ def mask(
     confidence: Annotated[
         bool, typer.Option("--confidence", help="Write the confidence map (semantic) as grey PNG.")
     ] = False,
+    level: Annotated[
+        int,
+        typer.Option(help="Tiled images: pyramid level (each halves the size; 0 = full size)."),
+    ] = 0,
 ) -> None:
     """Write an image's label map as a colour PNG, or as an overlay on the source image."""
-    _guard(lambda: _mask(store_path, image_id, output, overlay, alpha, confidence))
+    _guard(lambda: _mask(store_path, image_id, output, overlay, alpha, confidence, level))
 
 
 def _mask(
-    path: str, image_id: str, output: Path, overlay: bool, alpha: float, confidence: bool
+    path: str,
+    image_id: str,
+    output: Path,
+    overlay: bool,
+    alpha: float,
+    confidence: bool,
+    level: int = 0,
 ) -> None:
     import numpy as np
 
@@ -548,9 +558,16 @@ def _mask(
         render.save_png(view.confidence(image_id), str(output))
         typer.echo(f"wrote {output}")
         return
-    labels = view.mask(image_id)
+    if level < 0 or (level and confidence):
+        raise UsageError("--level must be >= 0 (and is for label maps only)")
+    labels = view.mask(image_id, level=level)
     colours = np.asarray(view.colours, dtype=np.uint8) if view.colours else None
-    if overlay:
+    if overlay and level:
+        from batchseg.windowed import read_strided
+
+        image = read_strided(view.uri(image_id), 1 << level)
+        picture = render.overlay(image, labels, colours, kind=view.kind, alpha=alpha)
+    elif overlay:
         image = readers.read_image(view.uri(image_id), max_pixels=None)
         picture = render.overlay(image, labels, colours, kind=view.kind, alpha=alpha)
     else:

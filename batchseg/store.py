@@ -677,8 +677,13 @@ def find_row(root: zarr.Group, image_id: str) -> int:
     return int(hits[0])
 
 
-def read_labels(root: zarr.Group, image_id: str, *, confidence: bool = False) -> np.ndarray:
-    """The stored label map (or confidence map) of one image, at its original size."""
+def read_labels(
+    root: zarr.Group, image_id: str, *, confidence: bool = False, level: int = 0
+) -> np.ndarray:
+    """The stored label map (or confidence map) of one image, at its original size.
+
+    ``level`` > 0 reads a tiled image's label pyramid (``labels[::2^level, ::2^level]``).
+    """
     row = find_row(root, image_id)
     cat = _group(root, "catalogue")
     status = int(read_array(cat, "status", row))
@@ -691,4 +696,10 @@ def read_labels(root: zarr.Group, image_id: str, *, confidence: bool = False) ->
     group = "confidence" if confidence else "labels"
     if confidence and group not in root:
         raise StoreError("this store has no confidence maps (not a semantic method)")
+    if level:
+        levels = b.get("levels") or []
+        if confidence or level not in levels:
+            have = ", ".join(map(str, levels)) or "none (not a tiled image)"
+            raise StoreError(f"image {image_id!r} has no stored label level {level}; levels: {have}")
+        return read_array(root, f"pyramid/{b['name']}/{level}", 0)
     return read_array(root, f"{group}/{b['name']}", int(read_array(cat, "bucket_row", row)))

@@ -252,3 +252,14 @@ def windowed_header(uri: str) -> tuple[int, int] | None:
             return src.shape if src.windowed else None
     except ImageError:
         return None
+
+
+def read_strided(uri: str, step: int, band: int = 2048, max_pixels: int | None = None) -> np.ndarray:
+    """``image[::step, ::step]`` read in bands of rows (memory: one band plus the result)."""
+    with open_source(uri, max_pixels=max_pixels) as src:
+        h, w = src.shape
+        parts = []
+        rows = band - band % step or step
+        for y0 in range(0, h, rows):
+            parts.append(src.read(y0, min(h, y0 + rows), 0, w)[::step, ::step])
+        return np.ascontiguousarray(np.concatenate(parts, axis=0))

@@ -183,6 +183,20 @@ def test_pyramid_and_store_layout(images, tmp_path, cluster_address):
             assert arr.chunks == (1, TILE >> level, TILE >> level)
             np.testing.assert_array_equal(arr[0], mask[:: 1 << level, :: 1 << level])
     assert view.status()["done"] == 5
+    # the pyramid through the API and the CLI (an overlay on the strided source image)
+    from typer.testing import CliRunner
+
+    from batchseg.cli import app
+
+    full = view.mask("rgb.tif")
+    np.testing.assert_array_equal(view.mask("rgb.tif", level=2), full[::4, ::4])
+    png = tmp_path / "o.png"
+    args = ["mask", str(tmp_path / "out.zarr"), "rgb.tif", "-o", str(png), "--overlay"]
+    out = CliRunner().invoke(app, [*args, "--level", "2"])
+    assert out.exit_code == 0, out.output
+    assert np.asarray(Image.open(png)).shape == (H // 4, -(-W // 4), 3)
+    out = CliRunner().invoke(app, [*args, "--level", "7"])
+    assert out.exit_code == 1 and "no stored label level 7; levels: 1, 2" in out.output
 
 
 def test_broken_tile_fails_that_image_alone(images, tmp_path, cluster_address):
