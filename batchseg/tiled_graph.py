@@ -48,6 +48,7 @@ class _Phase:
         self.token = token
 
     def map(self, name: str, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        start = time.perf_counter()
         futures: list[Future] = [
             self.client.submit(
                 fn,
@@ -60,9 +61,11 @@ class _Phase:
             for i, a in enumerate(args)
         ]
         try:
-            return list(self.client.gather(futures))
+            results = list(self.client.gather(futures))
         finally:
             self.client.cancel(futures)
+        log.info("%s: %d tasks in %.1f s", name, len(futures), time.perf_counter() - start)
+        return results
 
 
 def run_tiled(
