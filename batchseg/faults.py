@@ -1,7 +1,8 @@
 """Fault injection for the crash tests: ``BATCHSEG_FAULT=<point>`` SIGKILLs the process there.
 
 Points: ``planning`` (after the header scan), ``creating`` (store half-written),
-``before-execute``, ``after-shards-<n>`` (after n images reported), ``finalise``.
+``before-execute``, ``after-shards-<n>`` (after n images reported), ``tiled-stitch`` (a tiled
+image's tiles written, not yet stitched), ``finalise``.
 Unset in normal use; reading one environment variable is the only cost.
 """
 

@@ -321,3 +321,33 @@ def test_dry_run_and_cli_list_tiled_images(images, tmp_path):
          "--tile-size", "300"],
     )  # fmt: skip
     assert bad.exit_code == 2 and "multiple of 256" in bad.output
+
+
+def test_launcher_killed_while_stitching_then_rerun_is_identical(images, tmp_path, cluster_address):
+    """SIGKILL between the tile and relabel phases; the rerun redoes that image only."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    reference = _run(images, tmp_path / "ref", cluster_address, "skimage.objects")
+    out = tmp_path / "out.zarr"
+    cmd = [
+        sys.executable, "-m", "batchseg.cli", "run", str(images["folder"]), "-m",
+        "skimage.objects", "-o", str(out), "--scheduler", cluster_address,
+        "--tile-threshold", str(THRESHOLD), "--tile-size", str(TILE), "--shard-size", "2",
+    ]  # fmt: skip
+    env = {**os.environ, "BATCHSEG_FAULT": "tiled-stitch"}
+    crashed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    view = batchseg.open(str(out))
+    status = view.table().set_index("image_id")["status"]
+    assert status["grey.tif"] == "pending" and status["small_0.png"] == "done"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    view = batchseg.open(str(out))
+    assert view.attrs["runs"][-1]["processed"] == 2  # the two tiled images, nothing else
+    for name in ("grey.tif", "rgb.tif", "small_2.png"):
+        np.testing.assert_array_equal(view.mask(name), reference.mask(name))
+    root = zarr.open_group(str(out), mode="r")
+    assert "scratch" not in root or not list(root["scratch"].array_keys())
