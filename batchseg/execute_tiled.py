@@ -108,11 +108,12 @@ def _lines(t: Tile, lab: np.ndarray, local: np.ndarray, ids: np.ndarray) -> dict
         hit = (line > 0) & (ids[idx] == line) if len(ids) else np.zeros(line.shape, bool)
         return np.where(hit, idx + 1, 0).astype(np.uint32)
 
+    # copies, not views: a view would keep the whole tile alive in the task's result
     return {
-        "top": (local[0], beyond(lab[y0 - 1, x0:x1]) if y0 > 0 else None),
-        "bottom": (local[-1], beyond(lab[y1, x0:x1]) if y1 < lab.shape[0] else None),
-        "left": (local[:, 0], beyond(lab[y0:y1, x0 - 1]) if x0 > 0 else None),
-        "right": (local[:, -1], beyond(lab[y0:y1, x1]) if x1 < lab.shape[1] else None),
+        "top": (local[0].copy(), beyond(lab[y0 - 1, x0:x1]) if y0 > 0 else None),
+        "bottom": (local[-1].copy(), beyond(lab[y1, x0:x1]) if y1 < lab.shape[0] else None),
+        "left": (local[:, 0].copy(), beyond(lab[y0:y1, x0 - 1]) if x0 > 0 else None),
+        "right": (local[:, -1].copy(), beyond(lab[y0:y1, x1]) if x1 < lab.shape[1] else None),
     }
 
 
