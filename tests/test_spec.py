@@ -242,3 +242,19 @@ def test_parse_param(text: str, expected: tuple[str, str]) -> None:
 def test_parse_param_errors(text: str) -> None:
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_param(text)
+
+
+def test_every_example_job_spec_in_jobs_loads():
+    """The job specs shipped in jobs/ parse (keys, types, tiling settings)."""
+    from pathlib import Path
+
+    from batchseg.spec import load_spec
+
+    folder = Path(__file__).resolve().parents[1] / "jobs"
+    specs = sorted(folder.glob("*.toml"))
+    assert len(specs) >= 4
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.method and spec.output
+    giga = load_spec(folder / "gigapixel.toml")
+    assert (giga.tile_threshold, giga.tile_size) == (1 << 26, 2048)
