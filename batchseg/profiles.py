@@ -27,6 +27,11 @@ from batchseg.errors import UsageError
 
 PROFILES = ("local", "address", "slurm", "pbs", "kubernetes")
 
+#: Set (to "1") by the CLI when it quiets distributed's logs through DASK_LOGGING__DISTRIBUTED in
+#: its environment; batch jobs inherit that environment, and their job script unsets both so
+#: that worker logs (``log_directory``) keep distributed's default level.
+QUIET_DISTRIBUTED = "BATCHSEG_QUIET_DISTRIBUTED"
+
 _WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGTP]i?B|[KMGTP])$", re.IGNORECASE)
 _MINUTES_5 = 300.0
@@ -126,6 +131,7 @@ class JobqueueProfile:
     job_extra_directives: tuple[str, ...] = ()
     local_directory: str | None = None
     log_directory: str | None = None
+    interface: str | None = None
 
     @property
     def adaptive(self) -> bool:
@@ -190,6 +196,7 @@ _KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "job_extra_directives": list,
         "local_directory": str,
         "log_directory": str,
+        "interface": str,
     },
     "kubernetes": {"image": str, "namespace": str, "n_workers": int, "resources": dict},
 }

@@ -2,11 +2,14 @@
 the address profile on a real cluster, and job cancellation through fake batch commands.
 
 No SLURM or PBS is installed or run: dask-jobqueue writes job scripts without them, and the
-cancellation test puts tiny fake ``sbatch``/``scancel`` scripts on PATH.
+cancellation test puts tiny fake ``sbatch``/``scancel`` scripts on PATH. The replacement of lost
+batch jobs (``JobWatch``) is tested here on a fake cluster, and against a real SLURM in
+tests/test_slurm.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import stat
@@ -20,6 +23,7 @@ from typer.testing import CliRunner
 from batchseg.cli import app
 from batchseg.errors import UsageError
 from batchseg.profiles import (
+    QUIET_DISTRIBUTED,
     AddressProfile,
     JobqueueProfile,
     KubernetesProfile,
@@ -89,6 +93,9 @@ def test_parse_each_profile() -> None:
     # no jobs given: one job
     one = parse_profile({k: v for k, v in SLURM.items() if k != "jobs"})
     assert isinstance(one, JobqueueProfile) and one.jobs == 1
+    assert one.interface is None
+    lo = parse_profile({**SLURM, "interface": "lo"})
+    assert isinstance(lo, JobqueueProfile) and lo.interface == "lo"
 
 
 @pytest.mark.parametrize(
@@ -110,6 +117,8 @@ def test_parse_each_profile() -> None:
         ({**SLURM, "walltime": "00:00:30"}, "at least 00:01:00"),
         ({**SLURM, "job_extra_directives": "--x"}, "list of strings"),
         ({**SLURM, "job_extra_directives": [1]}, "list of strings"),
+        ({**SLURM, "interface": ""}, "'interface' must be a non-empty string"),
+        ({"profile": "local", "interface": "lo"}, "unknown key 'interface'"),
         ({**SLURM, "minimum_jobs": 1}, "exclude each other"),
         (
             {
@@ -239,6 +248,29 @@ def test_cluster_show_slurm(tmp_path: Path) -> None:
     assert "--no-lifetime-restart" in out
     assert "--resources GPU=2" in out
     assert "--nthreads 8" in out
+
+
+def test_cluster_show_interface_and_worker_log_level(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``interface`` reaches the workers (and the scheduler listens on it); the CLI's quiet
+    distributed logging is unset in the job script, a user's own setting is left alone."""
+    pytest.importorskip("dask_jobqueue")
+    path = _spec_file(tmp_path, {**SLURM, "gpus": 0, "interface": "lo"})
+    unset = f"unset DASK_LOGGING__DISTRIBUTED {QUIET_DISTRIBUTED}"
+    for key in ("DASK_LOGGING__DISTRIBUTED", QUIET_DISTRIBUTED):
+        monkeypatch.delenv(key, raising=False)
+    result = _cli("cluster", "show", str(path))
+    assert result.exit_code == 0, result.output
+    assert "--interface lo" in result.stdout
+    assert "tcp://127.0.0.1:" in result.stdout  # the scheduler address the workers get
+    assert unset in result.stdout.splitlines()
+    assert os.environ[QUIET_DISTRIBUTED] == "1"  # set by the CLI (restored by monkeypatch)
+    monkeypatch.delenv(QUIET_DISTRIBUTED)
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "warning")
+    result = _cli("cluster", "show", str(path))
+    assert result.exit_code == 0, result.output
+    assert "unset" not in result.stdout and QUIET_DISTRIBUTED not in os.environ
 
 
 def test_cluster_show_pbs(tmp_path: Path) -> None:
@@ -372,3 +404,145 @@ def test_jobqueue_jobs_are_cancelled_on_close(
         handle.close()
     calls = record.read_text().splitlines()
     assert any(c.startswith("scancel") and "4242" in c for c in calls), calls
+
+
+# --- replacing lost batch jobs ------------------------------------------------------------
+
+
+class _FakeJob:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class _FakeCluster:
+    """What JobWatch reads of a dask-jobqueue cluster: worker_spec, workers, scheduler_info."""
+
+    def __init__(self, *names: str, processes: int = 1) -> None:
+        spec = {"group": [f"-{i}" for i in range(processes)]} if processes > 1 else {}
+        self.worker_spec: dict[str, dict[str, Any]] = {n: dict(spec) for n in names}
+        self.workers: dict[str, Any] = {n: _FakeJob(str(100 + i)) for i, n in enumerate(names)}
+        self.scheduler_info: dict[str, Any] = {"workers": {}}
+        self.scaled: list[int] = []
+
+    def connect(self, *worker_names: str) -> None:
+        self.scheduler_info["workers"] = {f"tcp://{w}": {"name": w} for w in worker_names}
+
+    def scale(self, jobs: int) -> None:  # submits the missing jobs (here: records the call)
+        self.scaled.append(jobs)
+        for i in range(jobs - len(self.worker_spec)):
+            name = f"new-{len(self.scaled)}-{i}"
+            self.worker_spec[name] = {}
+            self.workers[name] = _FakeJob(f"new{i}")
+
+
+def test_job_watch_removes_only_jobs_whose_workers_left() -> None:
+    from batchseg.cluster import JobWatch
+
+    cluster = _FakeCluster("a", "b", "c")
+    watch = JobWatch(cluster, jobs=3, grace=5)
+    assert watch.check(0) == []  # queued jobs are never lost...
+    assert watch.check(1000) == []  # ...however long they wait
+    cluster.connect("a", "b")
+    assert watch.check(1001) == []
+    assert {name: seen.job_id for name, seen in watch.seen.items()} == {"a": "100", "b": "101"}
+    cluster.connect("b")  # a's worker left; c has not started yet
+    assert watch.check(1002) == []
+    assert watch.check(1006.9) == []  # within the grace period (a nanny restart, say)
+    job_a = cluster.workers["a"]
+    assert watch.check(1007) == [("a", "100", job_a)]
+    assert "a" not in cluster.worker_spec and "a" not in cluster.workers
+    assert watch.check(1100) == []  # reported once
+    # back within the grace period: kept
+    cluster.connect()
+    assert watch.check(1101) == []
+    cluster.connect("b")
+    assert watch.check(1104) == [] and watch.check(1200) == []
+    # scaled down on purpose (removed from worker_spec): not lost
+    cluster.connect()
+    del cluster.worker_spec["b"]
+    assert watch.check(1300) == [] and watch.check(1400) == [] and not watch.seen
+
+
+def test_job_watch_after_spec_cluster_dropped_or_resubmitted_the_job() -> None:
+    from batchseg.cluster import JobWatch
+
+    cluster = _FakeCluster("a", "b")
+    watch = JobWatch(cluster, jobs=2, grace=5)
+    cluster.connect("a", "b")
+    watch.check(0)
+    # SpecCluster drops a lost single-process job after the lost-worker timeout...
+    cluster.connect("b")
+    watch.check(1)
+    job_a = cluster.workers.pop("a")
+    assert job_a.job_id == "100"
+    assert watch.check(6) == [("a", "100", None)] and "a" not in cluster.worker_spec
+    # ...and distributed's adaptive loop may resubmit it under the same name: a new job
+    cluster.connect()
+    watch.check(10)
+    cluster.workers["b"] = _FakeJob("200")
+    assert watch.check(20) == [] and "b" not in watch.seen
+    cluster.connect("b")
+    assert watch.check(30) == [] and watch.seen["b"].job_id == "200"
+
+
+def test_job_watch_counts_a_worker_that_left_between_two_checks() -> None:
+    from batchseg.cluster import JobWatch
+
+    cluster = _FakeCluster("a", "j", processes=1)
+    watch = JobWatch(cluster, jobs=2, grace=5)
+    watch.joined("a")  # from the scheduler plugin: the worker connected...
+    watch.joined("someone-else")  # (not a worker of this cluster: ignored)
+    assert watch.check(0) == [] and set(watch.seen) == {"a"}  # ...and left before this check
+    assert [(name, job_id) for name, job_id, _ in watch.check(5)] == [("a", "100")]
+
+
+def test_job_watch_counts_every_worker_process_of_a_job() -> None:
+    from batchseg.cluster import JobWatch
+
+    cluster = _FakeCluster("j", processes=2)
+    watch = JobWatch(cluster, jobs=1, grace=5)
+    cluster.connect("j-0", "j-1")
+    assert watch.check(0) == []
+    cluster.connect("j-1")  # one worker process of the job restarting: the job is alive
+    assert watch.check(1) == [] and watch.check(100) == []
+    cluster.connect()
+    assert watch.check(101) == []
+    assert [name for name, _, _ in watch.check(106)] == ["j"]
+
+
+def test_job_watch_replaces_with_fixed_jobs_and_leaves_adaptive_to_adapt() -> None:
+    from batchseg.cluster import JobWatch
+
+    fixed = _FakeCluster("a", "b")
+    watch = JobWatch(fixed, jobs=2, grace=0.01, interval=0.01)
+    fixed.connect("a", "b")
+    watch.check(0)
+    fixed.connect("b")
+    watch.check(1)
+    job_a = fixed.workers["a"]
+    asyncio.run(watch._replace_lost())
+    assert job_a.closed and fixed.scaled == [2] and watch.lost == 1
+    assert len(fixed.worker_spec) == 2 and "a" not in fixed.worker_spec
+
+    adaptive = _FakeCluster("a", "b")
+    watch = JobWatch(adaptive, jobs=None, grace=0.01, interval=0.01)
+    adaptive.connect("a", "b")
+    watch.check(0)
+    adaptive.connect("b")
+    watch.check(1)
+    asyncio.run(watch._replace_lost())
+    assert adaptive.scaled == [] and list(adaptive.worker_spec) == ["b"] and watch.lost == 1
+
+
+def test_job_watch_grace_defaults_to_the_lost_worker_timeout() -> None:
+    import dask
+
+    from batchseg.cluster import JobWatch
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "7s"}):
+        assert JobWatch(_FakeCluster(), jobs=1).grace == 7
+    assert JobWatch(_FakeCluster(), jobs=1, grace=0).grace == 1  # at least one interval

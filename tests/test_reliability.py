@@ -58,7 +58,7 @@ def _restore_batchseg_logger():
 # --------------------------------------------------------------------------- store comparison
 
 #: Job-spec keys that say how a run was launched, not what it computes.
-_RUNTIME_KEYS = {"output", "scheduler", "workers", "threads_per_worker", "io_threads"}
+_RUNTIME_KEYS = {"output", "scheduler", "workers", "threads_per_worker", "io_threads", "cluster"}
 
 
 def snapshot(path: str | Path) -> dict[str, object]:
@@ -67,7 +67,7 @@ def snapshot(path: str | Path) -> dict[str, object]:
     Excluded on purpose: the ``seconds`` statistics column (wall time per image), and the
     attributes that record *when/how* rather than *what*: ``runs`` (per-run timings and
     counts), ``created`` (timestamp), ``store_id`` (a random id per store) and the job spec's
-    runtime keys (output path, scheduler address, worker counts).
+    runtime keys (output path, scheduler address, worker counts, cluster profile).
     """
     root = zarr.open_group(str(path), mode="r")
     attrs = dict(root.attrs["batchseg"])
