@@ -278,7 +278,9 @@ def _run_locked(
         small = [s for s in todo if not plan.buckets[s.bucket].tile]
         outcomes = itertools.chain(
             graph.run_shards(handle.client, ctx, small, resources=resources),
-            ((s, tiled_graph.run_tiled(handle.client, ctx, s, resources=resources)) for s in tiled),
+            tiled_graph.run_many(
+                handle.client, ctx, tiled, handle.n_threads(), resources=resources
+            ),
         )
         for shard, outcome in outcomes:
             if isinstance(outcome, OSError):

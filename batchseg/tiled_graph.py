@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,58 @@ class _Phase:
             self.client.cancel(futures)
         log.info("%s: %d tasks in %.1f s", name, len(futures), time.perf_counter() - start)
         return results
+
+
+#: Most tiled images in flight at once.
+MAX_CONCURRENT_IMAGES = 8
+
+
+def concurrency(n_images: int, tiles_per_image: float, n_threads: int) -> int:
+    """Tiled images to run at once: enough tiles in flight for twice the worker threads.
+
+    One image's phases end on a barrier (the launcher stitches, or waits for its slowest tile),
+    so images with few tiles on a big cluster would leave workers idle if run one by one.
+    """
+    if n_images <= 0:
+        return 0
+    wanted = -(-2 * max(1, n_threads) // max(1, int(tiles_per_image)))
+    return max(1, min(MAX_CONCURRENT_IMAGES, n_images, wanted))
+
+
+def run_many(
+    client: Client,
+    ctx: JobContext,
+    shards: Sequence[Shard],
+    n_threads: int,
+    *,
+    resources: dict[str, float] | None = None,
+) -> Iterator[tuple[Shard, ShardSummary | BaseException]]:
+    """:func:`run_tiled` for every shard, several images at once; yields as each ends."""
+    if not shards:
+        return
+    tiles = [
+        grid_shape(
+            (ctx.buckets[s.bucket].height, ctx.buckets[s.bucket].width), ctx.buckets[s.bucket].tile
+        )
+        for s in shards
+    ]
+    mean = sum(r * c for r, c in tiles) / len(tiles)
+    width = concurrency(len(shards), mean, n_threads)
+    if width == 1:
+        for shard in shards:
+            yield shard, run_tiled(client, ctx, shard, resources=resources)
+        return
+    log.info("%d tiled images, %d at a time", len(shards), width)
+    pool = ThreadPoolExecutor(width, thread_name_prefix="batchseg-tiled")
+    try:
+        running = {
+            pool.submit(run_tiled, client, ctx, shard, resources=resources): shard
+            for shard in shards
+        }
+        for future in as_completed(running):
+            yield running[future], future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_tiled(

@@ -351,3 +351,25 @@ def test_launcher_killed_while_stitching_then_rerun_is_identical(images, tmp_pat
         np.testing.assert_array_equal(view.mask(name), reference.mask(name))
     root = zarr.open_group(str(out), mode="r")
     assert "scratch" not in root or not list(root["scratch"].array_keys())
+
+
+def test_concurrency_fills_the_cluster_not_more():
+    from batchseg.tiled_graph import MAX_CONCURRENT_IMAGES, concurrency
+
+    assert concurrency(10, 400, 2) == 1  # one huge image keeps 2 threads busy
+    assert concurrency(10, 4, 8) == 4  # 4 images x 4 tiles = 16 tiles for 8 threads
+    assert concurrency(2, 1, 64) == 2  # never more than there are images
+    assert concurrency(100, 1, 1000) == MAX_CONCURRENT_IMAGES
+    assert concurrency(0, 4, 8) == 0
+
+
+def test_several_tiled_images_at_once_give_the_same_store(
+    images, tmp_path, cluster_address, monkeypatch
+):
+    from batchseg import tiled_graph
+
+    monkeypatch.setattr(tiled_graph, "concurrency", lambda *a: 2)
+    view = _run(images, tmp_path, cluster_address, "skimage.objects", {"min_area": 10})
+    for name in ("grey.tif", "rgb.tif"):
+        whole = _whole("skimage.objects", {"min_area": 10}, images[name])
+        assert _one_to_one(view.mask(name), whole) and view.mask(name).max() == whole.max()
