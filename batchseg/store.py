@@ -314,17 +314,23 @@ def pyramid_levels(height: int, width: int, tile: int) -> list[int]:
     return levels
 
 
+def _tiled_array(group: zarr.Group, b: Bucket, dtype: np.dtype, overwrite: bool = False) -> None:
+    """The (1, H, W) label array of a tiled image, one chunk per tile."""
+    group.create_array(
+        b.name,
+        shape=(1, b.height, b.width),
+        chunks=(1, b.tile, b.tile),
+        dtype=dtype,
+        fill_value=0,
+        compressors=label_codec(dtype),
+        dimension_names=("image", "y", "x"),
+        overwrite=overwrite,
+    )
+
+
 def _bucket_array(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
     if b.tile:
-        group.create_array(
-            b.name,
-            shape=(1, b.height, b.width),
-            chunks=(1, b.tile, b.tile),
-            dtype=dtype,
-            fill_value=0,
-            compressors=label_codec(dtype),
-            dimension_names=("image", "y", "x"),
-        )
+        _tiled_array(group, b, dtype)
         return
     group.create_array(
         b.name,
@@ -514,15 +520,7 @@ def read_scratch_tile(
 def create_scratch(path: str, bucket: Bucket, dtype: np.dtype) -> None:
     """(Re)create the scratch array of a tiled image (client, before its tile tasks)."""
     root = zarr.open_group(normalise(path), mode="r+")
-    root.require_group("scratch").create_array(
-        bucket.name,
-        shape=(1, bucket.height, bucket.width),
-        chunks=(1, bucket.tile, bucket.tile),
-        dtype=dtype,
-        fill_value=0,
-        compressors=label_codec(dtype),
-        overwrite=True,
-    )
+    _tiled_array(root.require_group("scratch"), bucket, dtype, overwrite=True)
     _open_array.cache_clear()  # workers in this process must not keep a replaced array
 
 
@@ -700,6 +698,8 @@ def read_labels(
         levels = b.get("levels") or []
         if confidence or level not in levels:
             have = ", ".join(map(str, levels)) or "none (not a tiled image)"
-            raise StoreError(f"image {image_id!r} has no stored label level {level}; levels: {have}")
+            raise StoreError(
+                f"image {image_id!r} has no stored label level {level}; levels: {have}"
+            )
         return read_array(root, f"pyramid/{b['name']}/{level}", 0)
     return read_array(root, f"{group}/{b['name']}", int(read_array(cat, "bucket_row", row)))

@@ -54,19 +54,23 @@ def images(tmp_path_factory) -> dict[str, object]:
     return {"folder": folder, "grey.tif": grey, "rgb.tif": rgb, **small}
 
 
-def _run(
-    images, tmp_path: Path, address: str, method: str, params=None, **kw
-) -> batchseg.StoreView:
-    spec = JobSpec(
-        input=str(images["folder"]),
+def _spec(folder, tmp_path: Path, address: str, method: str, **kw) -> JobSpec:
+    """A tiled job (threshold and tile size of this module) writing tmp_path/out.zarr."""
+    return JobSpec(
+        input=str(folder),
         method=method,
         output=str(tmp_path / "out.zarr"),
-        params=dict(params or {}),
         scheduler=address,
         tile_threshold=THRESHOLD,
         tile_size=TILE,
         **kw,
     )
+
+
+def _run(
+    images, tmp_path: Path, address: str, method: str, params=None, **kw
+) -> batchseg.StoreView:
+    spec = _spec(images["folder"], tmp_path, address, method, params=dict(params or {}), **kw)
     result = run_job(spec)
     assert result.exit_code == 0, batchseg.open(spec.output).table()[["image_id", "error"]]
     return batchseg.open(spec.output)
@@ -210,14 +214,7 @@ def test_broken_tile_fails_that_image_alone(images, tmp_path, cluster_address):
         fh.seek(offset)
         fh.write(b"\x00garbage" * 8)
     Image.fromarray(images["small_0.png"]).save(folder / "ok.png")
-    spec = JobSpec(
-        input=str(folder),
-        method="skimage.otsu",
-        output=str(tmp_path / "out.zarr"),
-        scheduler=cluster_address,
-        tile_threshold=THRESHOLD,
-        tile_size=TILE,
-    )
+    spec = _spec(folder, tmp_path, cluster_address, "skimage.otsu")
     result = run_job(spec)
     assert (result.done, result.failed, result.exit_code) == (1, 1, 3)
     table = batchseg.open(spec.output).table().set_index("image_id")
@@ -231,14 +228,7 @@ def test_broken_tile_fails_that_image_alone(images, tmp_path, cluster_address):
 def test_methods_without_a_tiled_form_are_refused_before_work(images, tmp_path, cluster_address):
     from batchseg.errors import UsageError
 
-    spec = JobSpec(
-        input=str(images["folder"]),
-        method="skimage.li",
-        output=str(tmp_path / "out.zarr"),
-        scheduler=cluster_address,
-        tile_threshold=THRESHOLD,
-        tile_size=TILE,
-    )
+    spec = _spec(images["folder"], tmp_path, cluster_address, "skimage.li")
     with pytest.raises(UsageError, match="skimage.li cannot segment images above --tile-threshold"):
         run_job(spec)
     assert not (tmp_path / "out.zarr").exists()
@@ -254,14 +244,7 @@ def test_png_above_threshold_is_decoded_whole(tmp_path, cluster_address):
     folder.mkdir()
     image = _blobs(3, False)
     Image.fromarray(image).save(folder / "big.png")
-    spec = JobSpec(
-        input=str(folder),
-        method="skimage.slic",
-        output=str(tmp_path / "out.zarr"),
-        scheduler=cluster_address,
-        tile_threshold=THRESHOLD,
-        tile_size=TILE,
-    )
+    spec = _spec(folder, tmp_path, cluster_address, "skimage.slic")
     assert run_job(spec).exit_code == 0
     attrs = zarr.open_group(spec.output, mode="r").attrs["batchseg"]
     assert not any(b.get("tile") for b in attrs["buckets"])
@@ -275,14 +258,7 @@ def test_zarr_input_is_tiled(images, tmp_path, cluster_address):
     folder.mkdir()
     z = zarr.create_array(folder / "scene.zarr", shape=(H, W), chunks=(200, 300), dtype="u1")
     z[:] = images["grey.tif"]
-    spec = JobSpec(
-        input=str(folder),
-        method="skimage.otsu",
-        output=str(tmp_path / "out.zarr"),
-        scheduler=cluster_address,
-        tile_threshold=THRESHOLD,
-        tile_size=TILE,
-    )
+    spec = _spec(folder, tmp_path, cluster_address, "skimage.otsu")
     assert run_job(spec).exit_code == 0
     np.testing.assert_array_equal(
         batchseg.open(spec.output).mask("scene.zarr"),

@@ -178,6 +178,11 @@ register(
 )
 
 
+_THRESHOLD_PARAM = Param(
+    "threshold", str, "otsu", "global threshold giving the foreground mask", tuple(_THRESHOLDS)
+)
+
+
 def objects(image: np.ndarray, threshold: str, connectivity: int, min_area: int) -> np.ndarray:
     mask = _foreground(to_grey(image), threshold)
     labels = measure.label(mask, connectivity=connectivity)
@@ -201,13 +206,7 @@ register(
         kernel=objects,
         description="Global threshold, then connected components: one region per object.",
         params=(
-            Param(
-                "threshold",
-                str,
-                "otsu",
-                "global threshold giving the foreground mask",
-                choices=tuple(_THRESHOLDS),
-            ),
+            _THRESHOLD_PARAM,
             Param("connectivity", int, 2, "1 = 4-connected, 2 = 8-connected", choices=(1, 2)),
             Param("min_area", int, 0, "drop objects smaller than this many pixels", minimum=0),
         ),
@@ -343,13 +342,7 @@ register(
         kernel=distance_watershed,
         description="Threshold, then distance-transform watershed to split touching objects.",
         params=(
-            Param(
-                "threshold",
-                str,
-                "otsu",
-                "global threshold giving the foreground mask",
-                choices=tuple(_THRESHOLDS),
-            ),
+            _THRESHOLD_PARAM,
             Param("min_distance", int, 5, "minimum pixels between object centres", minimum=1),
             Param(
                 "footprint",
