@@ -374,8 +374,12 @@ def _plan_and_create(
 
 
 def _tiling(spec: JobSpec) -> tuple[int, int] | None:
-    """The tiling settings that change results (None when tiling is off)."""
-    return (spec.tile_threshold, spec.tile_size) if spec.tile_threshold else None
+    """Tiling settings for the fingerprint; None for the defaults, so stores written before
+    tiling existed (whose plans hold no tiled images) still resume."""
+    from batchseg.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
+
+    settings = (spec.tile_threshold, spec.tile_size)
+    return None if settings == (DEFAULT_TILE_THRESHOLD, DEFAULT_TILE_SIZE) else settings
 
 
 def _n_tiles(bucket: Any) -> int:

@@ -349,3 +349,15 @@ def test_several_tiled_images_at_once_give_the_same_store(
     for name in ("grey.tif", "rgb.tif"):
         whole = _whole("skimage.objects", {"min_area": 10}, images[name])
         assert _one_to_one(view.mask(name), whole) and view.mask(name).max() == whole.max()
+
+
+def test_tiling_settings_are_part_of_the_job_identity(images, tmp_path, cluster_address):
+    from batchseg.errors import StoreError
+    from batchseg.job import _tiling
+
+    assert _tiling(JobSpec(input="i", method="skimage.otsu", output="o")) is None  # defaults
+    spec = _spec(images["folder"], tmp_path, cluster_address, "skimage.otsu")
+    assert run_job(spec).exit_code == 0
+    assert run_job(spec).processed == 0  # same job: resumed, nothing left to do
+    with pytest.raises(StoreError, match="holds another job"):
+        run_job(spec.replace(tile_size=512))
