@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -276,27 +276,31 @@ def _run_locked(
         exec_start = time.perf_counter()
         tiled = [s for s in todo if plan.buckets[s.bucket].tile]
         small = [s for s in todo if not plan.buckets[s.bucket].tile]
-        outcomes = itertools.chain(
-            graph.run_shards(handle.client, ctx, small, resources=resources),
-            tiled_graph.run_many(
+
+        def outcomes() -> Generator[tuple[Shard, Any], None, None]:
+            yield from graph.run_shards(handle.client, ctx, small, resources=resources)
+            yield from tiled_graph.run_many(
                 handle.client, ctx, tiled, handle.n_threads(), resources=resources
-            ),
-        )
-        for shard, outcome in outcomes:
-            if isinstance(outcome, OSError):
-                raise StoreError(
-                    f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
-                    "stored results are kept, rerun the same command to resume"
-                ) from outcome
-            if isinstance(outcome, BaseException):
-                _record_task_failure(spec.output, plan, shard, outcome)
-                failed += len(shard)
-            else:
-                done += outcome.done
-                failed += outcome.failed
-            if on_progress is not None:
-                on_progress(done, failed, total)
-            fault(f"after-shards-{done + failed}")
+            )
+
+        # closed before the client: an abandoned generator would cancel its tasks later,
+        # on a closed client
+        with contextlib.closing(outcomes()) as results:
+            for shard, outcome in results:
+                if isinstance(outcome, OSError):
+                    raise StoreError(
+                        f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
+                        "stored results are kept, rerun the same command to resume"
+                    ) from outcome
+                if isinstance(outcome, BaseException):
+                    _record_task_failure(spec.output, plan, shard, outcome)
+                    failed += len(shard)
+                else:
+                    done += outcome.done
+                    failed += outcome.failed
+                if on_progress is not None:
+                    on_progress(done, failed, total)
+                fault(f"after-shards-{done + failed}")
         exec_seconds = time.perf_counter() - exec_start
     finally:
         handle.close()
