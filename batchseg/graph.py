@@ -77,7 +77,7 @@ def scan_headers(
     return result
 
 
-def _context(ctx: JobContext) -> JobContext:
+def context_task(ctx: JobContext) -> JobContext:
     return ctx
 
 
@@ -126,7 +126,7 @@ def run_shards(
     # The context is a *task* (not scattered data): if every worker holding it dies, the
     # scheduler recomputes it, where scattered data would be lost for good and every pending
     # shard would fail with "lost dependencies" / cancelled.
-    ctx_future = client.submit(_context, ctx, key=f"jobctx-{token}", pure=False)
+    ctx_future = client.submit(context_task, ctx, key=f"jobctx-{token}", pure=False)
     futures = {}
     for shard in shards:
         future = client.submit(

@@ -29,6 +29,7 @@ from batchseg import execute_tiled as tiles
 from batchseg import store
 from batchseg.execute import JobContext, ShardSummary, _message
 from batchseg.faults import fault
+from batchseg.graph import context_task
 from batchseg.methods import get_method
 from batchseg.methods.tiled import finish_histogram, finish_sample, sample_indices, spec_for
 from batchseg.plan import Shard
@@ -39,12 +40,22 @@ log = logging.getLogger(__name__)
 
 
 class _Phase:
-    """Submit one task per item and gather the results in order (cancel all on a failure)."""
+    """Submit one task per item and gather the results in order (cancel all on a failure).
+
+    Every task gets ``ctx`` (the job context, or a future holding it: shipped once, not with
+    each of hundreds of tile tasks) as its first argument.
+    """
 
     def __init__(
-        self, client: Client, retries: int, resources: dict[str, float] | None, token: str
+        self,
+        client: Client,
+        ctx: JobContext | Future,
+        retries: int,
+        resources: dict[str, float] | None,
+        token: str,
     ) -> None:
         self.client = client
+        self.ctx = ctx
         self.retries = retries
         self.resources = resources
         self.token = token
@@ -54,6 +65,7 @@ class _Phase:
         futures: list[Future] = [
             self.client.submit(
                 fn,
+                self.ctx,
                 *a,
                 key=f"{name}-{self.token}-{i}",
                 retries=self.retries,
@@ -105,15 +117,17 @@ def run_many(
     ]
     mean = sum(r * c for r, c in tiles) / len(tiles)
     width = concurrency(len(shards), mean, n_threads)
+    # a task, not scattered data: recomputed if the workers holding it die (see graph.py)
+    ref = client.submit(context_task, ctx, key=f"tiledctx-{uuid.uuid4().hex[:8]}", pure=False)
     if width == 1:
         for shard in shards:
-            yield shard, run_tiled(client, ctx, shard, resources=resources)
+            yield shard, run_tiled(client, ctx, shard, resources=resources, ctx_ref=ref)
         return
     log.info("%d tiled images, %d at a time", len(shards), width)
     pool = ThreadPoolExecutor(width, thread_name_prefix="batchseg-tiled")
     try:
         running = {
-            pool.submit(run_tiled, client, ctx, shard, resources=resources): shard
+            pool.submit(run_tiled, client, ctx, shard, resources=resources, ctx_ref=ref): shard
             for shard in shards
         }
         for future in as_completed(running):
@@ -129,8 +143,12 @@ def run_tiled(
     *,
     retries: int = 2,
     resources: dict[str, float] | None = None,
+    ctx_ref: Future | None = None,
 ) -> ShardSummary | BaseException:
-    """Segment the one huge image of ``shard`` tile by tile and write its row."""
+    """Segment the one huge image of ``shard`` tile by tile and write its row.
+
+    ``ctx_ref``: a future holding ``ctx`` on the cluster, given to the tasks instead of ``ctx``.
+    """
     start = time.perf_counter()
     bucket = ctx.buckets[shard.bucket]
     shape = (bucket.height, bucket.width)
@@ -138,7 +156,7 @@ def run_tiled(
     n_tiles = rows * cols
     image_id = shard.image_ids[0]
     token = uuid.uuid4().hex[:8]
-    phase = _Phase(client, retries, resources, token)
+    phase = _Phase(client, ctx if ctx_ref is None else ctx_ref, retries, resources, token)
     log.info("%s: %d x %d pixels in %d tiles of %d", image_id, *shape, n_tiles, bucket.tile)
     try:
         row = _segment(phase, ctx, shard, n_tiles)
@@ -163,12 +181,12 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
     info: dict[str, Any] = {}
     seconds = 0.0
     if spec.reduce == "histogram":
-        ranges = phase.map("tile-range", tiles.tile_range, [(ctx, shard, k) for k in every])
+        ranges = phase.map("tile-range", tiles.tile_range, [(shard, k) for k in every])
         lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
         counts = None
         if lo != hi:
             parts = phase.map(
-                "tile-histogram", tiles.tile_histogram, [(ctx, shard, k, lo, hi) for k in every]
+                "tile-histogram", tiles.tile_histogram, [(shard, k, lo, hi) for k in every]
             )
             counts = np.sum(parts, axis=0)
         info = finish_histogram(spec, params, lo, hi, counts)
@@ -180,7 +198,7 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
         parts = phase.map(
             "tile-sample",
             tiles.tile_sample,
-            [(ctx, shard, int(k), flat[owner == k]) for k in used],
+            [(shard, int(k), flat[owner == k]) for k in used],
         )
         features = np.empty((len(flat), parts[0].shape[1]), dtype=parts[0].dtype)
         for k, part in zip(used, parts, strict=True):
@@ -189,11 +207,9 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
     if spec.stitch in ("touch", "overlap"):
         store.create_scratch(ctx.store, bucket, np.dtype(ctx.label_dtypes[shard.bucket]))
     if spec.stitch == "semantic":
-        outcomes = phase.map("tile-semantic", tiles.semantic_tile, [(ctx, shard, k) for k in every])
+        outcomes = phase.map("tile-semantic", tiles.semantic_tile, [(shard, k) for k in every])
     else:
-        outcomes = phase.map(
-            "tile-segment", tiles.segment_tile, [(ctx, shard, k, info) for k in every]
-        )
+        outcomes = phase.map("tile-segment", tiles.segment_tile, [(shard, k, info) for k in every])
     seconds += sum(o.seconds for o in outcomes)
     if spec.stitch in ("touch", "overlap"):
         fault("tiled-stitch")  # crash tests: tiles written to scratch, not yet relabelled
@@ -210,7 +226,7 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
         spent = phase.map(
             "tile-relabel",
             tiles.relabel_tile,
-            [(ctx, shard, k, joined.luts[k]) for k in every],
+            [(shard, k, joined.luts[k]) for k in every],
         )
         seconds += sum(spent)
         store.drop_scratch(ctx.store, bucket)
