@@ -20,7 +20,6 @@ import pytest
 import tifffile
 import zarr
 from PIL import Image
-from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 import batchseg
@@ -29,22 +28,11 @@ from batchseg.cli import app
 from batchseg.errors import StoreError
 from batchseg.job import run_job
 from batchseg.spec import JobSpec
+from tests.test_tiled_job import THRESHOLD, TILE, H, W, _blobs  # the same test images
 
 pytestmark = pytest.mark.integration
 
-H, W, TILE = 1100, 1500, 256
-THRESHOLD = 1_000_000
 METHODS = ("skimage.objects", "skimage.otsu")
-
-
-def _blobs(seed: int, colour: bool) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grey = ndi.gaussian_filter(rng.random((H, W)), 9)
-    grey = (grey - grey.min()) / (grey.max() - grey.min())
-    grey = (grey * 230 + rng.normal(0, 6, (H, W))).clip(0, 255).astype(np.uint8)
-    if not colour:
-        return grey
-    return np.stack([grey, np.roll(grey, 40, axis=1), 255 - grey], axis=-1)
 
 
 @pytest.fixture(scope="module")
