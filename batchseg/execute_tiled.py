@@ -123,6 +123,7 @@ def segment_tile(ctx: JobContext, shard: Shard, index: int, info: dict[str, Any]
     method, params, spec, bucket = _setup(ctx, shard)
     shape = (bucket.height, bucket.width)
     t = tile_at(shape, bucket.tile, spec.halo(params, shape, bucket.tile), index)
+    assert spec.segment is not None  # semantic models go through semantic_tile
     lab = np.asarray(spec.segment(_read(ctx, shard, _window_box(t)), params, info, shape))
     core = lab[t.core_in_window]
     dtype = np.dtype(ctx.label_dtypes[shard.bucket])

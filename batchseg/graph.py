@@ -30,6 +30,8 @@ def header_of(uri: str, max_pixels: int | None, tile_threshold: int | None) -> H
     try:
         h, w = readers.read_header(uri, max_pixels=max_pixels, windowed_above=tile_threshold)
         if tile_threshold is not None and h * w > tile_threshold:
+            if max_pixels is not None and h * w > max_pixels:
+                return h, w, True  # read_header accepted it only because it is windowed
             from batchseg.windowed import windowed_header
 
             return h, w, windowed_header(uri) is not None

@@ -130,29 +130,13 @@ def _boundary_pairs(
     out: np.ndarray, shape: tuple[int, int], tiles: list[Tile], connectivity: int
 ) -> np.ndarray:
     """Label pairs that touch across tile boundaries (whole boundary lines, corners included)."""
-    h, w = shape
     ys = sorted({t.y0 for t in tiles if t.y0 > 0})
     xs = sorted({t.x0 for t in tiles if t.x0 > 0})
-    shifts = (0,) if connectivity == 1 else (-1, 0, 1)
-    pairs = []
+    pairs = [np.zeros((0, 2), dtype=np.int64)]
     for x in xs:
-        a = np.asarray(out[:, x - 1])
-        b = np.asarray(out[:, x])
-        for d in shifts:
-            aa = a[max(0, -d) : h - max(0, d)]
-            bb = b[max(0, d) : h - max(0, -d)]
-            keep = (aa > 0) & (bb > 0)
-            pairs.append(np.stack([aa[keep], bb[keep]], axis=1))
+        pairs.append(touching_pairs(np.asarray(out[:, x - 1]), np.asarray(out[:, x]), connectivity))
     for y in ys:
-        a = np.asarray(out[y - 1, :])
-        b = np.asarray(out[y, :])
-        for d in shifts:
-            aa = a[max(0, -d) : w - max(0, d)]
-            bb = b[max(0, d) : w - max(0, -d)]
-            keep = (aa > 0) & (bb > 0)
-            pairs.append(np.stack([aa[keep], bb[keep]], axis=1))
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
+        pairs.append(touching_pairs(np.asarray(out[y - 1, :]), np.asarray(out[y, :]), connectivity))
     return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
 
 

@@ -50,9 +50,8 @@ class TileSpec:
     reduce: Literal["none", "histogram", "sample"]
     stitch: Literal["none", "touch", "overlap", "semantic"]
     halo: Callable[[Params, Shape, int], int]
-    segment: Callable[[np.ndarray, Params, dict[str, Any], Shape], np.ndarray]
-    #: exact: equals the whole-image result (class maps exactly; regions up to renaming)
-    exact: bool = True
+    #: None for semantic models (sliding windows, :func:`window_lattice`)
+    segment: Callable[[np.ndarray, Params, dict[str, Any], Shape], np.ndarray] | None
     threshold: Callable[[Params], str] | None = None
 
 
@@ -227,12 +226,10 @@ SPECS: dict[str, TileSpec] = {
     "skimage.local": TileSpec("none", "none", _local_halo, _seg_local),
     "skimage.objects": TileSpec("histogram", "touch", _no_halo, _seg_objects, threshold=_param),
     "skimage.watershed": TileSpec(
-        "histogram", "overlap", _watershed_halo, _seg_watershed, exact=False, threshold=_param
+        "histogram", "overlap", _watershed_halo, _seg_watershed, threshold=_param
     ),
-    "skimage.slic": TileSpec("none", "overlap", _slic_halo, _seg_slic, exact=False),
-    "skimage.felzenszwalb": TileSpec(
-        "none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb, exact=False
-    ),
+    "skimage.slic": TileSpec("none", "overlap", _slic_halo, _seg_slic),
+    "skimage.felzenszwalb": TileSpec("none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb),
 }
 
 #: Why the others have no tiled form (shown in the error).
@@ -244,15 +241,7 @@ UNSUPPORTED = {
 }
 
 
-def _semantic_halo(params: Params, shape: Shape, tile: int) -> int:
-    return int(params["window"])
-
-
-def _seg_semantic(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
-    raise AssertionError("semantic tiles use the sliding-window path")
-
-
-SEMANTIC = TileSpec("none", "semantic", _semantic_halo, _seg_semantic, exact=False)
+SEMANTIC = TileSpec("none", "semantic", _no_halo, None)
 
 
 def spec_for(method: Method, params: Params) -> TileSpec:
