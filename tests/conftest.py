@@ -93,7 +93,7 @@ def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
                     if len(c.scheduler_info()["workers"]) == n_workers:
                         break
             except OSError:
-                gc.collect()  # see batchseg.cluster.connect: collect the failed Client now
+                gc.collect()  # see batchseg.cluster.connect.connect: collect the failed Client now
             assert time.monotonic() < deadline, "dask processes did not start"
             time.sleep(0.2)
         yield address

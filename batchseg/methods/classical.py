@@ -18,8 +18,8 @@ from skimage import color, feature, filters, measure, morphology, segmentation
 from skimage.util import regular_grid
 
 from batchseg.errors import ImageError, UsageError
+from batchseg.io.normalise import is_colour, to_grey, to_rgb
 from batchseg.methods.base import Method, Param, smallest_uint
-from batchseg.methods.convert import is_colour, to_grey, to_rgb
 from batchseg.methods.registry import register
 
 Params = Mapping[str, Any]

@@ -29,9 +29,9 @@ import numpy as np
 from skimage import filters, measure
 
 from batchseg.errors import UsageError
+from batchseg.io.normalise import to_grey
 from batchseg.methods import classical
 from batchseg.methods.base import Method, smallest_uint
-from batchseg.methods.convert import to_grey
 
 Params = Mapping[str, Any]
 Shape = tuple[int, int]

@@ -2,7 +2,7 @@
 
 Every contender does the same per-image work, :func:`process_one`:
 
-* decode with ``batchseg.readers.read_image``,
+* decode with ``batchseg.io.read.read_image``,
 * segment with batchseg's registered kernel ``get_method(id).segment(image, params)``,
 * cast the labels to the dtype batchseg stores for that shape (``Method.label_dtype``),
 * compress them with the store's label codec settings (Blosc zstd, level 5, bitshuffle, i.e.
@@ -104,7 +104,7 @@ def process_one(
     path: str, index: int, out_dir: str, method_id: str, params_json: str = "{}"
 ) -> int:
     """Decode, segment, compress and write one image; returns the compressed size."""
-    from batchseg.readers import read_image
+    from batchseg.io.read import read_image
 
     method, params = method_and_params(method_id, params_json)
     image = read_image(path)
@@ -134,8 +134,8 @@ def timed_one(
     path: str, index: int, out_dir: str, method_id: str, params_json: str = "{}"
 ) -> dict[str, float]:
     """:func:`process_one` with a per-step clock (and the statistics batchseg adds, timed apart)."""
-    from batchseg.readers import read_image
-    from batchseg.stats import class_stats, region_stats
+    from batchseg.engine.stats import class_stats, region_stats
+    from batchseg.io.read import read_image
 
     method, params = method_and_params(method_id, params_json)
     t0 = time.perf_counter()

@@ -44,12 +44,12 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
 
 PLAN_AND_CREATE = """
 import sys, time
-from batchseg.job import fingerprint
+from batchseg.job.run import fingerprint
 from batchseg.methods import get_method
-from batchseg.sources import discover
-from batchseg.plan import plan_shards, auto_shard_size
+from batchseg.io.sources import discover
+from batchseg.job.plan import plan_shards, auto_shard_size
 from batchseg import store
-from batchseg.stats import stats_columns
+from batchseg.engine.stats import stats_columns
 m = get_method("skimage.otsu"); params = m.resolve_params({})
 t = time.perf_counter()
 refs = discover(sys.argv[1])

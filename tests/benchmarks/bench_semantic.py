@@ -148,7 +148,7 @@ def _model_worker(
     import torch
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
-    from batchseg import readers
+    from batchseg.io import read as readers
     from batchseg.methods import models
 
     torch.set_num_threads(threads)
@@ -297,9 +297,9 @@ def _stage_worker(weights: str, paths: list[str], batch_size: int, images: int, 
     import numcodecs
     import torch
 
-    from batchseg import readers
+    from batchseg.engine.stats import class_stats
+    from batchseg.io import read as readers
     from batchseg.methods import get_method
-    from batchseg.stats import class_stats
 
     torch.set_num_threads(1)
     method = get_method(METHOD)

@@ -74,9 +74,9 @@ def run_method(
     import dask
     from distributed import Client, LocalCluster
 
-    from batchseg.cluster import WORKER_ENV
-    from batchseg.job import run_job
-    from batchseg.spec import JobSpec
+    from batchseg.cluster.connect import WORKER_ENV
+    from batchseg.job.run import run_job
+    from batchseg.job.spec import JobSpec
 
     env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
     with (

@@ -268,7 +268,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['total_seconds']:.0f} s in all. All numbers come from this one run; every "
         "contender runs in a fresh process (images/s end to end include interpreter start, "
         "imports and cluster/pool start; 'compute' excludes them). Per image, every contender "
-        "decodes with batchseg.readers.read_image, runs get_method(id).segment, casts to "
+        "decodes with batchseg.io.read.read_image, runs get_method(id).segment, casts to "
         "batchseg's stored label dtype and writes the labels compressed with Blosc zstd 5 "
         "bitshuffle (the store's codec); batchseg also computes statistics and writes a Zarr "
         "v3 store. Load average before each run is shown (other processes on the machine); "

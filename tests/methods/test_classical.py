@@ -13,8 +13,8 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from batchseg.errors import ImageError, UsageError
+from batchseg.io.normalise import to_grey, to_rgb
 from batchseg.methods import all_methods, get_method
-from batchseg.methods.convert import to_grey, to_rgb
 
 H, W = 64, 96
 
@@ -89,7 +89,7 @@ KINDS = GREY_KINDS + COLOUR_KINDS
 
 
 # ----------------------------------------------------------------------------- references
-# Written straight from the libraries, independently of batchseg.methods.convert.
+# Written straight from the libraries, independently of batchseg.io.normalise.
 
 
 def ref_float(image: np.ndarray) -> np.ndarray:

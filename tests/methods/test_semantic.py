@@ -26,7 +26,7 @@ from torchvision.transforms.functional import resize as tv_resize  # noqa: E402
 from batchseg.errors import ImageError, UsageError  # noqa: E402
 from batchseg.methods import models, semantic  # noqa: E402
 from batchseg.methods.base import Segmentation  # noqa: E402
-from tests.torch_models import synth, train_lraspp  # noqa: E402
+from tests.helpers.torch_models import synth, train_lraspp  # noqa: E402
 
 pytestmark = [
     pytest.mark.torch,

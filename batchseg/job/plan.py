@@ -1,0 +1,164 @@
+"""Planning: group images of one shape into buckets and cut buckets into shards.
+
+Pure functions, no Dask. Table rows are aligned to shards: shard ``k`` owns rows
+``[k * shard_size, (k + 1) * shard_size)`` of every per-image table, so a task writes whole
+chunks and two tasks never touch the same object. Rows past a short shard's images are
+padding (status ``empty``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from batchseg.io.sources import ImageRef, paused_gc
+
+#: Pixels one task holds at most (labels of the whole shard are assembled in memory).
+DEFAULT_MAX_SHARD_PIXELS = 64 * 1024 * 1024
+#: Shape bucket for images whose header could not be read.
+UNREADABLE = (0, 0)
+#: Images with more pixels than this are segmented tile by tile (``--tile-threshold``).
+#: 2^26 = 67 Mpx (8192 x 8192): above every consumer camera (24-61 Mpx), so ordinary photos
+#: are always segmented whole, and below where whole-image kernels need several GiB (SLIC
+#: peaks at ~45 bytes per RGB pixel, k-means at ~70: README "Gigapixel images").
+DEFAULT_TILE_THRESHOLD = 1 << 26
+#: Side of a tile (and of a label chunk of a tiled image), pixels.
+DEFAULT_TILE_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """All images of one (height, width); their labels share one array."""
+
+    index: int
+    height: int
+    width: int
+    shard_size: int  # images per shard in this bucket (<= the plan's shard size)
+    n_shards: int
+    tile: int = 0  # > 0: one huge image, segmented in tiles of this side
+
+    @property
+    def name(self) -> str:
+        prefix = "t" if self.tile else "b"
+        return f"{prefix}{self.index:05d}_{self.height}x{self.width}"
+
+    @property
+    def rows(self) -> int:
+        """Rows of the bucket's label array (whole shards)."""
+        return self.n_shards * self.shard_size
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The unit of work: images of one bucket, written as whole aligned chunks."""
+
+    index: int
+    bucket: int
+    bucket_shard: int  # position of this shard within its bucket
+    image_ids: tuple[str, ...]
+    uris: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Buckets and shards of a collection; ``shard_size`` is the table chunk length."""
+
+    shard_size: int
+    buckets: tuple[Bucket, ...]
+    shards: tuple[Shard, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.shards) * self.shard_size
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(s) for s in self.shards)
+
+    def row_of(self, shard: Shard, slot: int) -> int:
+        """Global table row of a shard's ``slot``-th image."""
+        return shard.index * self.shard_size + slot
+
+    def bucket_row_of(self, shard: Shard, slot: int) -> int:
+        """Row of that image in its bucket's label array."""
+        return shard.bucket_shard * self.buckets[shard.bucket].shard_size + slot
+
+
+def auto_shard_size(n_images: int, n_slots: int, *, per_slot: int = 8, cap: int = 128) -> int:
+    """Shard size giving about ``per_slot`` tasks per worker thread, within [1, cap]."""
+    if n_images <= 0:
+        return 1
+    return max(1, min(cap, math.ceil(n_images / max(1, n_slots * per_slot))))
+
+
+def plan_shards(
+    refs: Sequence[ImageRef],
+    shapes: Sequence[tuple[int, ...]],
+    shard_size: int,
+    *,
+    max_shard_pixels: int = DEFAULT_MAX_SHARD_PIXELS,
+    tile_threshold: int | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+) -> Plan:
+    """Bucket ``refs`` by shape (``shapes[i]`` is image i's (height, width)) and shard them.
+
+    Buckets are ordered by shape, images within a bucket by id, so the plan is deterministic.
+    Large images get smaller shards so one task holds at most ``max_shard_pixels`` pixels.
+    Images of more than ``tile_threshold`` pixels each get a bucket (and a one-image shard) of
+    their own, segmented in tiles of ``tile_size``; they come after the ordinary buckets.
+    """
+    with paused_gc():
+        return _plan_shards(refs, shapes, shard_size, max_shard_pixels, tile_threshold, tile_size)
+
+
+def _plan_shards(
+    refs: Sequence[ImageRef],
+    shapes: Sequence[tuple[int, ...]],
+    shard_size: int,
+    max_shard_pixels: int,
+    tile_threshold: int | None,
+    tile_size: int,
+) -> Plan:
+    if shard_size < 1:
+        raise ValueError("shard size must be >= 1")
+    if len(refs) != len(shapes):
+        raise ValueError("refs and shapes differ in length")
+    groups: dict[tuple[int, int], list[ImageRef]] = defaultdict(list)
+    tiled: list[tuple[ImageRef, int, int]] = []
+    for ref, shape in zip(refs, shapes, strict=True):
+        h, w = int(shape[0]), int(shape[1])
+        # a third element False: too big, but not readable in windows (decoded whole)
+        windowed = len(shape) < 3 or bool(shape[2])  # type: ignore[misc]
+        if tile_threshold is not None and h * w > tile_threshold and windowed:
+            tiled.append((ref, h, w))
+        else:
+            groups[(h, w)].append(ref)
+    buckets: list[Bucket] = []
+    shards: list[Shard] = []
+    for b_index, (height, width) in enumerate(sorted(groups)):
+        members = sorted(groups[(height, width)], key=lambda r: r.image_id)
+        pixels = max(1, height * width)
+        size = max(1, min(shard_size, len(members), max_shard_pixels // pixels))
+        n_shards = math.ceil(len(members) / size)
+        buckets.append(Bucket(b_index, height, width, size, n_shards))
+        for j in range(n_shards):
+            part = members[j * size : (j + 1) * size]
+            shards.append(
+                Shard(
+                    index=len(shards),
+                    bucket=b_index,
+                    bucket_shard=j,
+                    image_ids=tuple(r.image_id for r in part),
+                    uris=tuple(r.uri for r in part),
+                )
+            )
+    for ref, h, w in sorted(tiled, key=lambda item: item[0].image_id):
+        b_index = len(buckets)
+        buckets.append(Bucket(b_index, h, w, 1, 1, tile=tile_size))
+        shards.append(Shard(len(shards), b_index, 0, (ref.image_id,), (ref.uri,)))
+    return Plan(shard_size, tuple(buckets), tuple(shards))

@@ -1,0 +1,260 @@
+"""Tests for batchseg.job.spec: TOML job specs, flag overrides and validation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchseg.errors import UsageError
+from batchseg.io.read import DEFAULT_MAX_PIXELS
+from batchseg.job.spec import JobSpec, build_spec, load_spec, parse_param
+
+BASIC = {"input": "imgs", "method": "skimage.otsu", "output": "out.zarr"}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_load_spec_with_params_and_relative_paths(tmp_path: Path) -> None:
+    spec_file = _write(
+        tmp_path / "jobs" / "job.toml",
+        'input = "../images"\n'
+        'method = "skimage.slic"\n'
+        'output = "results/out.zarr"\n'
+        "workers = 3\n"
+        "shard_size = 16\n"
+        "overwrite = true\n"
+        "\n"
+        "[params]\n"
+        "n_segments = 100\n"
+        "compactness = 0.5\n",
+    )
+    spec = load_spec(spec_file)
+    folder = (tmp_path / "jobs").absolute()
+    assert spec.input == str(folder / "../images")
+    assert spec.output == str(folder / "results/out.zarr")
+    assert os.path.isabs(spec.input) and os.path.isabs(spec.output)
+    assert spec.method == "skimage.slic"
+    assert spec.params == {"n_segments": 100, "compactness": 0.5}
+    assert spec.workers == 3 and spec.shard_size == 16 and spec.overwrite is True
+    # untouched fields keep their defaults
+    assert spec.threads_per_worker is None and spec.scheduler is None
+    assert spec.retry_failed is True
+    assert spec.max_pixels == DEFAULT_MAX_PIXELS
+    assert spec.io_threads == 4
+
+
+def test_load_spec_relative_to_spec_not_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(tmp_path / "a" / "job.toml", 'input = "in"\nmethod = "m"\noutput = "o.zarr"\n')
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    spec = load_spec("../a/job.toml")
+    assert Path(spec.input) == (tmp_path / "b" / ".." / "a" / "in").absolute()
+    assert os.path.samefile(Path(spec.input).parent, tmp_path / "a")
+
+
+def test_load_spec_keeps_absolute_paths_and_urls(tmp_path: Path) -> None:
+    absolute = str((tmp_path / "abs" / "imgs").absolute())
+    spec_file = _write(
+        tmp_path / "job.toml",
+        f'input = "{absolute}"\nmethod = "m"\noutput = "s3://bucket/out.zarr"\n',
+    )
+    spec = load_spec(spec_file)
+    assert spec.input == absolute
+    assert spec.output == "s3://bucket/out.zarr"
+
+
+def test_overrides_win_over_file(tmp_path: Path) -> None:
+    spec_file = _write(
+        tmp_path / "job.toml",
+        'input = "imgs"\nmethod = "skimage.otsu"\noutput = "o.zarr"\n'
+        "workers = 2\noverwrite = true\nretry_failed = true\n"
+        "[params]\na = 1\nb = 2\n",
+    )
+    spec = load_spec(
+        spec_file,
+        {
+            "method": "skimage.slic",
+            "workers": 8,
+            "overwrite": False,
+            "retry_failed": None,  # None = flag not given: file value kept
+            "shard_size": None,
+            "params": {"b": "20", "c": "3"},
+        },
+    )
+    assert spec.method == "skimage.slic"
+    assert spec.workers == 8
+    assert spec.overwrite is False
+    assert spec.retry_failed is True
+    assert spec.shard_size is None  # neither flag nor file: default
+    assert spec.params == {"a": 1, "b": "20", "c": "3"}
+
+
+def test_override_paths_are_not_resolved_against_the_spec(tmp_path: Path) -> None:
+    spec_file = _write(tmp_path / "j" / "job.toml", 'input = "x"\nmethod = "m"\noutput = "o"\n')
+    spec = load_spec(spec_file, {"output": "flag_out.zarr"})
+    assert spec.output == "flag_out.zarr"
+    assert spec.input == str((tmp_path / "j").absolute() / "x")
+
+
+def test_flags_only() -> None:
+    spec = build_spec({"input": "imgs"}, {"method": "skimage.otsu", "output": "o.zarr"})
+    assert spec == JobSpec(input="imgs", method="skimage.otsu", output="o.zarr")
+    assert spec.params == {}
+
+
+def test_params_merge_in_build_spec() -> None:
+    spec = build_spec({**BASIC, "params": {"x": 1}}, {"params": {"y": 2}})
+    assert spec.params == {"x": 1, "y": 2}
+    spec = build_spec(BASIC, {"params": {"y": 2}})
+    assert spec.params == {"y": 2}
+
+
+def test_build_spec_does_not_mutate_inputs() -> None:
+    data: dict[str, Any] = {**BASIC, "params": {"x": 1}}
+    overrides = {"params": {"y": 2}}
+    spec = build_spec(data, overrides)
+    assert data["params"] == {"x": 1}
+    assert overrides == {"params": {"y": 2}}
+    spec.params["z"] = 3
+    assert data["params"] == {"x": 1}
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    spec_file = _write(
+        tmp_path / "job.toml", 'input = "i"\nmethod = "m"\noutput = "o"\nworker = 4\n'
+    )
+    with pytest.raises(UsageError, match="'worker'") as exc:
+        load_spec(spec_file)
+    assert "job.toml" in str(exc.value)
+
+
+def test_unknown_key_in_overrides() -> None:
+    with pytest.raises(UsageError, match="'colour'"):
+        build_spec(BASIC, {"colour": "red"})
+
+
+@pytest.mark.parametrize("missing", ["input", "method", "output"])
+def test_missing_required(missing: str) -> None:
+    data = {k: v for k, v in BASIC.items() if k != missing}
+    with pytest.raises(UsageError, match=repr(missing)):
+        build_spec(data)
+    with pytest.raises(UsageError, match=repr(missing)):
+        build_spec({**data, missing: ""})
+
+
+def test_missing_required_in_file(tmp_path: Path) -> None:
+    spec_file = _write(tmp_path / "job.toml", 'input = "i"\nmethod = "m"\n')
+    with pytest.raises(UsageError, match="'output'"):
+        load_spec(spec_file)
+    assert load_spec(spec_file, {"output": "o.zarr"}).output == "o.zarr"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("workers", "4"),
+        ("workers", 2.5),
+        ("workers", True),
+        ("workers", 0),
+        ("shard_size", -1),
+        ("threads_per_worker", "two"),
+        ("max_pixels", 0),
+        ("io_threads", 1.0),
+        ("overwrite", "yes"),
+        ("overwrite", 1),
+        ("retry_failed", "false"),
+        ("params", [1, 2]),
+        ("params", "n=3"),
+        ("input", 5),
+        ("method", ["a"]),
+        ("output", 3.0),
+        ("scheduler", 8786),
+    ],
+)
+def test_bad_types(key: str, value: Any) -> None:
+    with pytest.raises(UsageError, match=repr(key)):
+        build_spec({**BASIC, key: value})
+
+
+def test_bad_types_in_file(tmp_path: Path) -> None:
+    spec_file = _write(
+        tmp_path / "job.toml", 'input = "i"\nmethod = "m"\noutput = "o"\nworkers = "many"\n'
+    )
+    with pytest.raises(UsageError, match="'workers'"):
+        load_spec(spec_file)
+    spec_file = _write(
+        tmp_path / "job2.toml", 'input = "i"\nmethod = "m"\noutput = "o"\nparams = 3\n'
+    )
+    with pytest.raises(UsageError, match="'params'"):
+        load_spec(spec_file)
+    # also when flags add parameters to a spec whose params are not a table
+    with pytest.raises(UsageError, match="'params'"):
+        load_spec(spec_file, {"params": {"a": "1"}})
+
+
+def test_spec_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        load_spec(tmp_path / "missing.toml")
+    bad = _write(tmp_path / "bad.toml", "input = \n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_spec(bad)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b'input = "\xff\xfe"\n')
+    with pytest.raises(UsageError, match="binary.toml"):
+        load_spec(binary)
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    with pytest.raises(UsageError, match="folder.toml"):
+        load_spec(folder)
+
+
+def test_spec_round_trip() -> None:
+    spec = build_spec({**BASIC, "params": {"k": 3}, "workers": 2})
+    assert build_spec(spec.to_dict()) == spec
+    other = spec.replace(workers=5)
+    assert other.workers == 5 and spec.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("k=3", ("k", "3")),
+        ("  k = 3 ", ("k", "3")),
+        ("expr=a=b", ("expr", "a=b")),
+        ("k=", ("k", "")),
+        ("name=hello world", ("name", "hello world")),
+    ],
+)
+def test_parse_param(text: str, expected: tuple[str, str]) -> None:
+    assert parse_param(text) == expected
+
+
+@pytest.mark.parametrize("text", ["k", "", "=3", "  =3", "   "])
+def test_parse_param_errors(text: str) -> None:
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_param(text)
+
+
+def test_every_example_job_spec_in_jobs_loads():
+    """The job specs shipped in jobs/ parse (keys, types, tiling settings)."""
+    from pathlib import Path
+
+    from batchseg.job.spec import load_spec
+
+    folder = Path(__file__).resolve().parents[2] / "jobs"
+    specs = sorted(folder.glob("*.toml"))
+    assert len(specs) >= 4
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.method and spec.output
+    giga = load_spec(folder / "gigapixel.toml")
+    assert (giga.tile_threshold, giga.tile_size) == (1 << 26, 2048)
