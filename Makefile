@@ -25,7 +25,7 @@ demo: install
 	$(BIN)/batchseg stats $(DEMO)/out.zarr
 
 test: install
-	$(BIN)/python -m pytest -q -m "not slow and not gpu"
+	$(BIN)/python -m pytest -q -m "not slow and not gpu" --durations=25
 
 test-all: install
 	$(BIN)/python -m pytest -q

@@ -1,25 +1,91 @@
-"""Python API over a finished (or partly finished) store: table, masks, queries, reports."""
+"""Python API over a finished (or partly finished) store: table, masks, queries, reports.
+
+``batchseg.open(path)`` returns a :class:`StoreView`; every read goes through
+:mod:`batchseg.store` (which alone knows the Zarr layout).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from batchseg import query as query_lang
 from batchseg import store
 from batchseg.errors import QueryError
 
 
+class Failure(TypedDict):
+    """One failed image of :meth:`StoreView.status`."""
+
+    image_id: str
+    error: str
+
+
+class StatusReport(TypedDict):
+    """What :meth:`StoreView.status` returns (``batchseg status --json`` prints it as is)."""
+
+    store: str
+    images: int
+    done: int
+    failed: int
+    pending: int
+    damaged: int
+    failures: list[Failure]
+    damaged_images: list[str]
+
+
+class Summary(TypedDict):
+    """What :meth:`StoreView.summary` returns (``batchseg stats --json`` prints it as is).
+
+    ``classes`` and ``mean_confidence`` are there for class maps, ``regions`` for region
+    labels, ``last_run_images_per_second`` once a run finished.
+    """
+
+    store: str
+    method: str
+    params: dict[str, Any]
+    images: int
+    done: int
+    failed: int
+    pending: int
+    damaged: int
+    pixels: int
+    shapes: int
+    classes: NotRequired[dict[str, dict[str, Any]]]
+    mean_confidence: NotRequired[float | None]
+    regions: NotRequired[dict[str, Any]]
+    seconds_per_image: NotRequired[dict[str, float] | None]
+    runs: NotRequired[list[dict[str, Any]]]
+    last_run_images_per_second: NotRequired[float]
+
+
 class StoreView:
-    """Read-only view of a batchseg store."""
+    """Read-only view of a batchseg store.
+
+    Parameters
+    ----------
+    path : str
+        The store: a local path or an fsspec URL.
+
+    Raises
+    ------
+    StoreError
+        Nothing is at ``path``, it is not a batchseg store, or its schema is another one.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._root = store.open_group(path, mode="r")
+
+    @property
+    def group(self) -> zarr.Group:
+        """The store's open root group, to hand to :mod:`batchseg.store` functions."""
+        return self._root
 
     @cached_property
     def attrs(self) -> dict[str, Any]:
@@ -28,24 +94,49 @@ class StoreView:
 
     @property
     def kind(self) -> str:
+        """``"classes"`` (semantic class maps) or ``"regions"`` (region label maps)."""
         return str(self.attrs["method"]["kind"])
 
     @property
     def classes(self) -> list[str] | None:
+        """Class names of a semantic method, None for region methods."""
         return self.attrs.get("classes")
 
     @property
     def colours(self) -> list[list[int]] | None:
+        """RGB colour per class (None when the store has none)."""
         return self.attrs.get("colours")
 
     def columns(self) -> list[str]:
-        """Every column of :meth:`table`."""
+        """Every column of :meth:`table`.
+
+        Returns
+        -------
+        list of str
+            ``image_id``, ``status``, ``error``, ``height``, ``width``, the statistics, ``uri``.
+        """
         return store.table_columns(self._root)
 
     def table(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per image: ``image_id``, ``status``, ``error``, size, every statistic, uri.
 
-        ``columns`` reads only those (plus ``image_id`` and ``status``), faster on big stores.
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Read only these (plus ``image_id`` and ``status``), faster on big stores.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``status`` is categorical: empty, pending, done, failed or damaged (a stored
+            status code batchseg does not know).
+
+        Raises
+        ------
+        QueryError
+            An unknown column name.
+        StoreError
+            The table cannot be read (damaged store).
         """
         if columns is not None:
             unknown = sorted(set(columns) - set(self.columns()))
@@ -56,7 +147,21 @@ class StoreView:
     def query(self, expr: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of :meth:`table` where the boolean expression ``expr`` holds.
 
-        With ``columns``, only the expression's columns and those are read and returned.
+        Parameters
+        ----------
+        expr : str
+            A safe boolean expression over the columns (see :mod:`batchseg.query`).
+        columns : sequence of str, optional
+            Read and return only the expression's columns and these.
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        QueryError
+            An invalid expression or an unknown column.
         """
         parsed = query_lang.parse(expr)
         parsed.check_columns(self.columns())
@@ -67,40 +172,110 @@ class StoreView:
         return table.reset_index(drop=True)
 
     def mask(self, image_id: str, level: int = 0) -> np.ndarray:
-        """The label map of ``image_id`` at its original size (``level`` > 0: a tiled image's
-        stored pyramid level, ``labels[::2^level, ::2^level]``)."""
+        """The label map of one image.
+
+        Parameters
+        ----------
+        image_id : str
+            The image's id in the store.
+        level : int
+            0: the map at its original size; > 0: a tiled image's stored pyramid level,
+            ``labels[::2^level, ::2^level]``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(height, width)`` class ids or region ids.
+
+        Raises
+        ------
+        StoreError
+            The image is unknown, not done (pending, failed, damaged), has no such level, or
+            its stored data is missing or fails its checksum (the message names the image).
+        """
         return store.read_labels(self._root, image_id, level=level)
 
     def confidence(self, image_id: str) -> np.ndarray:
-        """Per-pixel confidence (uint8 0-255) of a semantic method's class map."""
+        """Per-pixel confidence (uint8 0-255) of a semantic method's class map.
+
+        Raises
+        ------
+        StoreError
+            As :meth:`mask`, or the store has no confidence maps.
+        """
         return store.read_labels(self._root, image_id, confidence=True)
 
     def uri(self, image_id: str) -> str:
-        row = store.find_row(self._root, image_id)
-        return str(store.read_array(self._root, "catalogue/uri", row))
+        """The source image's URI.
 
-    def status(self) -> dict[str, Any]:
-        """Counts per status and the failed images with their errors."""
+        Raises
+        ------
+        StoreError
+            The image is not in the store.
+        """
+        return store.image_uri(self._root, image_id)
+
+    def image(self, image_id: str) -> store.ImageInfo:
+        """Where ``image_id``'s results are: row, status, error and bucket attributes.
+
+        Raises
+        ------
+        StoreError
+            The image is not in the store.
+        """
+        return store.image_info(self._root, image_id)
+
+    def verify(self) -> store.VerifyReport:
+        """Check every done image's stored data without changing the store.
+
+        Returns
+        -------
+        VerifyReport
+            Rows checked and the damaged ones with reasons (``marked`` is 0); to mark them
+            for re-segmentation use :func:`batchseg.store.verify` (``batchseg verify``).
+        """
+        return store.verify(self.path, mark=False)
+
+    def status(self) -> StatusReport:
+        """Counts per status and the failed images with their errors.
+
+        Returns
+        -------
+        dict
+            ``store``, ``images``, ``done``, ``failed``, ``pending``, ``damaged`` (rows with a
+            status code batchseg does not know: re-segmented by the next run), ``failures``
+            (``image_id`` and ``error`` per failed image) and ``damaged_images`` (ids).
+        """
         table = self.table()
         counts = table["status"].value_counts()
         failed = table[table["status"] == "failed"]
+        damaged = table[table["status"] == "damaged"]
         return {
             "store": self.path,
             "images": int(len(table)),
             "done": int(counts.get("done", 0)),
             "failed": int(counts.get("failed", 0)),
             "pending": int(counts.get("pending", 0)),
+            "damaged": int(counts.get("damaged", 0)),
             "failures": [
                 {"image_id": i, "error": e}
                 for i, e in zip(failed["image_id"], failed["error"], strict=True)
             ],
+            "damaged_images": [str(i) for i in damaged["image_id"]],
         }
 
-    def summary(self) -> dict[str, Any]:
-        """Dataset-level summary: per-class pixels or region-count distribution, throughput."""
+    def summary(self) -> Summary:
+        """Dataset-level summary: per-class pixels or region-count distribution, throughput.
+
+        Returns
+        -------
+        dict
+            Counts, pixels, shapes, per-class totals (class maps) or region-count
+            distribution (region maps), seconds per image and the runs.
+        """
         table = self.table()
         done = table[table["status"] == "done"]
-        out: dict[str, Any] = {
+        out: Summary = {
             "store": self.path,
             "method": self.attrs["method"]["id"],
             "params": self.attrs["method"]["params"],
@@ -108,6 +283,7 @@ class StoreView:
             "done": int(len(done)),
             "failed": int((table["status"] == "failed").sum()),
             "pending": int((table["status"] == "pending").sum()),
+            "damaged": int((table["status"] == "damaged").sum()),
             "pixels": int((done["height"].astype(np.int64) * done["width"]).sum()),
             "shapes": int(len(self.attrs["buckets"])),
         }
@@ -156,5 +332,20 @@ def _distribution(values: pd.Series) -> dict[str, float] | None:
 
 
 def open(path: str) -> StoreView:  # noqa: A001 - the documented API name
-    """Open a batchseg store for reading."""
+    """Open a batchseg store for reading.
+
+    Parameters
+    ----------
+    path : str
+        The store: a local path or an fsspec URL (``s3://``, ``gs://``, ``file://``...).
+
+    Returns
+    -------
+    StoreView
+
+    Raises
+    ------
+    StoreError
+        Nothing is at ``path``, or it is not a batchseg store of this schema.
+    """
     return StoreView(path)

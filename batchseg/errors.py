@@ -25,3 +25,18 @@ class StoreError(BatchsegError, OSError):
 
 class QueryError(UsageError):
     """A query expression is invalid or uses something not allowed."""
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """The one-line message recorded or shown for ``exc``.
+
+    A :class:`BatchsegError` is its own message (written for users); anything else is
+    prefixed with its type name. Whitespace runs (newlines included) collapse to one
+    space and the text is cut to ``limit`` characters.
+    """
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, BatchsegError):
+        text = f"{type(exc).__name__}: {text}" if text else ""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text or type(exc).__name__

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from batchseg.errors import QueryError
+from batchseg.errors import QueryError, one_line
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expression", "filter_table", "parse", "parse_columns"]
 
@@ -150,7 +150,7 @@ def parse(expr: str | Expression) -> Expression:
     except (RecursionError, MemoryError):
         raise QueryError(f"the query is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # e.g. null bytes
-        raise QueryError(f"invalid query: {_one_line(exc)}") from None
+        raise QueryError(f"invalid query: {one_line(exc)}") from None
     checker = _Checker()
     kind = checker.check(tree.body, depth=1)
     if kind not in (_BOOL, _ANY):
@@ -348,7 +348,7 @@ class _Evaluator:
         except OverflowError:
             raise QueryError(f"numeric overflow in {ast.unparse(node)!r}") from None
         except (TypeError, ValueError) as exc:
-            raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {_one_line(exc)}") from None
+            raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
 
     def _eval_Compare(self, node: ast.Compare) -> Any:
         operand_nodes = [node.left, *node.comparators]
@@ -377,7 +377,7 @@ class _Evaluator:
         except QueryError:
             raise
         except Exception as exc:  # pandas/numpy raise assorted types for bad comparisons
-            raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {_one_line(exc)}") from None
+            raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
         if isinstance(result, pd.Series):
             result = _clean_bool(result)
             if symbol == "!=":
@@ -459,14 +459,11 @@ def parse_columns(spec: str | Sequence[str] | None, available: Sequence[str]) ->
     available = [str(a) for a in available]
     if spec is None:
         return list(available)
-    if isinstance(spec, str):
-        items = spec.split(",")
-    else:
-        items = []
-        for item in spec:
-            if not isinstance(item, str):
-                raise QueryError(f"column names must be strings, not {type(item).__name__}")
-            items.extend(item.split(","))
+    items: list[str] = []
+    for item in [spec] if isinstance(spec, str) else spec:
+        if not isinstance(item, str):
+            raise QueryError(f"column names must be strings, not {type(item).__name__}")
+        items.extend(item.split(","))
     wanted = [item.strip() for item in items if item.strip()]
     if not wanted:
         raise QueryError("the column list is empty")
@@ -490,20 +487,11 @@ def parse_columns(spec: str | Sequence[str] | None, available: Sequence[str]) ->
 
 def _listing(names: Sequence[str]) -> str:
     names = list(names)
-    if not names:
-        return "(none)"
-    shown = ", ".join(names[:_MAX_LISTED])
-    if len(names) > _MAX_LISTED:
-        shown += f", ... ({len(names) - _MAX_LISTED} more)"
-    return shown
+    more = f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more if names else "(none)"
 
 
 def _unknown_column(name: str, available: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(available), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown column {name!r}{hint}; available: {_listing(available)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

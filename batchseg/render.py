@@ -17,12 +17,12 @@ and, for regions, draws region boundaries opaque in a contrasting colour.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from batchseg.errors import UsageError
+from batchseg.errors import ImageError, UsageError
+from batchseg.io.normalise import display_rgb
 
 __all__ = [
     "BOUNDARY_COLOUR",
@@ -192,8 +192,9 @@ def overlay(
 ) -> np.ndarray:
     """Blend the colourised ``labels`` onto ``image``; ``H x W x 3`` uint8.
 
-    ``image`` is grey (``H x W``, any integer or float dtype, scaled to uint8 by its
-    dtype range as :func:`skimage.util.img_as_ubyte` does) or RGB(A) ``H x W x 3|4``.
+    ``image`` is grey (``H x W``) or RGB(A) ``H x W x 3|4`` of any integer or float dtype,
+    scaled to uint8 by :func:`batchseg.io.normalise.display_rgb` (the rule every kernel uses:
+    uint8/uint16 by their range, wider integers as 16-bit, floats as 0-1).
     Blending is ``(1 - alpha) * image + alpha * colour`` where label != 0; elsewhere
     the image is unchanged. For ``kind="regions"`` region boundaries are drawn opaque in
     ``boundary_colour``.
@@ -285,28 +286,25 @@ def _colour_table(colours: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
 
 
 def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """Grey or RGB(A) image of any numeric dtype -> ``H x W x 3`` uint8."""
+    """Grey or RGB(A) image of any numeric dtype -> ``H x W x 3`` uint8 (the one normaliser)."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = image[:, :, :3]
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
         raise UsageError(f"image must be grey (H x W) or RGB (H x W x 3), not shape {image.shape}")
-    if image.dtype != np.uint8:
-        if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_):
-            raise UsageError(f"image must be numeric, not {image.dtype}")
-        from skimage.util import img_as_ubyte
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                image = img_as_ubyte(image)
-        except ValueError as exc:
-            raise UsageError(f"cannot convert image to 8 bits: {exc}") from None
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image)
+    if not (np.issubdtype(image.dtype, np.number) or image.dtype == np.bool_):
+        raise UsageError(f"image must be numeric, not {image.dtype}")
+    if np.issubdtype(image.dtype, np.floating) and image.size:
+        low, high = float(np.nanmin(image)), float(np.nanmax(image))
+        if low < -1.0 or high > 1.0:
+            raise UsageError(
+                f"cannot convert image to 8 bits: float values must lie in [0, 1], "
+                f"found {low:g} to {high:g}"
+            )
+    try:
+        return display_rgb(image)
+    except ImageError as exc:
+        raise UsageError(f"cannot convert image to 8 bits: {exc}") from None
 
 
 def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:

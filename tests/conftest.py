@@ -1,56 +1,44 @@
-"""Shared fixtures: seeded synthetic collections and a real distributed cluster."""
+"""Shared fixtures: seeded synthetic collections, one real distributed cluster, one trained model.
+
+Helpers (image makers, CLI runner, store comparison, cluster processes) live in
+``tests/helpers/``; this file holds fixtures only.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.helpers.images import write_collection
 
 
-def make_image(rng: np.random.Generator, height: int, width: int, colour: bool) -> np.ndarray:
-    """Bright discs on a dark noisy background (so thresholds and SLIC have structure)."""
-    yy, xx = np.mgrid[:height, :width]
-    image = rng.normal(40, 10, (height, width))
-    for _ in range(int(rng.integers(2, 6))):
-        cy, cx = rng.integers(0, height), rng.integers(0, width)
-        r = rng.integers(min(height, width) // 10 + 2, min(height, width) // 4 + 3)
-        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.normal(200, 15)
-    image = np.clip(image, 0, 255).astype(np.uint8)
-    if colour:
-        tint = np.stack([image, np.roll(image, 3, axis=1), image // 2], axis=-1)
-        return tint.astype(np.uint8)
-    return image
-
-
-def write_collection(folder: Path, n: int = 24, seed: int = 0) -> list[Path]:
-    """``n`` PNG/JPEG images of three shapes in two subfolders."""
-    rng = np.random.default_rng(seed)
-    shapes = [(48, 64), (64, 48), (40, 40)]
-    paths = []
-    for i in range(n):
-        h, w = shapes[i % len(shapes)]
-        sub = folder / ("grey" if i % 2 else "colour")
-        sub.mkdir(parents=True, exist_ok=True)
-        path = sub / f"img_{i:03d}.png"
-        Image.fromarray(make_image(rng, h, w, colour=not i % 2)).save(path)
-        paths.append(path)
-    return paths
+@pytest.fixture(autouse=True)
+def _restore_batchseg_logger() -> Iterator[None]:
+    """The CLI points the 'batchseg' logger at CliRunner's (later closed) stderr: undo it."""
+    logger = logging.getLogger("batchseg")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture
 def collection(tmp_path: Path) -> Path:
+    """24 small PNGs (three shapes, colour and grey) in ``tmp_path/images``."""
     folder = tmp_path / "images"
     write_collection(folder)
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster_address() -> Iterator[str]:
-    """A real multi-process LocalCluster shared by a test module (attached with --scheduler)."""
+    """One real multi-process LocalCluster for the whole session (attached with --scheduler).
+
+    Tests that kill workers, install plugins or need another shape of cluster start their own.
+    """
     from distributed import LocalCluster
 
     with LocalCluster(
@@ -59,49 +47,10 @@ def cluster_address() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-def _free_port() -> int:
-    import socket
+@pytest.fixture(scope="session")
+def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str]:
+    """(model in eval mode, state_dict path): the LR-ASPP test model, trained once per session."""
+    pytest.importorskip("torchvision")
+    from tests.helpers.torch_models import train_lraspp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
-    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback."""
-    import gc
-    import subprocess
-    import sys
-    import time
-
-    from distributed import Client
-
-    dask_bin = str(Path(sys.executable).with_name("dask"))
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    scheduler = [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-    procs = [subprocess.Popen([*scheduler, "--dashboard-address", ":0"], **quiet)]
-    worker = [dask_bin, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
-    procs += [subprocess.Popen(worker, **quiet) for _ in range(n_workers)]
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout="5s") as c:
-                    if len(c.scheduler_info()["workers"]) == n_workers:
-                        break
-            except OSError:
-                gc.collect()  # see batchseg.cluster.connect.connect: collect the failed Client now
-            assert time.monotonic() < deadline, "dask processes did not start"
-            time.sleep(0.2)
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    return train_lraspp(tmp_path_factory.mktemp("lraspp") / "lraspp3.pth")

@@ -18,9 +18,10 @@ Dask cluster from a profile is :mod:`batchseg.cluster.connect`'s job.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from batchseg.errors import UsageError
@@ -33,8 +34,56 @@ PROFILES = ("local", "address", "slurm", "pbs", "kubernetes")
 QUIET_DISTRIBUTED = "BATCHSEG_QUIET_DISTRIBUTED"
 
 _WALLTIME = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)$")
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*([KMGTP]i?B|[KMGTP])$", re.IGNORECASE)
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGTP])(iB|B)?$", re.IGNORECASE)
 _MINUTES_5 = 300.0
+#: The largest ``memory`` of one batch job (64 TiB: more than any node has).
+MAX_JOB_MEMORY = 64 << 40
+#: Inclusive ranges of the integer keys (of [cluster] tables, and of the same keys at the top of
+#: a job spec). A value outside is a usage error naming the key, the value and the range.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "workers": (1, 1024),
+    "threads_per_worker": (1, 1024),
+    "gpus": (0, 64),
+    "cores": (1, 4096),
+    "processes": (1, 1024),
+    "jobs": (1, 10_000),
+    "minimum_jobs": (0, 10_000),
+    "maximum_jobs": (1, 10_000),
+    "n_workers": (1, 10_000),
+}
+#: ``host:port`` or ``:port`` (all interfaces) for a dashboard.
+_DASHBOARD = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):(\d{1,5})$")
+
+
+def check_int(key: str, value: Any, where: str = "") -> int:
+    """``value`` as the integer key ``key`` (bool refused), within ``INT_RANGES[key]``."""
+    low, high = INT_RANGES[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise UsageError(f"{where}{key!r} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes of a batch job's ``memory`` such as ``16GB`` or ``512MiB`` (checked, bounded)."""
+    m = _MEMORY.match(text.strip())
+    if not m:
+        raise UsageError(f"cluster 'memory' must be like '16GB' or '512MiB', got {text!r}")
+    number, unit, suffix = m.groups()
+    base = 1024 if (suffix or "").lower() == "ib" else 1000
+    size = float(number) * base ** ("KMGTP".index(unit.upper()) + 1)  # inf for 400 digits
+    if not 1 <= size <= MAX_JOB_MEMORY:
+        raise UsageError(f"cluster 'memory' must be in (0, 64TiB], got {text!r}")
+    return int(size)
+
+
+def check_dashboard(text: str) -> str:
+    """A dashboard address: ``host:port`` or ``:port`` (every interface), port 0 = any free."""
+    m = _DASHBOARD.match(text)
+    if not m or int(m.group(2)) > 65535:
+        raise UsageError(
+            f"cluster 'dashboard_address' must be host:port or :port (port 0-65535), got {text!r}"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -97,11 +146,13 @@ def derive_lifetime(walltime: str) -> Lifetime:
 
 @dataclass(frozen=True)
 class LocalProfile:
-    """The embedded cluster of worker processes on this machine (the default)."""
+    """The embedded cluster of worker processes on this machine (the default). It listens on
+    loopback only; its dashboard too, unless ``dashboard_address`` says otherwise."""
 
     workers: int | None = None
     threads_per_worker: int | None = None
     gpus: int = 0
+    dashboard_address: str | None = None
     kind: str = field(default="local", init=False)
 
 
@@ -132,6 +183,16 @@ class JobqueueProfile:
     local_directory: str | None = None
     log_directory: str | None = None
     interface: str | None = None
+    #: The [cluster] keys as given, in their order ("profile" included): what ``table`` writes.
+    keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def table(self) -> dict[str, Any]:
+        """The ``[cluster]`` table this profile was parsed from (recorded in the store)."""
+        out: dict[str, Any] = {}
+        for key in self.keys or _default_keys(self):
+            value = self.kind if key == "profile" else getattr(self, key)
+            out[key] = list(value) if key == "job_extra_directives" else value
+        return out
 
     @property
     def adaptive(self) -> bool:
@@ -173,14 +234,39 @@ class KubernetesProfile:
     image: str
     namespace: str | None = None
     n_workers: int = 1
-    resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: ``{"requests": {"cpu": 2, "memory": "8Gi"}, "limits": {...}}``, quantities as given.
+    resources: Mapping[str, Mapping[str, str | int]] = field(default_factory=dict)
     kind: str = field(default="kubernetes", init=False)
+    #: The [cluster] keys as given, in their order ("profile" included): what ``table`` writes.
+    keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def table(self) -> dict[str, Any]:
+        """The ``[cluster]`` table this profile was parsed from (recorded in the store)."""
+        out: dict[str, Any] = {}
+        for key in self.keys or _default_keys(self):
+            value: Any = self.kind if key == "profile" else getattr(self, key)
+            out[key] = {k: dict(v) for k, v in value.items()} if key == "resources" else value
+        return out
 
 
 Profile = LocalProfile | AddressProfile | JobqueueProfile | KubernetesProfile
 
+
+def _default_keys(profile: JobqueueProfile | KubernetesProfile) -> tuple[str, ...]:
+    """The keys of a profile built in code (not parsed): those that differ from the defaults."""
+    keys = ["profile"]
+    for f in dataclasses.fields(profile):
+        if f.name in ("kind", "keys") or not f.init:
+            continue
+        value = getattr(profile, f.name)
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if f.default is MISSING and f.default_factory is MISSING or value != default:
+            keys.append(f.name)
+    return tuple(keys)
+
+
 _KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "local": {"workers": int, "threads_per_worker": int, "gpus": int},
+    "local": {"workers": int, "threads_per_worker": int, "gpus": int, "dashboard_address": str},
     "address": {"address": str},
     "slurm": {
         "queue": str,
@@ -207,7 +293,6 @@ _REQUIRED = {
     "pbs": ("walltime", "cores", "memory"),
     "kubernetes": ("image",),
 }
-_MINIMUM = {"minimum_jobs": 0, "gpus": 0}  # other integers are >= 1
 
 
 def profile_name(data: Mapping[str, Any]) -> str:
@@ -232,11 +317,7 @@ def check_keys(data: Mapping[str, Any]) -> str:
             )
         expected = allowed[key]
         if expected is int:
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise UsageError(f"cluster {key!r} must be an integer, got {value!r}")
-            low = _MINIMUM.get(key, 1)
-            if value < low:
-                raise UsageError(f"cluster {key!r} must be >= {low}, got {value}")
+            check_int(key, value, "cluster ")
         elif expected is list:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise UsageError(f"cluster {key!r} must be a list of strings, got {value!r}")
@@ -248,6 +329,8 @@ def check_keys(data: Mapping[str, Any]) -> str:
     for key in _REQUIRED.get(name, ()):
         if key not in data:
             raise UsageError(f"cluster profile {name!r} needs {key!r} in [cluster]")
+    if "dashboard_address" in data:
+        check_dashboard(data["dashboard_address"])
     return name
 
 
@@ -259,15 +342,16 @@ def parse_profile(data: Mapping[str, Any]) -> Profile:
         return LocalProfile(**d)
     if name == "address":
         return AddressProfile(**d)
+    keys = tuple(data)
     if name == "kubernetes":
-        return KubernetesProfile(**{**d, "resources": _resources(d.get("resources") or {})})
-    return _jobqueue(name, d)
+        resources = _resources(d.get("resources") or {})
+        return KubernetesProfile(**{**d, "resources": resources, "keys": keys})
+    return _jobqueue(name, d, keys)
 
 
-def _jobqueue(name: str, d: dict[str, Any]) -> JobqueueProfile:
+def _jobqueue(name: str, d: dict[str, Any], keys: tuple[str, ...]) -> JobqueueProfile:
     derive_lifetime(d["walltime"])  # format and minimum checked here
-    if not _MEMORY.match(d["memory"].strip()):
-        raise UsageError(f"cluster 'memory' must be like '16GB' or '512MiB', got {d['memory']!r}")
+    memory_bytes(d["memory"])
     if "jobs" in d and ("minimum_jobs" in d or "maximum_jobs" in d):
         raise UsageError(
             "cluster 'jobs' (a fixed number) and 'minimum_jobs'/'maximum_jobs' (adaptive) "
@@ -290,11 +374,11 @@ def _jobqueue(name: str, d: dict[str, Any]) -> JobqueueProfile:
     if "jobs" not in d and "minimum_jobs" not in d and "maximum_jobs" not in d:
         d["jobs"] = 1
     d["job_extra_directives"] = tuple(d.get("job_extra_directives", ()))
-    return JobqueueProfile(kind=name, **d)
+    return JobqueueProfile(kind=name, keys=keys, **d)
 
 
-def _resources(value: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
+def _resources(value: Mapping[str, Any]) -> dict[str, dict[str, str | int]]:
+    out: dict[str, dict[str, str | int]] = {}
     for section, table in value.items():
         if section not in ("requests", "limits"):
             raise UsageError(
@@ -307,5 +391,5 @@ def _resources(value: Mapping[str, Any]) -> dict[str, dict[str, str]]:
                 f"cluster 'resources.{section}' must be a table of quantities "
                 f'(cpu = "2", memory = "8Gi"), got {table!r}'
             )
-        out[section] = {str(k): str(v) for k, v in table.items()}
+        out[section] = {str(k): v for k, v in table.items()}
     return out

@@ -17,7 +17,7 @@ import numpy as np
 
 from batchseg import store
 from batchseg.engine.stats import class_stats, region_stats
-from batchseg.errors import ImageError
+from batchseg.errors import ImageError, one_line
 from batchseg.io import read as readers
 from batchseg.job.plan import Bucket, Shard
 from batchseg.methods import get_method
@@ -81,14 +81,6 @@ def _prefetch(
         yield result
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, ImageError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:500] or type(exc).__name__
-
-
 def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     """Segment every image of ``shard`` and write the shard's blocks to the store."""
     start = time.perf_counter()
@@ -96,7 +88,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     dtype = np.dtype(ctx.label_dtypes[shard.bucket])
     method = get_method(ctx.method_id)
     runner = method.runner(ctx.params)
-    batch_size = max(1, int(getattr(runner, "batch_size", 1)))
+    batch_size = max(1, int(runner.batch_size))
     S, n = ctx.shard_size, len(shard)
     labels = np.zeros((bucket.shard_size, bucket.height, bucket.width), dtype=dtype)
     confidence = (
@@ -111,7 +103,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     failures: dict[str, str] = {}
 
     def fail(slot: int, exc: BaseException) -> None:
-        errors[slot] = _message(exc)
+        errors[slot] = one_line(exc)
         failures[shard.image_ids[slot]] = errors[slot]
 
     with ThreadPoolExecutor(max_workers=max(1, ctx.io_threads)) as pool:

@@ -10,6 +10,7 @@ from typing import Any
 from distributed import Client, as_completed
 
 from batchseg.engine.execute import JobContext, ShardSummary, run_shard
+from batchseg.errors import one_line
 from batchseg.io import read as readers
 from batchseg.io.sources import ImageRef
 from batchseg.job.plan import Shard
@@ -37,7 +38,7 @@ def header_of(uri: str, max_pixels: int | None, tile_threshold: int | None) -> H
             return h, w, windowed_header(uri) is not None
         return h, w
     except Exception as exc:  # noqa: BLE001 - recorded per image
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return one_line(exc)
 
 
 def _headers(

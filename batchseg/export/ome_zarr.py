@@ -27,12 +27,9 @@ metadata (``tests/export/test_ome_zarr_tiled.py`` compares them).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +39,19 @@ from zarr.codecs import BloscCodec
 
 from batchseg import store
 from batchseg.errors import BatchsegError, StoreError, UsageError
+from batchseg.export import metadata as ngff
+from batchseg.export import pyramid
+from batchseg.export.metadata import LABEL_NAME, NGFF_VERSION, LabelTable
+from batchseg.export.pyramid import Shapes
 
 __all__ = ["LABEL_NAME", "MAX_LEVELS", "default_levels", "export_ome_zarr"]
 
-Shapes = list[tuple[int, ...]]
-LabelTable = tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]
-
-NGFF_VERSION = "0.5"
-LABEL_NAME = "segmentation"
-CHUNK = 256
-"""Chunk edge (y and x) of every level; smaller levels use their own size."""
 SMALLEST = 256
 """Default pyramids stop once the longer side of the smallest level is at most this."""
 MAX_LEVELS = 8
 """Most levels of a default pyramid."""
 LEVELS_LIMIT = 16
 """Most levels ``--levels`` accepts."""
-REGION_LIMIT = 10_000
-"""Region ids (lowest first) listed in ``image-label`` colors/properties."""
-_BINCOUNT_LIMIT = 1 << 24  # region ids below this are counted with np.bincount
 
 
 def default_levels(height: int, width: int) -> int:
@@ -83,9 +74,36 @@ def export_ome_zarr(
     """Write ``image_id`` of the store at ``store_path`` as an OME-Zarr image with labels.
 
     Tiled images are written window by window (memory bounded by a few tiles), others whole.
-    Returns a summary: ``output``, ``levels``, ``image_shapes``, ``label_shapes``.
-    Raises StoreError (unknown, failed or pending image, unreadable source image, existing
-    output without ``overwrite``) or UsageError (bad ``levels``).
+    The output is written to a temporary folder beside ``output`` and moved into place last.
+
+    Parameters
+    ----------
+    store_path : str
+        The batchseg store (local path or fsspec URL).
+    image_id : str
+        The image to export, as listed by ``batchseg query``.
+    output : str or os.PathLike
+        The OME-Zarr folder to write (local).
+    levels : int, optional
+        Pyramid levels (1 to 16); by default halve until the longer side is <= 256 px, at
+        most 8 levels.
+    overwrite : bool
+        Replace an existing Zarr group at ``output``.
+
+    Returns
+    -------
+    dict
+        ``output``, ``levels``, ``image_shapes``, ``label_shapes``, ``label_values_listed``
+        and ``label_values_total``.
+
+    Raises
+    ------
+    StoreError
+        Unknown, failed, pending or damaged image (its label data missing or failing its
+        checksum), unreadable or changed source image, or an existing ``output`` without
+        ``overwrite``.
+    UsageError
+        ``levels`` out of range.
     """
     return _export(store_path, image_id, output, levels=levels, overwrite=overwrite)
 
@@ -109,16 +127,16 @@ def _export(
     uri = view.uri(image_id)  # StoreError: unknown image
     _check_output(out, Path(store_path), overwrite)
     with contextlib.ExitStack() as stack:
-        bucket = _tiled_bucket(view, image_id) if windowed else None
+        tiled = _tiled_image(view, image_id) if windowed else None
         content: _Whole | _Windowed
-        if bucket is None:
+        if tiled is None:
             content = _Whole(view, image_id, uri)
         else:
-            content = _Windowed(view, image_id, uri, bucket, stack)
+            content = _Windowed(view, tiled, uri, stack)
         height, width = content.shape
         n_levels = default_levels(height, width) if levels is None else int(levels)
         rgb = content.rgb
-        axes = _axes(rgb)
+        axes = ngff.axes(rgb)
 
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
@@ -131,7 +149,7 @@ def _export(
             ome: dict[str, Any] = {
                 "version": NGFF_VERSION,
                 "multiscales": [
-                    _multiscale(
+                    ngff.multiscale(
                         image_id,
                         axes,
                         n_levels,
@@ -143,7 +161,7 @@ def _export(
                 ],
             }
             if rgb:  # channel colours for viewers; a grey image has no channel axis to describe
-                ome["omero"] = _omero(image_id, content.value_range())
+                ome["omero"] = ngff.omero(image_id, content.value_range())
             root.attrs["ome"] = ome
             root.attrs["batchseg"] = {
                 "store": store_path if "://" in store_path else os.path.abspath(store_path),
@@ -166,7 +184,7 @@ def _export(
             seg.attrs["ome"] = {
                 "version": NGFF_VERSION,
                 "multiscales": [
-                    _multiscale(
+                    ngff.multiscale(
                         LABEL_NAME,
                         axes,
                         n_levels,
@@ -206,26 +224,17 @@ def _shape_error(image_id: str, image: tuple[int, ...], labels: tuple[int, ...])
     )
 
 
-def _tiled_bucket(view: Any, image_id: str) -> dict[str, Any] | None:
-    """The store bucket of ``image_id`` when it is a tiled image, else None.
+def _tiled_image(view: Any, image_id: str) -> store.ImageInfo | None:
+    """The catalogue entry of ``image_id`` when it is a tiled image, else None.
 
     For a tiled image this also checks, like :func:`batchseg.store.read_labels`, that the
     image is done (StoreError naming its status and error otherwise).
     """
-    root = view._root  # the view's open store group
-    row = store.find_row(root, image_id)
-    index = int(store.read_array(root, "catalogue/bucket", row))
-    if index < 0:
+    info: store.ImageInfo = view.image(image_id)
+    if not info.tiled:
         return None
-    bucket = dict(view.attrs["buckets"][index])
-    if not bucket.get("tile"):
-        return None
-    status = int(store.read_array(root, "catalogue/status", row))
-    if status != store.DONE:
-        error = store.read_array(root, "catalogue/error", row).item()
-        detail = f": {error}" if error else ""
-        raise StoreError(f"image {image_id!r} is {store.STATUS_NAMES[status]}{detail}")
-    return bucket
+    info.require_done()
+    return info
 
 
 class _Whole:
@@ -236,7 +245,7 @@ class _Whole:
 
         labels = view.mask(image_id)  # StoreError: failed / pending image
         try:
-            image = readers.read_image(uri, max_pixels=None)
+            image = readers.read_image(uri, max_pixels=max(1, labels.size))
         except (BatchsegError, OSError) as exc:
             raise _source_error(image_id, uri, exc) from None
         if image.shape[:2] != labels.shape:
@@ -246,18 +255,22 @@ class _Whole:
         self.image = image
         self.image_dtype = image.dtype
         self.labels = labels
-        self.table = _label_table(view, _LabelCounts.of(labels))
+        self.table = ngff.label_table(view, ngff.LabelCounts.of(labels))
 
     def value_range(self) -> tuple[float, float]:
-        return _value_range(self.image)
+        return ngff.value_range(self.image)
 
     def write_image(self, root: zarr.Group, n_levels: int, axes: list[dict[str, str]]) -> Shapes:
         pixels = np.moveaxis(self.image, -1, 0) if self.rgb else self.image  # channel first
-        return _write_pyramid(root, pixels, n_levels, _image_codec(pixels.dtype), _block_mean, axes)
+        return pyramid.write_pyramid(
+            root, pixels, n_levels, pyramid.image_codec(pixels.dtype), pyramid.block_mean, axes
+        )
 
     def write_labels(self, seg: zarr.Group, n_levels: int, axes: list[dict[str, str]]) -> Shapes:
         data = self.labels[None] if self.rgb else self.labels
-        return _write_pyramid(seg, data, n_levels, _label_codec(data.dtype), _nearest, axes)
+        return pyramid.write_pyramid(
+            seg, data, n_levels, pyramid.label_codec(data.dtype), pyramid.nearest, axes
+        )
 
     def label_table(self, view: Any) -> LabelTable:
         return self.table
@@ -276,28 +289,29 @@ class _Windowed:
     def __init__(
         self,
         view: Any,
-        image_id: str,
+        info: store.ImageInfo,
         uri: str,
-        bucket: dict[str, Any],
         stack: contextlib.ExitStack,
     ) -> None:
         from batchseg.io import windowed
 
-        root = view._root
+        assert info.bucket is not None  # a tiled image has a bucket
+        bucket = info.bucket
+        self.root: zarr.Group = view.group
+        self.info = info
         name = str(bucket["name"])
+        image_id = info.image_id
         self.image_id, self.uri = image_id, uri
         self.tile = int(bucket["tile"])
         self.shape = (int(bucket["height"]), int(bucket["width"]))
-        self.labels = store.array(root, f"labels/{name}")
+        self.labels = store.label_array(self.root, name)
         self.stored: dict[int, zarr.Array] = {}
         for level in bucket.get("levels") or []:
-            path = f"pyramid/{name}/{int(level)}"
             f = 1 << int(level)
             want = (1, -(-self.shape[0] // f), -(-self.shape[1] // f))
-            if path in root:
-                arr = store.array(root, path)
-                if tuple(arr.shape) == want and arr.dtype == self.labels.dtype:
-                    self.stored[int(level)] = arr
+            arr = store.pyramid_array(self.root, name, int(level))
+            if arr is not None and tuple(arr.shape) == want and arr.dtype == self.labels.dtype:
+                self.stored[int(level)] = arr
         try:
             self.source = stack.enter_context(windowed.open_source(uri))
         except (BatchsegError, OSError) as exc:
@@ -308,8 +322,8 @@ class _Windowed:
         probe = self._read(0, 1, 0, 1, check=False)
         self.rgb = probe.ndim == 3
         self.image_dtype = probe.dtype
-        self.counts = _LabelCounts()
-        self.range = _RangeTracker(self.image_dtype)
+        self.counts = ngff.LabelCounts()
+        self.range = ngff.RangeTracker(self.image_dtype)
 
     def _read(self, y0: int, y1: int, x0: int, x1: int, *, check: bool = True) -> np.ndarray:
         try:
@@ -331,34 +345,34 @@ class _Windowed:
 
     def write_image(self, root: zarr.Group, n_levels: int, axes: list[dict[str, str]]) -> Shapes:
         lead = (3,) if self.rgb else ()
-        codec = _image_codec(self.image_dtype)
-        level = _create_level(root, 0, (*lead, *self.shape), self.image_dtype, codec, axes)
-        for ys, xs in _windows(self.shape, (self.tile, self.tile)):
+        codec = pyramid.image_codec(self.image_dtype)
+        level = pyramid.create_level(root, 0, (*lead, *self.shape), self.image_dtype, codec, axes)
+        for ys, xs in pyramid.windows(self.shape, (self.tile, self.tile)):
             window = self._read(ys.start, ys.stop, xs.start, xs.stop)
             self.range.add(window)
             level[(..., ys, xs)] = np.moveaxis(window, -1, 0) if self.rgb else window
-        shapes = [_shape(level)]
+        shapes = [pyramid.shape_of(level)]
         for k in range(1, n_levels):
-            level = self._downsample(root, k, level, _block_mean, codec, axes)
-            shapes.append(_shape(level))
+            level = self._downsample(root, k, level, pyramid.block_mean, codec, axes)
+            shapes.append(pyramid.shape_of(level))
         return shapes
 
     def write_labels(self, seg: zarr.Group, n_levels: int, axes: list[dict[str, str]]) -> Shapes:
         lead = (1,) if self.rgb else ()
         dtype = self.labels.dtype
-        codec = _label_codec(dtype)
-        level = _create_level(seg, 0, (*lead, *self.shape), dtype, codec, axes)
-        for ys, xs in _windows(self.shape, (self.tile, self.tile)):
-            block = np.asarray(self.labels[0, ys, xs])
+        codec = pyramid.label_codec(dtype)
+        level = pyramid.create_level(seg, 0, (*lead, *self.shape), dtype, codec, axes)
+        for ys, xs in pyramid.windows(self.shape, (self.tile, self.tile)):
+            block = store.read_checked(self.root, self.labels, (0, ys, xs), self.info)
             self.counts.add(block)
             level[(..., ys, xs)] = block[None] if self.rgb else block
-        shapes = [_shape(level)]
+        shapes = [pyramid.shape_of(level)]
         for k in range(1, n_levels):
             if k in self.stored:
                 level = self._copy_stored(seg, k, self.stored[k], lead, codec, axes)
             else:
-                level = self._downsample(seg, k, level, _nearest, codec, axes)
-            shapes.append(_shape(level))
+                level = self._downsample(seg, k, level, pyramid.nearest, codec, axes)
+            shapes.append(pyramid.shape_of(level))
         return shapes
 
     def _copy_stored(
@@ -370,15 +384,17 @@ class _Windowed:
         codec: BloscCodec,
         axes: list[dict[str, str]],
     ) -> zarr.Array:
-        """Label level ``k`` from the job's pyramid (level 0 ``[::2^k, ::2^k]``, as _nearest)."""
+        """Label level ``k`` from the job's pyramid (level 0 ``[::2^k, ::2^k]``, as pyramid.nearest)."""
         plane = (int(stored.shape[1]), int(stored.shape[2]))
-        level = _create_level(seg, k, (*lead, *plane), stored.dtype, codec, axes)
+        level = pyramid.create_level(seg, k, (*lead, *plane), stored.dtype, codec, axes)
         step = tuple(
-            _aligned_step(int(c), int(o), self.tile)
+            pyramid.aligned_step(int(c), int(o), self.tile)
             for c, o in zip(stored.chunks[1:], level.chunks[-2:], strict=True)
         )
-        for ys, xs in _windows(plane, (step[0], step[1])):
-            block = np.asarray(stored[0, ys, xs])
+        for ys, xs in pyramid.windows(plane, (step[0], step[1])):
+            block = store.read_checked(
+                self.root, stored, (0, ys, xs), self.info, "label pyramid data"
+            )
             level[(..., ys, xs)] = block[None] if lead else block
         return level
 
@@ -399,9 +415,9 @@ class _Windowed:
         """
         lead = tuple(int(s) for s in above.shape[:-2])
         plane = (-(-int(above.shape[-2]) // 2), -(-int(above.shape[-1]) // 2))
-        level = _create_level(group, k, (*lead, *plane), above.dtype, codec, axes)
-        step = _half_step(self.tile)
-        for ys, xs in _windows(plane, (step, step)):
+        level = pyramid.create_level(group, k, (*lead, *plane), above.dtype, codec, axes)
+        step = pyramid.half_step(self.tile)
+        for ys, xs in pyramid.windows(plane, (step, step)):
             block = np.asarray(
                 above[(..., slice(2 * ys.start, 2 * ys.stop), slice(2 * xs.start, 2 * xs.stop))]
             )
@@ -409,34 +425,7 @@ class _Windowed:
         return level
 
     def label_table(self, view: Any) -> LabelTable:
-        return _label_table(view, self.counts)
-
-
-def _windows(shape: tuple[int, int], step: tuple[int, int]) -> Iterator[tuple[slice, slice]]:
-    """``(rows, columns)`` slices covering ``shape`` in row-major windows of ``step``."""
-    (h, w), (sy, sx) = shape, step
-    for y0 in range(0, h, sy):
-        for x0 in range(0, w, sx):
-            yield slice(y0, min(y0 + sy, h)), slice(x0, min(x0 + sx, w))
-
-
-def _half_step(tile: int) -> int:
-    """Window side of a computed level: a multiple of the chunk side, about half a tile.
-
-    The window reads twice that side from the level above, so at most ``max(tile, 512)``
-    squared pixels.
-    """
-    return max(CHUNK, (tile // 2) // CHUNK * CHUNK)
-
-
-def _aligned_step(stored_chunk: int, out_chunk: int, tile: int) -> int:
-    """Window side that is whole chunks of both the stored and the output level."""
-    step = math.lcm(stored_chunk, out_chunk)
-    return step if step <= max(tile, out_chunk) else out_chunk
-
-
-def _shape(array: zarr.Array) -> tuple[int, ...]:
-    return tuple(int(s) for s in array.shape)
+        return ngff.label_table(view, self.counts)
 
 
 # ------------------------------------------------------------------------- output
@@ -455,6 +444,9 @@ def _check_output(out: Path, store: Path, overwrite: bool) -> None:
     if out.is_dir() and not out.is_symlink():
         if not (out / "zarr.json").is_file() and any(out.iterdir()):
             raise StoreError(f"{out} is a folder but not a Zarr group; refusing to replace it")
+    from batchseg.store.replace import check_replaceable  # the one rule for --overwrite
+
+    check_replaceable(str(out), inputs=[str(store)], kind="export")
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -463,295 +455,3 @@ def _replace(tmp: Path, out: Path) -> None:
     elif out.exists() or out.is_symlink():
         out.unlink()
     os.replace(tmp, out)
-
-
-# ----------------------------------------------------------------------- pyramids
-
-
-def _write_pyramid(
-    group: zarr.Group,
-    data: np.ndarray,
-    n_levels: int,
-    codec: BloscCodec,
-    downsample: Any,
-    axes: list[dict[str, str]],
-) -> Shapes:
-    shapes = []
-    level = data
-    for k in range(n_levels):
-        if k:
-            level = downsample(level)
-        array = _create_level(group, k, level.shape, level.dtype, codec, axes)
-        array[...] = level
-        shapes.append(tuple(int(s) for s in level.shape))
-    return shapes
-
-
-def _create_level(
-    group: zarr.Group,
-    k: int,
-    shape: tuple[int, ...],
-    dtype: Any,
-    codec: BloscCodec,
-    axes: list[dict[str, str]],
-) -> zarr.Array:
-    """The empty array of level ``k``: chunks of ``CHUNK`` (y, x), 1 on the leading axis."""
-    chunks = (1,) * (len(shape) - 2) + tuple(min(CHUNK, s) for s in shape[-2:])
-    return group.create_array(
-        name=str(k),
-        shape=shape,
-        dtype=dtype,
-        chunks=chunks,
-        compressors=codec,
-        fill_value=0,
-        dimension_names=[a["name"] for a in axes],
-    )
-
-
-def _nearest(labels: np.ndarray) -> np.ndarray:
-    """Every 2nd pixel along y and x (top-left of each 2x2 block): values stay label values."""
-    return np.ascontiguousarray(labels[..., ::2, ::2])
-
-
-def _block_mean(image: np.ndarray) -> np.ndarray:
-    """2x2 block means along the last two axes, rounded for integer images.
-
-    Odd sizes repeat the last row/column, so the result has ``ceil(n / 2)`` pixels per axis
-    like :func:`_nearest`.
-    """
-    h, w = image.shape[-2:]
-    if h % 2 or w % 2:
-        pad = [(0, 0)] * (image.ndim - 2) + [(0, h % 2), (0, w % 2)]
-        image = np.pad(image, pad, mode="edge")
-    if np.issubdtype(image.dtype, np.floating):
-        acc: type = np.float64 if image.dtype == np.float64 else np.float32
-    elif image.dtype == np.uint8:
-        acc = np.uint16
-    elif image.dtype == np.uint16:
-        acc = np.uint32
-    else:
-        acc = np.int64
-    total: np.ndarray = image[..., 0::2, 0::2].astype(acc)
-    total += image[..., 1::2, 0::2]
-    total += image[..., 0::2, 1::2]
-    total += image[..., 1::2, 1::2]
-    if np.issubdtype(image.dtype, np.floating):
-        return (total / 4).astype(image.dtype)
-    total += 2  # round half up
-    return (total // 4).astype(image.dtype)
-
-
-def _image_codec(dtype: np.dtype) -> BloscCodec:
-    if np.dtype(dtype).itemsize == 1:
-        return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-    return BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
-
-
-def _label_codec(dtype: np.dtype) -> BloscCodec:
-    return store.label_codec(dtype)
-
-
-# ----------------------------------------------------------------------- metadata
-
-
-def _axes(rgb: bool) -> list[dict[str, str]]:
-    space = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    return ([{"name": "c", "type": "channel"}] if rgb else []) + space
-
-
-def _multiscale(
-    name: str,
-    axes: list[dict[str, str]],
-    n_levels: int,
-    *,
-    translate: bool,
-    kind: str,
-    description: str,
-) -> dict[str, Any]:
-    lead = [1.0] * (len(axes) - 2)
-    datasets = []
-    for k in range(n_levels):
-        s = float(2**k)
-        transforms: list[dict[str, Any]] = [{"type": "scale", "scale": [*lead, s, s]}]
-        if translate and k:
-            # a block mean of 2^k pixels is centred (2^k - 1) / 2 pixels in from the block corner
-            t = (s - 1.0) / 2.0
-            transforms.append({"type": "translation", "translation": [*[0.0] * len(lead), t, t]})
-        datasets.append({"path": str(k), "coordinateTransformations": transforms})
-    return {
-        "name": name,
-        "axes": axes,
-        "datasets": datasets,
-        "type": kind,
-        "metadata": {"description": description, "method": f"batchseg.export.ome_zarr ({kind})"},
-    }
-
-
-def _value_range(image: np.ndarray) -> tuple[float, float]:
-    """Display window of an image: its dtype's range, or (<= 0, >= 1) for floats."""
-    if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        return float(info.min), float(info.max)
-    low = min(0.0, float(np.nanmin(image))) if image.size else 0.0
-    high = max(1.0, float(np.nanmax(image))) if image.size else 1.0
-    return low, high
-
-
-class _RangeTracker:
-    """:func:`_value_range` of an image read window by window."""
-
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = np.dtype(dtype)
-        self.low, self.high = 0.0, 1.0
-
-    def add(self, window: np.ndarray) -> None:
-        if np.issubdtype(self.dtype, np.integer) or not window.size:
-            return
-        with warnings.catch_warnings():  # an all-NaN window says nothing, like NaN overall
-            warnings.simplefilter("ignore", RuntimeWarning)
-            low, high = float(np.nanmin(window)), float(np.nanmax(window))
-        # min/max keep the first argument when the other is NaN
-        self.low, self.high = min(self.low, low), max(self.high, high)
-
-    def result(self) -> tuple[float, float]:
-        if np.issubdtype(self.dtype, np.integer):
-            info = np.iinfo(self.dtype)
-            return float(info.min), float(info.max)
-        return self.low, self.high
-
-
-def _omero(name: str, value_range: tuple[float, float]) -> dict[str, Any]:
-    low, high = value_range
-    window = {"min": low, "max": high, "start": low, "end": high}
-    names = [("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF")]
-    channels = [
-        {
-            "label": label,
-            "color": colour,
-            "window": dict(window),
-            "active": True,
-            "coefficient": 1.0,
-            "family": "linear",
-            "inverted": False,
-        }
-        for label, colour in names
-    ]
-    return {"name": name, "channels": channels, "rdefs": {"model": "color"}}
-
-
-class _LabelCounts:
-    """Pixels per label value, summed over blocks (a whole label map, or its tiles).
-
-    Values below ``_BINCOUNT_LIMIT`` are counted in one growing array (as ``np.bincount`` of
-    the whole map would), larger ones per block with ``np.unique`` and merged at the end.
-    """
-
-    def __init__(self) -> None:
-        self.small = np.zeros(0, dtype=np.int64)
-        self.big: list[tuple[np.ndarray, np.ndarray]] = []
-        self.size = 0
-        self.top = -1  # largest value seen
-        self.dtype: np.dtype | None = None
-
-    @classmethod
-    def of(cls, labels: np.ndarray) -> _LabelCounts:
-        counts = cls()
-        counts.add(labels)
-        return counts
-
-    def add(self, block: np.ndarray) -> None:
-        flat = block.ravel()
-        self.dtype = block.dtype
-        self.size += int(flat.size)
-        if not flat.size:
-            return
-        top = int(flat.max())
-        self.top = max(self.top, top)
-        if top < _BINCOUNT_LIMIT and top < max(64 * flat.size, 1 << 16):
-            all_counts = np.bincount(flat)
-            ids = np.flatnonzero(all_counts)
-            counts = all_counts[ids]
-        else:  # sparse or huge ids: sort instead of a long count array per block
-            ids, counts = np.unique(flat, return_counts=True)
-        small = ids < _BINCOUNT_LIMIT
-        if not small.all():
-            self.big.append((ids[~small], counts[~small].astype(np.int64)))
-            ids, counts = ids[small], counts[small]
-        if ids.size:
-            need = int(ids[-1]) + 1
-            if need > self.small.size:  # grow geometrically: tiles add ids in raster order
-                grown = np.zeros(min(_BINCOUNT_LIMIT, max(need, 2 * self.small.size)), np.int64)
-                grown[: self.small.size] = self.small
-                self.small = grown
-            self.small[ids] += counts
-
-    def classes(self, n: int) -> np.ndarray:
-        """Pixels of values ``0..n-1`` (``n`` above the largest value)."""
-        counts = np.zeros(n, dtype=np.int64)
-        used = min(n, self.small.size)
-        counts[:used] = self.small[:used]
-        for ids, c in self.big:
-            np.add.at(counts, ids.astype(np.int64), c)
-        return counts
-
-    def values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every value present (ascending) and its pixels."""
-        ids = np.flatnonzero(self.small)
-        counts = self.small[ids]
-        if not self.big:
-            return ids, counts
-        big_ids = np.concatenate([b[0] for b in self.big])
-        unique, inverse = np.unique(big_ids, return_inverse=True)
-        sums = np.zeros(unique.size, dtype=np.int64)
-        np.add.at(sums, inverse, np.concatenate([b[1] for b in self.big]))
-        return np.concatenate([ids.astype(unique.dtype), unique]), np.concatenate([counts, sums])
-
-
-def _label_table(view: Any, counted: _LabelCounts) -> LabelTable:
-    """``image-label`` colors and properties; also how many values are listed / exist."""
-    from batchseg import render
-
-    total_pixels = max(1, counted.size)
-    if view.kind == "classes":
-        names = list(view.classes or [])
-        n = max(len(names), counted.top + 1 if counted.size else 0)
-        names += [f"class_{i}" for i in range(len(names), n)]
-        counts = counted.classes(n)
-        table = render.palette(n, view.colours) if view.colours else render.palette(n)
-        colors = [{"label-value": i, "rgba": [*(int(c) for c in table[i]), 255]} for i in range(n)]
-        properties = [
-            {
-                "label-value": i,
-                "class": names[i],
-                "pixels": int(counts[i]),
-                "fraction": float(counts[i] / total_pixels),
-            }
-            for i in range(n)
-        ]
-        return colors, properties, n, n
-    ids, counts = counted.values()
-    keep = ids != 0
-    ids, counts = ids[keep], counts[keep]
-    total = int(ids.size)
-    ids, counts = ids[:REGION_LIMIT], counts[:REGION_LIMIT]
-    if (
-        view.colours and len(view.colours) >= 2
-    ):  # an explicit table wraps around for ids beyond it, as render does
-        given = render.palette(len(view.colours), view.colours)
-        table = given[(ids.astype(np.int64) - 1) % (len(given) - 1) + 1]
-    else:
-        table = render.region_colours(ids)
-    colors = [
-        {"label-value": int(i), "rgba": [*(int(c) for c in rgb), 255]}
-        for i, rgb in zip(ids, table, strict=True)
-    ]
-    properties = [
-        {
-            "label-value": int(i),
-            "class": "region",
-            "pixels": int(a),
-            "fraction": float(a / total_pixels),
-        }
-        for i, a in zip(ids, counts, strict=True)
-    ]
-    return colors, properties, int(ids.size), total

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from batchseg.errors import InputError
+from batchseg.io.formats import IMAGE_SUFFIXES, escape_name, is_zarr
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+__all__ = ["IMAGE_SUFFIXES", "ImageRef", "discover", "paused_gc"]
+
 MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
 _GLOB_CHARS = set("*?[")
 
@@ -37,21 +39,26 @@ class ImageRef(NamedTuple):
     width: int | None = None
 
 
-def discover(source: str) -> list[ImageRef]:
+def discover(source: str, *, follow_links: bool = False) -> list[ImageRef]:
     """Images named by ``source`` (directory, glob or manifest), sorted by image id.
 
     ``source`` may be an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file://...``):
     a prefix is listed recursively, a glob is expanded by the filesystem, a manifest is read
     through fsspec; uris are then full URLs.
+
+    A directory walk or glob does not follow folder symlinks that lead out of the input
+    folder unless ``follow_links`` is true. A file name that is not valid UTF-8 is listed
+    with ``\\xHH`` escapes (see :func:`batchseg.io.formats.escape_name`): reading it fails
+    alone with "file name is not valid UTF-8".
     """
     if "://" in source:
         refs = _from_url(source)
-    elif _is_zarr_image(source):
+    elif is_zarr(source):
         refs = [ImageRef(Path(source.rstrip("/")).name, os.path.abspath(source))]
     elif any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
-        refs = _from_glob(source)
+        refs = _from_glob(source, follow_links)
     elif os.path.isdir(source):
-        refs = _from_directory(Path(source))
+        refs = _from_directory(Path(source), follow_links)
     elif os.path.isfile(source) and Path(source).suffix.lower() in MANIFEST_SUFFIXES:
         refs = _from_manifest(Path(source))
     elif os.path.isfile(source) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
@@ -63,6 +70,7 @@ def discover(source: str) -> list[ImageRef]:
             f"input {source} is neither a directory, a glob, an image nor a .txt/.csv manifest"
         )
     with paused_gc():
+        refs = _escape_names(refs)
         refs = _deduplicate(refs)
         if not refs:
             raise InputError(f"no images found in {source}")
@@ -166,9 +174,11 @@ def _from_url_manifest(fs: Any, url: str, path: str) -> list[ImageRef]:
     ]
 
 
-def _from_directory(root: Path) -> list[ImageRef]:
+def _from_directory(root: Path, follow_links: bool = False) -> list[ImageRef]:
     refs: list[ImageRef] = []
     skipped = 0
+    outside = 0
+    top = os.path.realpath(root)
     seen_dirs: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -178,8 +188,12 @@ def _from_directory(root: Path) -> list[ImageRef]:
             continue
         seen_dirs.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not follow_links:
+            leaving = [d for d in dirnames if _leaves(os.path.join(dirpath, d), top)]
+            outside += len(leaving)
+            dirnames[:] = [d for d in dirnames if d not in leaving]
         # a Zarr image is a folder: listed as one image, never walked into
-        for name in [d for d in dirnames if _is_zarr_image(os.path.join(dirpath, d))]:
+        for name in [d for d in dirnames if is_zarr(os.path.join(dirpath, d))]:
             dirnames.remove(name)
             path = Path(dirpath) / name
             refs.append(ImageRef(path.relative_to(root).as_posix(), str(path.absolute())))
@@ -193,32 +207,58 @@ def _from_directory(root: Path) -> list[ImageRef]:
             refs.append(ImageRef(path.relative_to(root).as_posix(), str(path.absolute())))
     if skipped:
         log.info("skipped %d file(s) without an image suffix under %s", skipped, root)
+    _log_links(outside, str(root))
     return refs
 
 
-def _is_zarr_image(path: str) -> bool:
-    """A local ``*.zarr`` folder with Zarr metadata (an array or an OME-Zarr image)."""
-    path = path.rstrip("/")
-    return (
-        path.lower().endswith(".zarr")
-        and os.path.isdir(path)
-        and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zarray", ".zattrs"))
-    )
+def _leaves(path: str, top: str) -> bool:
+    """Whether ``path`` is a folder symlink whose target lies outside ``top`` (resolved)."""
+    if not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return real != top and not real.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def _from_glob(pattern: str) -> list[ImageRef]:
+def _log_links(outside: int, root: str) -> None:
+    if outside:
+        log.warning(
+            "skipped %d folder link(s) leading out of %s (--follow-links follows them)",
+            outside,
+            root,
+        )
+
+
+def _from_glob(pattern: str, follow_links: bool = False) -> list[ImageRef]:
     prefix = []
     for part in Path(pattern).parts:
         if any(c in part for c in _GLOB_CHARS):
             break
         prefix.append(part)
     base = Path(*prefix) if prefix else Path(".")
+    top = os.path.realpath(base)
     refs = []
+    outside: set[str] = set()
     for match in glob.iglob(pattern, recursive=True):
         path = Path(match)
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+            if not follow_links:
+                link = _link_out(path.parent, base, top)
+                if link is not None:
+                    outside.add(link)
+                    continue
             refs.append(ImageRef(path.relative_to(base).as_posix(), str(path.absolute())))
+    _log_links(len(outside), str(base))
     return refs
+
+
+def _link_out(folder: Path, base: Path, top: str) -> str | None:
+    """The first folder link between ``base`` and ``folder`` that leads out of ``top``."""
+    current = base
+    for part in folder.relative_to(base).parts:
+        current = current / part
+        if _leaves(str(current), top):
+            return str(current)
+    return None
 
 
 def _from_manifest(manifest: Path) -> list[ImageRef]:
@@ -319,3 +359,25 @@ def _deduplicate(refs: list[ImageRef]) -> list[ImageRef]:
     if duplicates:
         log.warning("ignored %d duplicate entr%s", duplicates, "y" if duplicates == 1 else "ies")
     return list(seen.values())
+
+
+def _escape_names(refs: list[ImageRef]) -> list[ImageRef]:
+    """Refs whose id or uri is not valid UTF-8 get ``\\xHH`` escapes (logged once)."""
+    escaped = 0
+    out = refs
+    for i, ref in enumerate(refs):
+        if ref.image_id.isascii() and ref.uri.isascii():
+            continue
+        image_id, uri = escape_name(ref.image_id), escape_name(ref.uri)
+        if image_id == ref.image_id and uri == ref.uri:
+            continue
+        if out is refs:
+            out = list(refs)
+        out[i] = ref._replace(image_id=image_id, uri=uri)
+        escaped += 1
+    if escaped:
+        log.warning(
+            "%d file name(s) are not valid UTF-8: listed with \\x escapes, they fail alone",
+            escaped,
+        )
+    return out

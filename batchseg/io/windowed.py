@@ -20,16 +20,31 @@ import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-import tifffile
 
-from batchseg.errors import ImageError
 from batchseg.io import read as readers
+from batchseg.io.chunked import (
+    MAX_SEGMENT_PIXELS,
+    TiffSource,
+    ZarrSource,
+    open_file,
+    windowed_shape,
+)
+from batchseg.io.formats import TIFF_MAGIC, is_zarr, sniff, tiff_open
+from batchseg.io.read import DEFAULT_MAX_PIXELS
 
-#: Largest TIFF segment / Zarr chunk (pixels) that a windowed read may decode.
-MAX_SEGMENT_PIXELS = 1 << 24
+__all__ = [
+    "MAX_SEGMENT_PIXELS",
+    "WindowSource",
+    "ZarrSource",
+    "is_zarr",
+    "open_source",
+    "read_overlay_source",
+    "read_strided",
+    "windowed_header",
+]
 
 
 class WindowSource(Protocol):
@@ -41,150 +56,6 @@ class WindowSource(Protocol):
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Pixels ``[y0:y1, x0:x1]``, normalised (grey 2-D or RGB H x W x 3)."""
         ...
-
-
-def is_zarr(uri: str) -> bool:
-    """Whether ``uri`` names a Zarr node (a ``.zarr`` path, or a folder with Zarr metadata)."""
-    path = uri.rstrip("/")
-    if path.lower().endswith(".zarr"):
-        return True
-    if "://" in path:
-        return False
-    return os.path.isdir(path) and any(
-        os.path.exists(os.path.join(path, name)) for name in ("zarr.json", ".zarray", ".zgroup")
-    )
-
-
-# --------------------------------------------------------------------------- TIFF
-
-
-class _TiffSource:
-    def __init__(self, tif: tifffile.TiffFile) -> None:
-        page = readers._tiff_page(tif)
-        self.page = page
-        self.stored = readers._tiff_geometry(page)
-        orientation = readers._tiff_orientation(page)
-        if orientation != 1:
-            raise ImageError(
-                f"TIFF orientation {orientation} is not supported for tiled reading; "
-                "rewrite the image upright or raise --tile-threshold"
-            )
-        self.shape = self.stored
-        axes = str(page.axes)
-        self.axes = axes
-        try:
-            self.zarr = _open_zarr_store(page.aszarr())
-        except Exception as exc:  # noqa: BLE001 - unusual layouts: no windowed view
-            raise ImageError(f"TIFF cannot be read in windows ({readers._describe(exc)})") from exc
-        chunks = self.zarr.chunks
-        seg = chunks[axes.index("Y")] * chunks[axes.index("X")]
-        self.windowed = seg <= MAX_SEGMENT_PIXELS
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        sel = tuple(
-            slice(y0, y1) if ax == "Y" else slice(x0, x1) if ax == "X" else slice(None)
-            for ax in self.axes
-        )
-        try:
-            arr = np.asarray(self.zarr[sel])
-        except Exception as exc:
-            text = str(exc)
-            if "imagecodecs" in text:
-                compression = getattr(self.page.compression, "name", self.page.compression)
-                raise ImageError(
-                    f"unsupported TIFF compression {compression} (install imagecodecs to read it)"
-                ) from exc
-            raise ImageError(f"corrupt TIFF tile ({readers._describe(exc)})") from exc
-        return readers._tiff_normalise(arr, self.page, y1 - y0, x1 - x0)
-
-
-def _open_zarr_store(store: Any) -> Any:
-    import zarr
-
-    return zarr.open_array(store, mode="r")
-
-
-# --------------------------------------------------------------------------- Zarr
-
-
-def _ome_level0(group: Any) -> tuple[Any, list[str] | None]:
-    """The first multiscale's level 0 array and its axis names (OME-NGFF 0.4/0.5)."""
-    attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs)
-    scales = ome.get("multiscales") if isinstance(ome, dict) else None
-    if not scales:
-        raise ImageError("Zarr group is not an OME-Zarr image (no multiscales)")
-    first = scales[0]
-    axes = [a["name"] if isinstance(a, dict) else str(a) for a in first.get("axes", [])]
-    return group[first["datasets"][0]["path"]], axes or None
-
-
-class ZarrSource:
-    def __init__(self, uri: str) -> None:
-        import zarr
-
-        try:
-            node = zarr.open(uri, mode="r")
-        except Exception as exc:  # noqa: BLE001 - missing, not Zarr, bad metadata
-            raise ImageError(f"cannot open Zarr image ({readers._describe(exc)})") from exc
-        names: list[str] | None = None
-        if isinstance(node, zarr.Group):
-            node, names = _ome_level0(node)
-        elif node.metadata.zarr_format == 3:
-            dims = getattr(node.metadata, "dimension_names", None)
-            names = [str(d) for d in dims] if dims and all(dims) else None
-        self.array = node
-        self.axes = self._axes(tuple(node.shape), names)
-        shape = node.shape
-        self.shape = (int(shape[self.axes.index("y")]), int(shape[self.axes.index("x")]))
-        chunks = node.chunks
-        seg = chunks[self.axes.index("y")] * chunks[self.axes.index("x")]
-        self.windowed = seg <= MAX_SEGMENT_PIXELS
-
-    @staticmethod
-    def _axes(shape: tuple[int, ...], names: list[str] | None) -> list[str]:
-        if names is not None and len(names) == len(shape):
-            axes = [n.lower() for n in names]
-            if "y" not in axes or "x" not in axes:
-                raise ImageError(f"Zarr image axes {names} have no y and x")
-        elif len(shape) == 2:
-            axes = ["y", "x"]
-        elif len(shape) == 3 and shape[2] in (1, 2, 3, 4):
-            axes = ["y", "x", "c"]
-        elif len(shape) == 3 and shape[0] in (1, 2, 3, 4):
-            axes = ["c", "y", "x"]
-        else:
-            raise ImageError(
-                f"Zarr image of shape {shape} has no axis names; want (y, x), (y, x, c) "
-                "or (c, y, x)"
-            )
-        for ax, n in zip(axes, shape, strict=True):
-            if ax not in ("y", "x", "c") and n != 1:
-                raise ImageError(f"Zarr image axis {ax!r} has {n} entries; only 2-D images")
-        return axes
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        sel = tuple(
-            slice(y0, y1) if ax == "y" else slice(x0, x1) if ax == "x" else
-            (slice(None) if ax == "c" else 0)
-            for ax in self.axes
-        )  # fmt: skip
-        try:
-            arr = np.asarray(self.array[sel])
-        except Exception as exc:
-            raise ImageError(f"cannot read Zarr window ({readers._describe(exc)})") from exc
-        kept = [ax for ax in self.axes if ax in ("y", "x", "c")]
-        order = [kept.index("y"), kept.index("x")] + ([kept.index("c")] if "c" in kept else [])
-        arr = np.transpose(arr, order)
-        if arr.ndim == 3:
-            arr = arr[:, :, :3] if arr.shape[2] >= 3 else arr[:, :, 0]
-        if arr.dtype == bool:
-            return arr.astype(np.uint8) * np.uint8(255)
-        if np.issubdtype(arr.dtype, np.floating):
-            return arr.astype(np.float32, copy=False)
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise ImageError(f"unsupported Zarr image dtype {arr.dtype}")
-        return readers._native(arr)
 
 
 # --------------------------------------------------------------------------- in memory
@@ -201,23 +72,7 @@ class _MemorySource:
 
 
 @contextmanager
-def _fsspec_file(uri: str) -> Iterator[IO[bytes]]:
-    """A seekable handle on ``uri`` (local file or fsspec URL), read lazily."""
-    if "://" in uri:
-        import fsspec
-
-        try:
-            with fsspec.open(uri, "rb") as fh:
-                yield fh
-        except OSError as exc:
-            raise ImageError(readers._os_error_message(exc)) from exc
-        return
-    with readers._open_binary(uri) as fh:
-        yield fh
-
-
-@contextmanager
-def open_source(uri: str, max_pixels: int | None = readers.DEFAULT_MAX_PIXELS) -> Iterator[Any]:
+def open_source(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Any]:
     """An open :class:`WindowSource` for ``uri``.
 
     TIFF and Zarr images are read window by window (``max_pixels`` does not apply: no more
@@ -234,11 +89,11 @@ def open_source(uri: str, max_pixels: int | None = readers.DEFAULT_MAX_PIXELS) -
         )
         return
     with contextlib.ExitStack() as stack:
-        fh = stack.enter_context(_fsspec_file(uri))
-        head = readers._sniff(fh)
-        if head[:4] in readers._TIFF_MAGIC:
-            tif = stack.enter_context(readers._tiff_open(fh))
-            source = _TiffSource(tif)
+        fh = stack.enter_context(open_file(uri))
+        head = sniff(fh)
+        if head[:4] in TIFF_MAGIC:
+            tif = stack.enter_context(tiff_open(fh))
+            source = TiffSource(tif)
             if source.windowed:
                 yield source
                 return
@@ -247,15 +102,16 @@ def open_source(uri: str, max_pixels: int | None = readers.DEFAULT_MAX_PIXELS) -
 
 def windowed_header(uri: str) -> tuple[int, int] | None:
     """(height, width) when ``uri`` can be read in windows (no pixel limit applies), else None."""
-    try:
-        with open_source(uri, max_pixels=0) as src:
-            return src.shape if src.windowed else None
-    except ImageError:
-        return None
+    return windowed_shape(uri)
 
 
-def read_strided(uri: str, step: int, band: int = 2048, max_pixels: int | None = None) -> np.ndarray:
-    """``image[::step, ::step]`` read in bands of rows (memory: one band plus the result)."""
+def read_strided(
+    uri: str, step: int, band: int = 2048, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """``image[::step, ::step]`` read in bands of rows (memory: one band plus the result).
+
+    Images that cannot be read in windows are decoded whole, within ``max_pixels``.
+    """
     with open_source(uri, max_pixels=max_pixels) as src:
         h, w = src.shape
         parts = []
@@ -263,3 +119,25 @@ def read_strided(uri: str, step: int, band: int = 2048, max_pixels: int | None =
         for y0 in range(0, h, rows):
             parts.append(src.read(y0, min(h, y0 + rows), 0, w)[::step, ::step])
         return np.ascontiguousarray(np.concatenate(parts, axis=0))
+
+
+def read_overlay_source(
+    uri: str,
+    shape: tuple[int, int],
+    level: int = 0,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """The source image behind a label map of ``shape`` (pyramid ``level``), for overlays.
+
+    Every decode is limited twice: by ``max_pixels`` and by the size the label map implies
+    (a source that is larger cannot be its image). A source file replaced after the job by
+    a decompression bomb fails from its header, before any pixel is decoded.
+    """
+    if level < 0:
+        raise ValueError(f"level must be >= 0, not {level}")
+    step = 1 << level
+    implied = max(1, int(shape[0]) * step) * max(1, int(shape[1]) * step)
+    limit = implied if max_pixels is None else min(implied, max_pixels)
+    if level:
+        return read_strided(uri, step, max_pixels=limit)
+    return readers.read_image(uri, max_pixels=limit)

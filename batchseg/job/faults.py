@@ -2,7 +2,9 @@
 
 Points: ``planning`` (after the header scan), ``creating`` (store half-written),
 ``before-execute``, ``after-shards-<n>`` (after n images reported), ``tiled-stitch`` (a tiled
-image's tiles written, not yet stitched), ``finalise``.
+image's tiles written, not yet stitched), ``finalise``, ``consolidating`` (a new consolidated
+table half-written beside the old one), ``consolidated`` (switched to it, the old one not yet
+removed).
 Unset in normal use; reading one environment variable is the only cost.
 """
 

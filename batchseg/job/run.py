@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,16 +15,19 @@ import zarr
 
 from batchseg import store
 from batchseg.engine.stats import stats_columns
-from batchseg.errors import StoreError
+from batchseg.errors import StoreError, one_line
 from batchseg.io.sources import ImageRef, discover
 from batchseg.job.faults import fault
+from batchseg.job.fingerprint import describe_difference, fingerprint, tiling_identity
 from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
+from batchseg.job.prepare import canonical_output, check_overwrite, check_tiling
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.render import default_class_colours
-from batchseg.store.lock import store_lock
+from batchseg.store.lock import LauncherLock, store_lock
+from batchseg.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class JobResult:
     pending: int
     processed: int
     seconds: float
+    nothing_to_do: bool = False  # a resume of a finished store: no cluster, no run recorded
 
     @property
     def images_per_second(self) -> float:
@@ -55,142 +57,31 @@ class JobResult:
         return 0 if self.failed == 0 and self.pending == 0 else 3
 
 
-def _file_identity(value: Any) -> Any:
-    """A parameter naming a file (checkpoint, model, classes) is identified by its content."""
-    if isinstance(value, str) and value and os.path.isfile(value):
-        digest = hashlib.sha256()
-        with open(value, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return {"file": value, "sha256": digest.hexdigest()}
-    return value
-
-
-def fingerprint(
-    refs: list[ImageRef],
-    method: Method,
-    params: dict[str, Any],
-    tiling: tuple[int, int] | None = None,
-) -> str:
-    """Identity of a job's inputs, method, parameters and tiling (resume refuses another)."""
-    h = hashlib.sha256()
-    identity = {k: _file_identity(v) for k, v in params.items() if k not in method.runtime_params}
-    job: dict[str, Any] = {"method": method.id, "params": identity}
-    if tiling is not None:
-        job["tiling"] = list(tiling)
-    h.update(json.dumps(job, sort_keys=True, default=str).encode())
-    for ref in refs:
-        h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(ref.uri.encode("utf-8", "surrogateescape") + b"\0")
-    return h.hexdigest()
-
-
 def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobResult:
     """Run ``spec``; an existing store with the same fingerprint is resumed."""
     started = time.perf_counter()
+    spec = canonical_output(spec)
+    check_overwrite(spec)
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
-    refs = discover(spec.input)
-    fp = fingerprint(refs, method, params, _tiling(spec))
+    method.validate(params)  # e.g. a checkpoint that does not fit: exit 2, nothing created
+    refs = discover(spec.input, follow_links=spec.follow_links)
+    fp = fingerprint(refs, method, params, tiling_identity(spec))
     if not store.is_url(store.normalise(spec.output)):  # object stores have no folders
         parent = os.path.dirname(os.path.abspath(store.normalise(spec.output)))
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
-    with store_lock(spec.output):
-        return _run_locked(spec, method, params, refs, fp, started, on_progress)
+    with store_lock(spec.output) as lock:
+        job = _Job(spec, method, params, refs, fp, lock)
+        return _run_locked(job, started, on_progress)
 
 
-def plan_job(spec: JobSpec, *, header_threads: int = 16) -> dict[str, Any]:
-    """The plan of ``spec`` without pixel work (``--dry-run``): buckets, shards, tasks, sizes.
-
-    Headers are read by threads in this process (no cluster); sizes given by a manifest's
-    width/height columns are not read at all.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    started = time.perf_counter()
-    method = get_method(spec.method)
-    params = method.resolve_params(spec.params)
-    refs = discover(spec.input)
-    fp = fingerprint(refs, method, params, _tiling(spec))
-    todo = [r for r in refs if r.height is None or r.width is None]
-    threshold = spec.tile_threshold or None
-
-    def header(ref: ImageRef) -> tuple[int, ...]:
-        from batchseg.engine.graph import header_of
-
-        found = header_of(ref.uri, spec.max_pixels, threshold)
-        return UNREADABLE if isinstance(found, str) else found
-
-    with ThreadPoolExecutor(header_threads) as pool:
-        read = dict(zip((r.image_id for r in todo), pool.map(header, todo), strict=True))
-    shapes = [
-        (r.height, r.width) if r.height is not None and r.width is not None else read[r.image_id]
-        for r in refs
-    ]
-    from batchseg.cluster.connect import default_workers
-    from batchseg.cluster.profiles import JobqueueProfile, KubernetesProfile
-
-    profile = spec.profile
-    if isinstance(profile, JobqueueProfile):
-        slots = profile.max_threads
-    elif isinstance(profile, KubernetesProfile):
-        slots = profile.n_workers
-    else:
-        slots = (spec.workers or default_workers()) * (spec.threads_per_worker or 1)
-    size = spec.shard_size or auto_shard_size(len(refs), slots)
-    plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
-    _check_tiling(plan, method, params)
-    classes = method.classes(params) if method.family != "semantic" else None
-    n_cols = len(stats_columns(method.kind, classes, confidence=method.has_confidence))
-    per_bucket: dict[int, int] = {}
-    for shard in plan.shards:
-        per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
-    label_bytes = 0
-    for b in plan.buckets:
-        n = per_bucket.get(b.index, 0)
-        itemsize = method.label_dtype(params, b.height, b.width).itemsize
-        label_bytes += n * b.height * b.width * itemsize * (2 if method.has_confidence else 1)
-    existing = None
-    if store.exists(spec.output) and not spec.overwrite:
-        root = store.open_group(spec.output, mode="r")
-        status = store.shard_status(root)
-        existing = {
-            "same_job": store.attributes(root).get("fingerprint") == fp,
-            "done": int((status == store.DONE).sum()),
-            "failed": int((status == store.FAILED).sum()),
-            "pending": int((status == store.PENDING).sum()),
-        }
-    return {
-        "input": spec.input,
-        "output": spec.output,
-        "method": method.id,
-        "params": params,
-        "images": plan.n_images,
-        "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
-        "headers_read": len(todo),
-        "buckets": len(plan.buckets),
-        "largest_buckets": [
-            {"shape": [plan.buckets[i].height, plan.buckets[i].width], "images": n}
-            for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
-        ],
-        "shard_size": plan.shard_size,
-        "tasks": len(plan.shards),
-        "tiled_images": [
-            {"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in plan.buckets if b.tile
-        ],
-        "table_rows": plan.n_rows,
-        "label_bytes_uncompressed": label_bytes,
-        "stats_bytes_uncompressed": plan.n_rows * n_cols * 8,
-        "existing_store": existing,
-        "plan_seconds": round(time.perf_counter() - started, 3),
-    }
-
-
-def _existing_store(spec: JobSpec, fp: str) -> zarr.Group | None:
-    """The store to resume, None when a new one is to be written; refuses another job's store."""
+def _existing_store(job: _Job) -> zarr.Group | None:
+    """The store to resume, None when a new one is to be written; refuses another job's store,
+    naming what differs."""
+    spec, fp = job.spec, job.fp
     if spec.overwrite or not store.exists(spec.output):
         if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
             log.warning("replacing %s: its creation by this job was interrupted", spec.output)
@@ -202,110 +93,154 @@ def _existing_store(spec: JobSpec, fp: str) -> zarr.Group | None:
             )
         return None
     root = store.open_group(spec.output, mode="r+")
-    if store.attributes(root).get("fingerprint") != fp:
+    attrs = store.attributes(root)
+    if attrs.get("fingerprint") != fp:
+        stored = store.load_plan(root)
+        difference = describe_difference(
+            attrs,
+            [(i, u) for s in stored.shards for i, u in zip(s.image_ids, s.uris, strict=True)],
+            job.refs,
+            job.method,
+            job.params,
+            tiling_identity(spec),
+        )
         raise StoreError(
-            f"{spec.output} holds another job (different inputs, method or parameters); "
+            f"{spec.output} holds another job ({difference}); "
             "use --overwrite to replace it or choose another --output"
         )
     return root
 
 
-def _run_locked(
-    spec: JobSpec,
-    method: Method,
-    params: dict[str, Any],
-    refs: list[ImageRef],
-    fp: str,
-    started: float,
-    on_progress: ProgressCallback | None,
-) -> JobResult:
+@dataclass(frozen=True)
+class _Job:
+    """What a locked run works with."""
+
+    spec: JobSpec
+    method: Method
+    params: dict[str, Any]
+    refs: list[ImageRef]
+    fp: str
+    lock: LauncherLock
+
+
+def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None) -> JobResult:
     from batchseg.cluster import connect as cluster_mod  # dask only in graph/cluster layers
     from batchseg.engine import graph
-    from batchseg.engine.execute import JobContext
-    from batchseg.engine.tiled import graph as tiled_graph
 
-    root = _existing_store(spec, fp)
+    spec = job.spec
+    root = _existing_store(job)
+    if root is not None:
+        plan = store.load_plan(root)
+        if not _todo(plan, store.shard_status(root), spec.retry_failed):
+            # nothing to segment: no cluster, no run of 0 images recorded
+            log.info("nothing to do: every image of %s is finished", spec.output)
+            job.lock.check()
+            result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
+            return replace(result, nothing_to_do=True)
     handle = cluster_mod.connect(
-        spec.scheduler,
-        workers=spec.workers,
-        threads_per_worker=spec.threads_per_worker,
-        gpus=spec.gpus,
+        spec.profile,
         tls_ca_file=spec.tls_ca_file,
         tls_cert=spec.tls_cert,
         tls_key=spec.tls_key,
-        profile=spec.profile,
     )
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
         if root is not None:
-            plan = store.load_plan(root)
             log.info("resuming %s", spec.output)
         else:
-            plan, root = _plan_and_create(spec, handle, graph, method, params, refs, fp)
-        attrs = store.attributes(root)
-        status = store.shard_status(root)
-        wanted = (status == store.PENDING) | (spec.retry_failed & (status == store.FAILED))
-        todo = [
-            s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
-        ]
-        classes = attrs.get("classes") or []
-        run_params = _runtime_params(method, params, handle)
-        resources = (
-            cluster_mod.gpu_resources(handle.client) if method.family == "semantic" else None
-        )
-        ctx = JobContext(
-            store=spec.output,
-            store_id=attrs["store_id"],
-            method_id=method.id,
-            params=run_params,
-            shard_size=plan.shard_size,
-            buckets=plan.buckets,
-            label_dtypes=tuple(b["dtype"] for b in attrs["buckets"]),
-            n_classes=len(classes),
-            n_columns=len(attrs["stats_columns"]),
-            max_pixels=spec.max_pixels,
-            io_threads=spec.io_threads,
-        )
-        fault("before-execute")
-        total = sum(len(s) for s in todo)
-        log.info("%d images in %d shards to process", total, len(todo))
-        done = failed = 0
-        if todo:
-            store.invalidate_consolidated(root)
-            graph.warm_workers(handle.client, method.id, run_params, resources)
-        exec_start = time.perf_counter()
-        tiled = [s for s in todo if plan.buckets[s.bucket].tile]
-        small = [s for s in todo if not plan.buckets[s.bucket].tile]
-
-        def outcomes() -> Generator[tuple[Shard, Any], None, None]:
-            yield from graph.run_shards(handle.client, ctx, small, resources=resources)
-            yield from tiled_graph.run_many(
-                handle.client, ctx, tiled, handle.n_threads(), resources=resources
-            )
-
-        # closed before the client: an abandoned generator would cancel its tasks later,
-        # on a closed client
-        with contextlib.closing(outcomes()) as results:
-            for shard, outcome in results:
-                if isinstance(outcome, OSError):
-                    raise StoreError(
-                        f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
-                        "stored results are kept, rerun the same command to resume"
-                    ) from outcome
-                if isinstance(outcome, BaseException):
-                    _record_task_failure(spec.output, plan, shard, outcome)
-                    failed += len(shard)
-                else:
-                    done += outcome.done
-                    failed += outcome.failed
-                if on_progress is not None:
-                    on_progress(done, failed, total)
-                fault(f"after-shards-{done + failed}")
-        exec_seconds = time.perf_counter() - exec_start
+            plan, root = _plan_and_create(job, handle, graph)
+        todo = _todo(plan, store.shard_status(root), spec.retry_failed)
+        processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress)
     finally:
         handle.close()
-    return _finalise(spec, root, plan, done + failed, exec_seconds, time.perf_counter() - started)
+    job.lock.check()  # finalising writes the store's attributes
+    return _finalise(spec, root, plan, processed, exec_seconds, time.perf_counter() - started)
+
+
+def _todo(plan: Plan, status: Any, retry_failed: bool) -> list[Shard]:
+    """Shards holding an image still pending (or failed, with ``retry_failed``)."""
+    wanted = store.needs_work(status, retry_failed=retry_failed)  # damaged rows too
+    return [
+        s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
+    ]
+
+
+def _execute(
+    job: _Job,
+    handle: Any,
+    plan: Plan,
+    root: zarr.Group,
+    todo: list[Shard],
+    on_progress: ProgressCallback | None,
+) -> tuple[int, float]:
+    """Run ``todo`` on the cluster; images processed and seconds. Stops (StoreError) when the
+    store cannot be written or the launcher lost its lock."""
+    from batchseg.cluster import connect as cluster_mod
+    from batchseg.engine import graph
+    from batchseg.engine.tiled import graph as tiled_graph
+
+    spec, method = job.spec, job.method
+    run_params = _runtime_params(method, job.params, handle)
+    resources = cluster_mod.gpu_resources(handle.client) if method.uses_gpu else None
+    ctx = _context(job, plan, store.attributes(root), run_params)
+    fault("before-execute")
+    total = sum(len(s) for s in todo)
+    log.info("%s in %s to process", plural(total, "image"), plural(len(todo), "shard"))
+    done = failed = 0
+    if todo:
+        job.lock.check()
+        store.invalidate_consolidated(root)
+        graph.warm_workers(handle.client, method.id, run_params, resources)
+    exec_start = time.perf_counter()
+    tiled = [s for s in todo if plan.buckets[s.bucket].tile]
+    small = [s for s in todo if not plan.buckets[s.bucket].tile]
+
+    def outcomes() -> Generator[tuple[Shard, Any], None, None]:
+        yield from graph.run_shards(handle.client, ctx, small, resources=resources)
+        yield from tiled_graph.run_many(
+            handle.client, ctx, tiled, handle.n_threads(), resources=resources
+        )
+
+    # closed before the client: an abandoned generator would cancel its tasks later,
+    # on a closed client (leaving this loop by an exception cancels what is not done)
+    with contextlib.closing(outcomes()) as results:
+        for shard, outcome in results:
+            job.lock.check()  # lost: stop submitting, write nothing more
+            if isinstance(outcome, OSError):
+                raise StoreError(
+                    f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
+                    "stored results are kept, rerun the same command to resume"
+                ) from outcome
+            if isinstance(outcome, BaseException):
+                _record_task_failure(spec.output, plan, shard, outcome)
+                failed += len(shard)
+            else:
+                done += outcome.done
+                failed += outcome.failed
+            if on_progress is not None:
+                on_progress(done, failed, total)
+            fault(f"after-shards-{done + failed}")
+    return done + failed, time.perf_counter() - exec_start
+
+
+def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str, Any]) -> Any:
+    """What every task of the job gets (shipped once)."""
+    from batchseg.engine.execute import JobContext
+
+    return JobContext(
+        store=job.spec.output,
+        store_id=attrs["store_id"],
+        method_id=job.method.id,
+        params=run_params,
+        shard_size=plan.shard_size,
+        buckets=plan.buckets,
+        label_dtypes=tuple(b["dtype"] for b in attrs["buckets"]),
+        n_classes=len(attrs.get("classes") or []),
+        n_columns=len(attrs["stats_columns"]),
+        max_pixels=job.spec.max_pixels,
+        io_threads=job.spec.io_threads,
+    )
 
 
 def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict[str, Any]:
@@ -325,15 +260,9 @@ def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict
     return {**params, "threads": threads}
 
 
-def _plan_and_create(
-    spec: JobSpec,
-    handle: Any,
-    graph: Any,
-    method: Method,
-    params: dict[str, Any],
-    refs: list[ImageRef],
-    fp: str,
-) -> tuple[Plan, zarr.Group]:
+def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Group]:
+    """Read the headers on the cluster, plan, and create the store (all pending)."""
+    spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fp
     t0 = time.perf_counter()
     threshold = spec.tile_threshold or None
     headers = graph.scan_headers(handle.client, refs, spec.max_pixels, threshold)
@@ -344,7 +273,7 @@ def _plan_and_create(
     }
     size = spec.shard_size or auto_shard_size(len(refs), handle.n_threads())
     plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
-    _check_tiling(plan, method, params)
+    check_tiling(plan, method, params)
     classes = method.classes(params)
     columns = stats_columns(method.kind, classes, confidence=method.has_confidence)
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
@@ -357,6 +286,9 @@ def _plan_and_create(
         "versions": package_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    job.lock.check()
+    if spec.overwrite:
+        check_overwrite(spec)  # again, under the lock, right before replacing
     root = store.create(
         spec.output,
         plan,
@@ -368,66 +300,54 @@ def _plan_and_create(
         overwrite=spec.overwrite,
     )
     log.info(
-        "planned %d images: %d shape buckets, %d shards of <= %d (%.1f s)",
-        plan.n_images,
-        len(plan.buckets),
-        len(plan.shards),
+        "planned %s: %s, %s of <= %d (%.1f s)",
+        plural(plan.n_images, "image"),
+        plural(len(plan.buckets), "shape bucket"),
+        plural(len(plan.shards), "shard"),
         plan.shard_size,
         time.perf_counter() - t0,
     )
     return plan, root
 
 
-def _tiling(spec: JobSpec) -> tuple[int, int] | None:
-    """Tiling settings for the fingerprint; None for the defaults, so stores written before
-    tiling existed (whose plans hold no tiled images) still resume."""
-    from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
-
-    settings = (spec.tile_threshold, spec.tile_size)
-    return None if settings == (DEFAULT_TILE_THRESHOLD, DEFAULT_TILE_SIZE) else settings
-
-
-def _n_tiles(bucket: Any) -> int:
-    from batchseg.engine.tiled.grid import grid_shape
-
-    rows, cols = grid_shape((bucket.height, bucket.width), bucket.tile)
-    return rows * cols
-
-
-def _check_tiling(plan: Plan, method: Method, params: dict[str, Any]) -> None:
-    """A clear error before any work when the plan tiles images this method cannot tile."""
-    if any(b.tile for b in plan.buckets):
-        from batchseg.methods.tiled import spec_for
-
-        spec_for(method, params)
-
-
 def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException) -> None:
     """Mark a shard whose task died (after retries) as failed, with the reason."""
-    reason = " ".join(f"task failed: {type(exc).__name__}: {exc}".split())[:500]
+    reason = f"task failed: {one_line(exc, limit=487)}"
     log.error("shard %d failed: %s", shard.index, reason)
-    S = plan.shard_size
-    rows = slice(shard.index * S, (shard.index + 1) * S)
-    root = store.open_group(path, mode="r+")
-    status = store.read_array(root, "catalogue/status", rows)
-    errors = store.read_array(root, "catalogue/error", rows, dtype=object)
-    pending = status == store.PENDING
-    redo = pending | (status == store.FAILED)
-    redo[len(shard) :] = False
-    errors[redo] = reason
-    status[redo] = store.FAILED
-    store.array(root, "catalogue/error")[rows] = errors
-    store.array(root, "catalogue/status")[rows] = status
+    store.record_shard_failure(path, plan.shard_size, shard, reason)
 
 
 def _finalise(
-    spec: JobSpec, root: zarr.Group, plan: Plan, processed: int, exec_seconds: float, seconds: float
+    spec: JobSpec,
+    root: zarr.Group,
+    plan: Plan,
+    processed: int,
+    exec_seconds: float,
+    seconds: float,
+    *,
+    run: bool = True,
 ) -> JobResult:
+    """Count the rows, record this run (unless ``run`` is False) and consolidate the table."""
     fault("finalise")
     status = store.shard_status(root)
     done = int((status == store.DONE).sum())
     failed = int((status == store.FAILED).sum())
-    pending = int((status == store.PENDING).sum())
+    pending = int(((status == store.PENDING) | (status == store.DAMAGED)).sum())
+    if run:
+        _record_run(root, processed, exec_seconds, seconds, (done, failed, pending))
+    store.consolidate(root, status)  # the status just read, not read again
+    return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)
+
+
+def _record_run(
+    root: zarr.Group,
+    processed: int,
+    exec_seconds: float,
+    seconds: float,
+    counts: tuple[int, int, int],
+) -> None:
+    """Append this run to the store's ``runs`` attribute."""
+    done, failed, pending = counts
     runs = list(store.attributes(root).get("runs", []))
     runs.append(
         {
@@ -442,5 +362,3 @@ def _finalise(
         }
     )
     store.update_attributes(root, runs=runs)
-    store.consolidate(root, status)  # the status just read, not read again
-    return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)

@@ -5,7 +5,9 @@ Resolution order: command-line flag > spec file > default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,8 +18,11 @@ from typing import Any
 from batchseg.cluster.profiles import (
     PROFILES,
     AddressProfile,
+    JobqueueProfile,
+    KubernetesProfile,
     LocalProfile,
     Profile,
+    check_int,
     check_keys,
     parse_profile,
     profile_name,
@@ -26,62 +31,91 @@ from batchseg.errors import UsageError
 from batchseg.io.read import DEFAULT_MAX_PIXELS
 from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Everything that defines a job."""
+    """Everything that defines a job. Where its workers come from is one ``profile``
+    (batchseg.cluster.profiles); the flat keys users write (``workers``, ``scheduler``, ...)
+    are folded into it by :func:`build_spec`, and :meth:`to_dict` writes them back."""
 
     input: str
     method: str
     output: str
     params: dict[str, Any] = field(default_factory=dict)
-    workers: int | None = None
-    threads_per_worker: int | None = None
-    scheduler: str | None = None
     shard_size: int | None = None
     overwrite: bool = False
     retry_failed: bool = True
+    #: follow folder symlinks that lead out of the input folder during discovery
+    follow_links: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
     #: images with more pixels are segmented tile by tile; 0 = never tile
     tile_threshold: int = DEFAULT_TILE_THRESHOLD
     tile_size: int = DEFAULT_TILE_SIZE
-    gpus: int = 0
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    #: The ``[cluster]`` table of a slurm, pbs or kubernetes profile; empty for the local
-    #: cluster and for ``address`` (whose address is ``scheduler``). See batchseg.cluster.profiles.
-    cluster: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def profile(self) -> Profile:
-        """Where the workers come from (a batchseg.cluster.profiles dataclass)."""
-        if self.cluster:
-            return parse_profile(self.cluster)
-        if self.scheduler:
-            return AddressProfile(self.scheduler)
-        return LocalProfile(self.workers, self.threads_per_worker, self.gpus)
+    #: Where the workers come from: local (default), address, slurm, pbs or kubernetes.
+    profile: Profile = field(default_factory=LocalProfile)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as its TOML keys (recorded in the store; ``build_spec`` reads it back).
+
+        The layout predates ``profile``: the local cluster's sizes and the ``address`` are flat
+        keys, other profiles their ``[cluster]`` table as given. Keep it: stores record it."""
+        p = self.profile
+        local = p if isinstance(p, LocalProfile) else LocalProfile()
+        if isinstance(p, JobqueueProfile | KubernetesProfile):
+            table = p.table()
+        elif isinstance(p, LocalProfile) and p.dashboard_address is not None:
+            table = {"dashboard_address": p.dashboard_address}
+        else:
+            table = {}
+        return {
+            "input": self.input,
+            "method": self.method,
+            "output": self.output,
+            "params": copy.deepcopy(self.params),
+            "workers": local.workers,
+            "threads_per_worker": local.threads_per_worker,
+            "scheduler": p.address if isinstance(p, AddressProfile) else None,
+            "shard_size": self.shard_size,
+            "overwrite": self.overwrite,
+            "retry_failed": self.retry_failed,
+            # recorded only when set, so the specs of existing stores stay byte-identical
+            **({"follow_links": True} if self.follow_links else {}),
+            "max_pixels": self.max_pixels,
+            "io_threads": self.io_threads,
+            "tile_threshold": self.tile_threshold,
+            "tile_size": self.tile_size,
+            "gpus": local.gpus,
+            "tls_ca_file": self.tls_ca_file,
+            "tls_cert": self.tls_cert,
+            "tls_key": self.tls_key,
+            "cluster": table,
+        }
 
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(JobSpec)}
+_LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
+#: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
+SPEC_KEYS = tuple(JobSpec(input="", method="", output="", follow_links=True).to_dict())
 _TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
 _PATH_KEYS = ("input", "output", *_TLS_KEYS)
-_INT_KEYS = (
-    "workers",
-    "threads_per_worker",
-    "shard_size",
-    "max_pixels",
-    "io_threads",
-    "tile_size",
-)
 _STR_KEYS = ("input", "method", "output", "scheduler", *_TLS_KEYS)
+#: Inclusive ranges of the job's own integer keys (the cluster's are in INT_RANGES). Beyond
+#: them a job cannot run well: 2^63-1 images per shard overflowed the store's row count after
+#: creating half of it; with 10^8 the job ran 100 s before every image failed.
+SPEC_RANGES: dict[str, tuple[int, int]] = {
+    "shard_size": (1, 65_536),
+    "max_pixels": (1, 1 << 40),
+    "io_threads": (1, 256),
+    "tile_threshold": (0, 1 << 40),
+}
 
 
 def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> JobSpec:
@@ -124,9 +158,10 @@ def build_spec(
             merged["params"] = {**base, **value}
         else:
             merged[key] = value
-    unknown = sorted(set(merged) - set(_FIELDS))
+    unknown = sorted(set(merged) - set(SPEC_KEYS))
     if unknown:
-        raise UsageError(f"unknown key {unknown[0]!r} in {source}; known: {', '.join(_FIELDS)}")
+        known = ", ".join(SPEC_KEYS)
+        raise UsageError(f"unknown key {unknown[0]!r} in {source}; known: {known}")
     for key in ("input", "method", "output"):
         if not merged.get(key):
             raise UsageError(f"missing {key!r} (give it on the command line or in the job spec)")
@@ -143,31 +178,32 @@ def build_spec(
         )
     if not isinstance(merged.get("params") or {}, Mapping):
         raise UsageError(f"'params' in {source} must be a table")
-    for key in _INT_KEYS:
+    for key in _LOCAL_KEYS:
+        if merged.get(key) is not None:
+            check_int(key, merged[key])
+    for key, (low, high) in SPEC_RANGES.items():
         value = merged.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise UsageError(f"{key!r} must be an integer, got {value!r}")
-        if value is not None and value < 1:
-            raise UsageError(f"{key!r} must be >= 1, got {value}")
-    threshold = merged.get("tile_threshold")
-    if threshold is not None and (
-        not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0
-    ):
-        raise UsageError(
-            f"'tile_threshold' must be an integer >= 0 (0 = never tile), got {threshold!r}"
-        )
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high
+        ):
+            never = " (0 = never tile)" if key == "tile_threshold" else ""
+            raise UsageError(f"{key!r} must be an integer in [{low}, {high}]{never}, got {value!r}")
     tile = merged.get("tile_size")
-    if tile is not None and (tile % 256 or not 256 <= tile <= 16384):
-        raise UsageError(f"'tile_size' must be a multiple of 256 in [256, 16384], got {tile}")
-    for key in ("overwrite", "retry_failed"):
+    if tile is not None and (
+        not isinstance(tile, int)
+        or isinstance(tile, bool)
+        or tile % 256
+        or not 256 <= tile <= 16384
+    ):
+        raise UsageError(f"'tile_size' must be a multiple of 256 in [256, 16384], got {tile!r}")
+    for key in ("overwrite", "retry_failed", "follow_links"):
         if key in merged and not isinstance(merged[key], bool):
             raise UsageError(f"{key!r} must be true or false, got {merged[key]!r}")
     merged["params"] = dict(merged.get("params") or {})
-    _resolve_cluster(merged, data, overrides or {}, source)
-    return JobSpec(**merged)
-
-
-_LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
+    profile = _resolve_cluster(merged, data, overrides or {}, source)
+    for key in (*_LOCAL_KEYS, "scheduler", "cluster"):
+        merged.pop(key, None)
+    return JobSpec(**merged, profile=profile)
 
 
 def _fits(table: Mapping[str, Any], name: str) -> bool:
@@ -181,12 +217,16 @@ def _fits(table: Mapping[str, Any], name: str) -> bool:
 
 def _resolve_cluster(
     merged: dict[str, Any], data: Mapping[str, Any], overrides: Mapping[str, Any], source: str
-) -> None:
-    """Settle the cluster profile in ``merged``: flags > spec file > local.
+) -> Profile:
+    """Where the workers come from, from the flat keys and the ``[cluster]`` table: flags >
+    spec file > local.
 
     ``--cluster PROFILE`` (override ``cluster``) picks the profile: it keeps the spec's
     ``[cluster]`` keys when the table names no other profile. ``--scheduler`` means
     ``address``. In one source, ``scheduler`` with a non-address ``[cluster]`` is an error.
+    The local cluster's sizes (``workers``, ``threads_per_worker``, ``gpus``), at the top or
+    in a local ``[cluster]`` table, make the local profile; with another profile they are an
+    error, unless only the spec file gives them and a flag replaced its local cluster.
     """
     table_in = data.get("cluster")
     if table_in is not None and not isinstance(table_in, Mapping):
@@ -195,6 +235,12 @@ def _resolve_cluster(
     flag_profile = overrides.get("cluster")
     flag_scheduler = overrides.get("scheduler")
     file_scheduler = data.get("scheduler")
+    scheduler = merged.get("scheduler")
+    # the spec file's own choice was the local cluster, and a flag chose another one: the
+    # file's local sizes are then unused rather than a conflict
+    replaced = (flag_profile is not None or bool(flag_scheduler)) and (
+        not file_scheduler and table.get("profile", "local") == "local"
+    )
     if isinstance(flag_profile, Mapping):
         table, flag_profile = dict(flag_profile), None
     elif flag_profile is not None:
@@ -211,7 +257,7 @@ def _resolve_cluster(
             table = {}  # the spec's table describes another profile (slurm <-> pbs keys fit)
         table["profile"] = flag_profile
         if flag_profile != "address":
-            merged["scheduler"] = None
+            scheduler = None
     elif flag_scheduler:
         table = {"profile": "address", "address": flag_scheduler}
     elif file_scheduler and table and profile_name(table) != "address":
@@ -219,50 +265,62 @@ def _resolve_cluster(
             f"'scheduler' in {source} attaches to an existing scheduler but [cluster] profile "
             f"is {profile_name(table)!r}; keep one of them"
         )
-    if not table.get("profile") and (flag_scheduler or merged.get("scheduler")):
+    if not table.get("profile") and scheduler:
         table["profile"] = "address"
     if profile_name(table) == "address" and not table.get("address"):
-        if not (flag_scheduler or merged.get("scheduler")):
+        if not scheduler:
             raise UsageError(
                 "cluster profile 'address' needs an address: --scheduler tcp://host:8786 or "
                 "address in [cluster]"
             )
-        table["address"] = flag_scheduler or merged.get("scheduler")
+        table["address"] = scheduler
     name = check_keys(table)
     if name == "address":
-        address = table.get("address")
-        scheduler = flag_scheduler or merged.get("scheduler")
+        address = table["address"]
         if address and scheduler and address != scheduler and not flag_scheduler:
             raise UsageError(
                 f"'scheduler' ({scheduler}) and [cluster] address ({address}) differ in {source}"
             )
-        merged["scheduler"] = flag_scheduler or address or scheduler
-        merged["cluster"] = {}
-        return
-    merged["scheduler"] = None
+        target = flag_scheduler or address
+        hint = f"the scheduler {target} has its own workers"
+        _no_local_sizes(merged, overrides, replaced, hint)
+        return AddressProfile(target)
     if name == "local":
+        sizes = {key: merged.get(key) for key in _LOCAL_KEYS}
         for key in _LOCAL_KEYS:
-            if key not in table:
-                continue
-            if overrides.get(key) is not None:
+            if key not in table or overrides.get(key) is not None:
                 continue  # the flag wins
             if data.get(key) not in (None, table[key]) and not (key == "gpus" and not data[key]):
                 raise UsageError(f"{key!r} is given both at the top and in [cluster] of {source}")
-            merged[key] = table[key]
-        merged["cluster"] = {}
-        return
-    parse_profile(table)  # validates values, not only names and types
-    given = [key for key in _LOCAL_KEYS if merged.get(key)]
-    if given:
-        raise UsageError(
-            f"{given[0]!r} (--{given[0].replace('_', '-')}) applies to the local cluster only; "
-            f"for profile {name!r} give cores, processes and gpus in [cluster]"
+            sizes[key] = table[key]
+        return LocalProfile(
+            workers=sizes["workers"],
+            threads_per_worker=sizes["threads_per_worker"],
+            gpus=sizes["gpus"] or 0,
+            dashboard_address=table.get("dashboard_address"),
         )
+    profile = parse_profile(table)  # validates values, not only names and types
+    what = "n_workers" if name == "kubernetes" else "cores, processes and gpus"
+    _no_local_sizes(merged, overrides, replaced, f"for profile {name!r} give {what} in [cluster]")
     if name == "kubernetes" and merged.get("tls_ca_file"):
         raise UsageError("TLS files are not supported with the kubernetes profile")
-    if "job_extra_directives" in table:
-        table["job_extra_directives"] = list(table["job_extra_directives"])
-    merged["cluster"] = table
+    return profile
+
+
+def _no_local_sizes(
+    merged: Mapping[str, Any], overrides: Mapping[str, Any], replaced: bool, hint: str
+) -> None:
+    """Refuse local-cluster sizes with another profile, unless only the spec file gives them
+    and a flag ``replaced`` the file's local cluster with that profile."""
+    given = [key for key in _LOCAL_KEYS if merged.get(key)]
+    flags = [key for key in given if overrides.get(key) is not None]
+    if flags or (given and not replaced):
+        key = (flags or given)[0]
+        raise UsageError(
+            f"{key!r} (--{key.replace('_', '-')}) applies to the local cluster only; {hint}"
+        )
+    if given:
+        log.info("%s of the job spec not used: %s", ", ".join(given), hint)
 
 
 def parse_param(text: str) -> tuple[str, str]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
 from batchseg.errors import UsageError
 
 OutputKind = Literal["classes", "regions"]
+#: What a method is, for listings and orchestration (a closed set, checked on construction).
+Family = Literal["classical", "threshold", "edge", "region", "clustering", "semantic"]
+FAMILIES: tuple[str, ...] = get_args(Family)
 Kernel = Callable[..., np.ndarray]
+Params = Mapping[str, Any]
+Shape = tuple[int, int]
 
 
 @dataclass
@@ -23,7 +29,12 @@ class Segmentation:
 
 
 class Runner(Protocol):
-    """Segments batches of images; built once per worker process for a (method, params)."""
+    """Segments batches of images; built once per worker process for a (method, params).
+
+    ``batch_size`` is how many images one call should get (1 for per-image kernels).
+    """
+
+    batch_size: int
 
     def segment_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation | Exception]:
         """One result per image: a Segmentation, or the exception that image raised."""
@@ -32,6 +43,8 @@ class Runner(Protocol):
 
 class KernelRunner:
     """Runner for plain per-image kernels: a loop, each image failing alone."""
+
+    batch_size = 1
 
     def __init__(self, method: Method, params: Mapping[str, Any]) -> None:
         self.method = method
@@ -61,6 +74,7 @@ class Param:
     help: str = ""
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
 
     def parse(self, value: Any) -> Any:
         """Convert ``value`` (often a string from the CLI) to this parameter's type."""
@@ -77,16 +91,43 @@ class Param:
                 raise ValueError(value)
             else:
                 out = self.type(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UsageError(
                 f"parameter {self.name!r} expects {self.type.__name__}, got {value!r}"
             ) from None
+        if self.type is float and not math.isfinite(out):
+            raise UsageError(f"parameter {self.name!r} must be a finite number; got {value!r}")
         if self.choices is not None and out not in self.choices:
             allowed = ", ".join(map(str, self.choices))
             raise UsageError(f"parameter {self.name!r} must be one of {allowed}; got {out!r}")
         if self.minimum is not None and out < self.minimum:
             raise UsageError(f"parameter {self.name!r} must be >= {self.minimum}; got {out!r}")
+        if self.maximum is not None and out > self.maximum:
+            raise UsageError(f"parameter {self.name!r} must be <= {self.maximum}; got {out!r}")
         return out
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """How a method segments a huge image tile by tile (see :mod:`batchseg.methods.tiled`).
+
+    ``reduce`` is the whole-image (global) pass before any tile: ``histogram`` (a global
+    threshold), ``sample`` (k-means centres) or ``none``. ``stitch`` says how tiles join:
+    ``none`` (class maps), ``touch`` (connected components), ``overlap`` (superpixels,
+    watersheds) or ``semantic`` (blended logits of sliding windows). ``halo`` is the context
+    read around each tile, ``segment`` the method on one haloed window. ``check`` refuses
+    parameters that have no tiled form; ``min_area`` is the size under which stitched
+    regions are dropped (0: none).
+    """
+
+    reduce: Literal["none", "histogram", "sample"]
+    stitch: Literal["none", "touch", "overlap", "semantic"]
+    halo: Callable[[Params, Shape, int], int]
+    #: None for semantic models (sliding windows, :func:`batchseg.methods.tiled.window_lattice`)
+    segment: Callable[[np.ndarray, Params, dict[str, Any], Shape], np.ndarray] | None
+    threshold: Callable[[Params], str] | None = None
+    check: Callable[[Params], None] | None = None
+    min_area: Callable[[Params], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +147,31 @@ class Method:
     params: tuple[Param, ...] = ()
     class_names: Callable[[Mapping[str, Any]], list[str]] | None = None
     max_label: Callable[[Mapping[str, Any], int, int], int] | None = None
-    family: str = "classical"
+    family: Family = "classical"
     make_runner: Callable[[Mapping[str, Any]], Runner] | None = None
     has_confidence: bool = False
     #: parameters that change how, not what, is computed (left out of the job fingerprint)
     runtime_params: frozenset[str] = frozenset()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: cross-parameter check after type conversion (cheap; runs in every resolve_params)
+    check: Callable[[dict[str, Any]], None] | None = None
+    #: launcher-side check run once before any store or cluster exists (may load files,
+    #: e.g. a checkpoint that must fit the network); raises UsageError
+    prepare: Callable[[Mapping[str, Any]], None] | None = None
+    #: the tiled form for images above --tile-threshold; None: whole images only
+    tiled: TileSpec | None = None
+    #: why there is no tiled form (shown in the error)
+    untiled_reason: str = "it has no tiled form"
+    #: the model runs on GPUs when workers have them (GPU resources, model warm-up)
+    uses_gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(
+                f"method {self.id!r}: family {self.family!r} is not one of {', '.join(FAMILIES)}"
+            )
+        if self.kind not in get_args(OutputKind):
+            raise ValueError(f"method {self.id!r}: kind {self.kind!r} is not classes or regions")
 
     def runner(self, params: Mapping[str, Any]) -> Runner:
         """A runner for ``params`` (semantic methods cache theirs per worker process)."""
@@ -129,7 +189,21 @@ class Method:
             raise UsageError(
                 f"method {self.id} has no parameter {unknown[0]!r} (parameters: {names})"
             )
-        return {name: p.parse(raw[name]) if name in raw else p.default for name, p in known.items()}
+        params = {
+            name: p.parse(raw[name]) if name in raw else p.default for name, p in known.items()
+        }
+        if self.check is not None:
+            self.check(params)
+        return params
+
+    def validate(self, params: Mapping[str, Any]) -> None:
+        """Check resolved ``params`` once in the launcher (e.g. load a checkpoint).
+
+        Raises UsageError; run before any store or cluster exists, so a bad parameter is
+        exit 2 with one line rather than every image failing inside the tasks.
+        """
+        if self.prepare is not None:
+            self.prepare(params)
 
     def classes(self, params: Mapping[str, Any]) -> list[str] | None:
         """Class names for class-map methods, None for region methods."""

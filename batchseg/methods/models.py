@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from batchseg.errors import UsageError
+from batchseg.errors import UsageError, one_line
 
 #: torchvision segmentation builders offered as ``torchvision.<builder>`` methods.
 BUILDERS: tuple[str, ...] = (
@@ -166,7 +166,7 @@ def _load_checkpoint(path: str) -> dict[str, Any]:
         except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a usage problem
-        raise UsageError(f"cannot read state_dict {path!r}: {_one_line(exc)}") from None
+        raise UsageError(f"cannot read state_dict {path!r}: {one_line(exc, 300)}") from None
     if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):
@@ -195,13 +195,6 @@ def inspect_state_dict(builder: str, path: str) -> tuple[int, bool]:
     return _head_shape(builder, _load_checkpoint(path), path)
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _finish(model: Any, device: str, channels_last: bool) -> Any:
     import torch
 
@@ -215,6 +208,31 @@ def _finish(model: Any, device: str, channels_last: bool) -> Any:
 # --------------------------------------------------------------------------- loaders
 
 
+def model_from_state_dict(builder: str, weights: str) -> tuple[Any, int, str]:
+    """(model, num_classes, path): ``builder`` with the state_dict file ``weights`` loaded.
+
+    UsageError naming the file and the mismatch when its tensors do not fit the network
+    (missing or unexpected keys, wrong shapes).
+    """
+    from torchvision.models import get_model
+
+    path = file_identity(weights, "state_dict file")[0]
+    state = _load_checkpoint(path)
+    n, has_aux = _head_shape(builder, state, weights)
+    kwargs: dict[str, Any] = {"num_classes": n}
+    if _family(builder) != "lraspp":
+        kwargs["aux_loss"] = has_aux
+    model = get_model(builder, weights=None, weights_backbone=None, **kwargs)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"state_dict {weights!r} does not fit {builder} "
+            f"(num_classes={n}, aux_loss={has_aux}): {one_line(exc, 300)}"
+        ) from None
+    return model, n, path
+
+
 def load_torchvision(
     builder: str, weights: str, device: str = "cpu", channels_last: bool = False
 ) -> LoadedModel:
@@ -222,20 +240,7 @@ def load_torchvision(
     from torchvision.models import get_model
 
     if is_weights_path(weights):
-        path = file_identity(weights, "state_dict file")[0]
-        state = _load_checkpoint(path)
-        n, has_aux = _head_shape(builder, state, weights)
-        kwargs: dict[str, Any] = {"num_classes": n}
-        if _family(builder) != "lraspp":
-            kwargs["aux_loss"] = has_aux
-        model = get_model(builder, weights=None, weights_backbone=None, **kwargs)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise UsageError(
-                f"state_dict {weights!r} does not fit {builder} "
-                f"(num_classes={n}, aux_loss={has_aux}): {_one_line(exc)}"
-            ) from None
+        model, n, path = model_from_state_dict(builder, weights)
         load_counts[f"{builder}:{path}"] += 1
         return LoadedModel(
             _finish(model, device, channels_last), n, None, Preprocess(), f"{builder}({path})"
@@ -249,10 +254,10 @@ def load_torchvision(
         if not os.path.exists(cached):
             raise UsageError(
                 f"weights {member!r} for {builder} are not in the torch hub cache and could not "
-                f"be downloaded ({_one_line(exc, 120)}); expected file: {cached}"
+                f"be downloaded ({one_line(exc, 120)}); expected file: {cached}"
             ) from None
         raise UsageError(
-            f"cannot load cached weights {cached} for {builder}: {_one_line(exc)}"
+            f"cannot load cached weights {cached} for {builder}: {one_line(exc, 300)}"
         ) from None
     categories = list(member.meta["categories"])
     load_counts[f"{builder}:{member!r}"] += 1
@@ -271,7 +276,7 @@ def _load_script_module(path: str) -> Any:
     try:
         return torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"cannot load TorchScript model {path!r}: {_one_line(exc)}") from None
+        raise UsageError(f"cannot load TorchScript model {path!r}: {one_line(exc, 300)}") from None
 
 
 def logits_of(output: Any) -> Any:
@@ -308,7 +313,7 @@ def load_torchscript(path: str, device: str = "cpu", channels_last: bool = False
         raise
     except Exception as exc:  # noqa: BLE001
         raise UsageError(
-            f"TorchScript model {path!r} fails on a 1x3x64x64 input: {_one_line(exc)}"
+            f"TorchScript model {path!r} fails on a 1x3x64x64 input: {one_line(exc, 300)}"
         ) from None
     load_counts[f"torchscript:{real}"] += 1
     return LoadedModel(module, n, None, Preprocess(), f"torchscript({real})")

@@ -1,11 +1,20 @@
-"""Method registry: refuses duplicate ids, looks methods up by dotted id."""
+"""Method registry: refuses duplicate ids, looks methods up by dotted id.
+
+The built-in methods (:data:`batchseg.methods.classical.METHODS` and
+:data:`batchseg.methods.semantic.METHODS`) are registered on first lookup; those modules
+do not import this one, so there is no import cycle.
+"""
 
 from __future__ import annotations
+
+import threading
 
 from batchseg.errors import UsageError
 from batchseg.methods.base import Method
 
 _REGISTRY: dict[str, Method] = {}
+_BUILTIN_LOCK = threading.Lock()
+_builtin_loaded = False
 
 
 def register(method: Method) -> Method:
@@ -33,4 +42,14 @@ def all_methods() -> list[Method]:
 
 
 def _load_builtin() -> None:
-    from batchseg.methods import classical, semantic  # noqa: F401  (register on import)
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    with _BUILTIN_LOCK:
+        if _builtin_loaded:
+            return
+        from batchseg.methods import classical, semantic
+
+        for method in (*classical.METHODS, *semantic.METHODS):
+            register(method)
+        _builtin_loaded = True

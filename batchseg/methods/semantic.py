@@ -1,7 +1,7 @@
 """Semantic segmentation with torchvision models and TorchScript files.
 
-Importing this module registers the methods ``torchvision.<builder>`` and ``torchscript``;
-torch is imported lazily (inside functions), so registration works without torch.
+:data:`METHODS` holds the methods ``torchvision.<builder>`` and ``torchscript`` (the registry
+registers them); torch is imported lazily (inside functions), so listing works without torch.
 
 Each worker process loads a network once: :func:`make_runner` caches runners (and the
 loaded networks behind them) in module-level dicts guarded by a lock, keyed by the method,
@@ -10,18 +10,18 @@ the weights' identity (file path, mtime and size), the device and the precision.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from batchseg.errors import ImageError, UsageError
+from batchseg.errors import UsageError
 from batchseg.methods import models
-from batchseg.methods.base import Method, Param, Segmentation
-from batchseg.methods.registry import register
+from batchseg.methods.base import Method, Param
+from batchseg.methods.inference import SemanticRunner
+from batchseg.methods.tiled import SEMANTIC
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -93,6 +93,7 @@ _LOCK = threading.RLock()
 _MODELS: dict[tuple[Any, ...], models.LoadedModel] = {}
 _RUNNERS: dict[tuple[Any, ...], SemanticRunner] = {}
 _NUM_CLASSES: dict[tuple[Any, ...], int] = {}
+_FITTED: set[tuple[Any, ...]] = set()  # state_dict files known to fit their network
 
 
 def clear_cache() -> None:
@@ -101,6 +102,7 @@ def clear_cache() -> None:
         _RUNNERS.clear()
         _MODELS.clear()
         _NUM_CLASSES.clear()
+        _FITTED.clear()
 
 
 # --------------------------------------------------------------------------- params
@@ -216,214 +218,28 @@ def _class_names(method: Method, params: Mapping[str, Any]) -> list[str]:
     return names
 
 
-# --------------------------------------------------------------------------- runner
+def _prepare(method: Method, params: Mapping[str, Any]) -> None:
+    """Launcher check, once per job: the weights load into the network, classes fit.
 
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    """H x W x 3 array: uint8 kept as is (scaled by the runner), others float32 in [0, 1]."""
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[:, :, :3]
-    else:
-        raise ImageError(f"expected an H x W or H x W x 3 image, got shape {arr.shape}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(f"empty image of shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr)
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        top = float(np.iinfo(arr.dtype).max)
-        out = arr.astype(np.float32) / np.float32(top)
-        return np.clip(out, 0.0, 1.0) if np.issubdtype(arr.dtype, np.signedinteger) else out
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.ascontiguousarray(arr, dtype=np.float32)
-    raise ImageError(f"unsupported image dtype {arr.dtype}")
-
-
-#: Up to this many classes the label / confidence maps are computed class by class.
-_PER_CLASS_MAX = 64
-
-
-def _labels_and_confidence(logits: Any) -> tuple[Any, Any]:
-    """(argmax over classes, max softmax probability) of (N, C, H, W) float logits.
-
-    The max softmax probability is 1 / sum_c exp(logit_c - max logit). On the CPU,
-    ``argmax(1)`` over the class axis of an NCHW tensor is a strided reduction that took
-    ~3x the time of everything else here (51 ms per 480x360 image, 11 classes, one thread);
-    for a modest class count this walks the classes as contiguous (N, H, W) planes instead
-    (same result: the first maximal class wins, as with ``argmax``).
+    A state_dict is loaded into its network here (strictly: every key and shape), so a
+    checkpoint saved from another network or class count is one usage error naming the
+    file and the mismatch, not a failure of every image inside the tasks.
     """
-    import torch
-
-    n_classes = int(logits.shape[1])
-    if logits.device.type != "cpu" or n_classes > _PER_CLASS_MAX:
-        top, labels = logits.max(1)
-        conf = torch.exp(logits - top.unsqueeze(1)).sum(1).reciprocal_()
-        return labels, conf
-    top = logits[:, 0].clone()
-    labels = torch.zeros(top.shape, dtype=torch.uint8)
-    for c in range(1, n_classes):
-        plane = logits[:, c]
-        labels.masked_fill_(plane > top, c)
-        torch.maximum(top, plane, out=top)
-    total = torch.zeros_like(top)
-    tmp = torch.empty_like(top)
-    for c in range(n_classes):
-        torch.sub(logits[:, c], top, out=tmp)
-        total.add_(tmp.exp_())
-    return labels, total.reciprocal_()
+    params = method.resolve_params(params)
+    parse_resize(params["resize"])
+    ident = _model_identity(method, params)
+    _class_names(method, params)
+    if ident[0] == "state_dict":
+        key = (method.id, *ident)
+        with _LOCK:
+            fitted = key in _FITTED
+        if not fitted:
+            models.model_from_state_dict(method.extra["builder"], params["weights"])
+            with _LOCK:
+                _FITTED.add(key)
 
 
-class SemanticRunner:
-    """Segments batches with one loaded network; built once per process per parameters."""
-
-    def __init__(
-        self,
-        loaded: models.LoadedModel,
-        *,
-        device: str,
-        precision: str,
-        preprocess: models.Preprocess,
-        batch_size: int,
-        channels_last: bool,
-        class_names: list[str] | None = None,
-    ) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.num_classes = loaded.num_classes
-        self.device = device
-        self.precision = precision
-        self.preprocess = preprocess
-        self.batch_size = int(batch_size)
-        self.channels_last = channels_last and device.startswith("cuda")
-        self.class_names = class_names
-
-    # one result per image; exceptions are returned, never raised
-    def segment_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation | Exception]:
-        results: list[Segmentation | Exception | None] = [None] * len(images)
-        groups: dict[tuple[Any, ...], list[tuple[int, np.ndarray]]] = {}
-        for i, image in enumerate(images):
-            try:
-                arr = _as_rgb(image)
-            except Exception as exc:  # noqa: BLE001 - recorded per image
-                results[i] = exc
-                continue
-            groups.setdefault((arr.shape, arr.dtype.str), []).append((i, arr))
-        for items in groups.values():
-            for start in range(0, len(items), self.batch_size):
-                self._run_chunk(items[start : start + self.batch_size], results)
-        return [r if r is not None else ImageError("image was not segmented") for r in results]
-
-    def _run_chunk(
-        self,
-        chunk: list[tuple[int, np.ndarray]],
-        results: list[Segmentation | Exception | None],
-    ) -> None:
-        try:
-            segs = self._infer([arr for _, arr in chunk])
-        except Exception as exc:  # noqa: BLE001 - retried image by image, then recorded
-            self._recover()
-            if len(chunk) == 1:
-                results[chunk[0][0]] = exc
-                return
-            for item in chunk:
-                self._run_chunk([item], results)
-            return
-        for (i, _), seg in zip(chunk, segs, strict=True):
-            results[i] = seg
-
-    def _recover(self) -> None:
-        if self.device.startswith("cuda"):
-            import torch
-
-            with contextlib.suppress(Exception):
-                torch.cuda.empty_cache()
-
-    def _autocast(self) -> Any:
-        import torch
-
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(
-            device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=dtype
-        )
-
-    def _forward(self, arrays: list[np.ndarray]) -> Any:
-        """Float logits (N, C, H, W) of same-shape RGB arrays at their own size (no grad)."""
-        import torch
-        import torch.nn.functional as F
-        from torchvision.transforms.functional import InterpolationMode, resize
-
-        cuda = self.device.startswith("cuda")
-        pp = self.preprocess
-        host = torch.from_numpy(np.stack(arrays))  # N, H, W, 3
-        if cuda:
-            x = host.pin_memory().to(self.device, non_blocking=True)
-        else:
-            x = host
-        x = x.permute(0, 3, 1, 2)
-        if not self.channels_last:
-            # the NCHW copy the network needs, made while the pixels are still 1 byte
-            x = x.contiguous()
-        height, width = int(x.shape[-2]), int(x.shape[-1])
-        if pp.resize_size:
-            x = resize(
-                x,
-                list(pp.resize_size),
-                interpolation=InterpolationMode.BILINEAR,
-                antialias=pp.antialias,
-            )
-        is_uint8 = x.dtype == torch.uint8
-        # np.stack copied the caller's arrays, so in-place work never touches them
-        x = x.float()
-        # (x / 255 - mean) / std as one scale and one shift, in place
-        std = torch.as_tensor(pp.std, dtype=torch.float64)
-        mean = torch.as_tensor(pp.mean, dtype=torch.float64)
-        scale = (1.0 / (std * 255.0) if is_uint8 else 1.0 / std).to(torch.float32)
-        shift = (-mean / std).to(torch.float32)
-        x = x.mul_(scale.to(x.device).view(-1, 1, 1)).add_(shift.to(x.device).view(-1, 1, 1))
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        x = x.contiguous(memory_format=fmt)
-        with self._autocast():
-            out = self.model(x)
-        logits = models.logits_of(out).float()
-        if tuple(logits.shape[-2:]) != (height, width):
-            logits = F.interpolate(
-                logits, size=(height, width), mode="bilinear", align_corners=False
-            )
-        return logits
-
-    def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Float32 logits (N, C, H, W) of same-shape images, in batches of ``batch_size``."""
-        import torch
-
-        arrays = [_as_rgb(image) for image in images]
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(arrays), self.batch_size):
-                out.append(self._forward(arrays[start : start + self.batch_size]).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.num_classes, 0, 0), np.float32)
-
-    def _infer(self, arrays: list[np.ndarray]) -> list[Segmentation]:
-        import torch
-
-        with torch.inference_mode():
-            logits = self._forward(arrays)
-            big = logits.shape[1] > 256
-            labels, conf = _labels_and_confidence(logits)
-            conf = conf.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
-            labels = labels.to(torch.int32 if big else torch.uint8)
-            labels_np = labels.cpu().numpy()
-            conf_np = conf.cpu().numpy()
-        if big:
-            labels_np = labels_np.astype(np.uint16)
-        return [Segmentation(labels_np[k], conf_np[k]) for k in range(len(arrays))]
+# --------------------------------------------------------------------------- runner
 
 
 def _make_runner(method: Method, raw: Mapping[str, Any]) -> SemanticRunner:
@@ -506,6 +322,9 @@ def _build(method_id: str, description: str, params: tuple[Param, ...], **extra:
         has_confidence=True,
         runtime_params=frozenset({"batch_size", "device", "threads", "channels_last"}),
         extra=dict(extra),
+        prepare=lambda p: _prepare(holder["m"], p),
+        tiled=SEMANTIC,
+        uses_gpu=True,
     )
     holder["m"] = method
     return method
@@ -529,5 +348,3 @@ METHODS.append(
         requires="torch",
     )
 )
-for _m in METHODS:
-    register(_m)

@@ -20,39 +20,25 @@ logits, not labels, are blended where windows overlap.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from skimage import filters, measure
 
 from batchseg.errors import UsageError
 from batchseg.io.normalise import to_grey
-from batchseg.methods import classical
-from batchseg.methods.base import Method, smallest_uint
+from batchseg.methods import kernels
+from batchseg.methods.base import Method, Params, Shape, TileSpec, smallest_uint
 
-Params = Mapping[str, Any]
-Shape = tuple[int, int]
 NBINS = 256
 
 _HISTOGRAM_THRESHOLDS: dict[str, Callable[..., float]] = {
     "otsu": filters.threshold_otsu,
     "yen": filters.threshold_yen,
 }
-
-
-@dataclass(frozen=True)
-class TileSpec:
-    """A method's tiled form (see the module docstring)."""
-
-    reduce: Literal["none", "histogram", "sample"]
-    stitch: Literal["none", "touch", "overlap", "semantic"]
-    halo: Callable[[Params, Shape, int], int]
-    #: None for semantic models (sliding windows, :func:`window_lattice`)
-    segment: Callable[[np.ndarray, Params, dict[str, Any], Shape], np.ndarray] | None
-    threshold: Callable[[Params], str] | None = None
 
 
 # --------------------------------------------------------------------------- reductions
@@ -103,21 +89,18 @@ def finish_histogram(
 def sample_indices(params: Params, shape: Shape) -> np.ndarray:
     """Flat indices k-means fits on, as the whole-image kernel draws them."""
     n = shape[0] * shape[1]
-    if params["sample"] == 0:
-        raise UsageError(
-            "kmeans on a tiled image needs 'sample' > 0 (it cannot fit on every pixel)"
-        )
-    rows = classical.kmeans_sample(n, params["k"], params["seed"], params["sample"])
+    _check_sample(params)
+    rows = kernels.kmeans_sample(n, params["k"], params["seed"], params["sample"])
     return np.arange(n) if rows is None else rows
 
 
 def sample_features(window: np.ndarray, params: Params, local: np.ndarray) -> np.ndarray:
     """Features of the pixels at flat indices ``local`` of ``window``."""
-    return classical.kmeans_features(window, params["space"])[local]
+    return kernels.kmeans_features(window, params["space"])[local]
 
 
 def finish_sample(params: Params, features: np.ndarray) -> dict[str, Any]:
-    model, rank = classical.kmeans_fit(features, params["k"], params["space"], params["seed"])
+    model, rank = kernels.kmeans_fit(features, params["k"], params["space"], params["seed"])
     return {"model": model, "rank": rank}
 
 
@@ -143,8 +126,8 @@ def _seg_multiotsu(window: np.ndarray, params: Params, info: dict[str, Any], sha
 
 
 def _seg_kmeans(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
-    features = classical.kmeans_features(window, params["space"])
-    labels = classical.kmeans_assign(info["model"], info["rank"], features)
+    features = kernels.kmeans_features(window, params["space"])
+    labels = kernels.kmeans_assign(info["model"], info["rank"], features)
     return labels.reshape(window.shape[:2])
 
 
@@ -161,7 +144,7 @@ def _seg_objects(window: np.ndarray, params: Params, info: dict[str, Any], shape
 
 
 def _seg_watershed(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
-    return classical.watershed_of_mask(
+    return kernels.watershed_of_mask(
         _foreground(window, info), params["min_distance"], params["footprint"]
     )
 
@@ -170,13 +153,13 @@ def _seg_slic(window: np.ndarray, params: Params, info: dict[str, Any], shape: S
     # the same superpixel size as on the whole image: segments in proportion to the area
     share = window.shape[0] * window.shape[1] / (shape[0] * shape[1])
     n = max(1, round(params["n_segments"] * share))
-    return classical.slic(window, n, params["compactness"], params["sigma"])
+    return kernels.slic(window, n, params["compactness"], params["sigma"])
 
 
 def _seg_felzenszwalb(
     window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape
 ) -> Any:
-    return classical.felzenszwalb(window, params["scale"], params["sigma"], params["min_size"])
+    return kernels.felzenszwalb(window, params["scale"], params["sigma"], params["min_size"])
 
 
 # --------------------------------------------------------------------------- halos
@@ -206,68 +189,64 @@ def _watershed_halo(params: Params, shape: Shape, tile: int) -> int:
     return min(tile, max(32, 4 * params["min_distance"], 2 * params["footprint"]))
 
 
+def _named(name: str, params: Params) -> str:
+    return name
+
+
 def _fixed(name: str) -> Callable[[Params], str]:
-    return lambda params: name
+    return functools.partial(_named, name)  # picklable: Methods travel to workers
 
 
 def _param(params: Params) -> str:
     return str(params["threshold"])
 
 
-SPECS: dict[str, TileSpec] = {
-    "skimage.otsu": TileSpec(
-        "histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("otsu")
-    ),
-    "skimage.yen": TileSpec("histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("yen")),
-    "skimage.multiotsu": TileSpec(
-        "histogram", "none", _no_halo, _seg_multiotsu, threshold=_fixed("multiotsu")
-    ),
-    "kmeans": TileSpec("sample", "none", _no_halo, _seg_kmeans),
-    "skimage.local": TileSpec("none", "none", _local_halo, _seg_local),
-    "skimage.objects": TileSpec("histogram", "touch", _no_halo, _seg_objects, threshold=_param),
-    "skimage.watershed": TileSpec(
-        "histogram", "overlap", _watershed_halo, _seg_watershed, threshold=_param
-    ),
-    "skimage.slic": TileSpec("none", "overlap", _slic_halo, _seg_slic),
-    "skimage.felzenszwalb": TileSpec("none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb),
-}
-
-#: Why the others have no tiled form (shown in the error).
-UNSUPPORTED = {
-    "skimage.li": "Li's threshold iterates over every pixel (no histogram form)",
-    "skimage.triangle": "scikit-image's triangle threshold takes no histogram",
-    "skimage.canny": "filling holes needs the whole image",
-    "skimage.sobel_watershed": "its seed grid is laid over the whole image",
-}
+def _check_sample(params: Params) -> None:
+    if params["sample"] == 0:
+        raise UsageError("kmeans on tiled images needs 'sample' > 0 (it cannot fit on every pixel)")
 
 
-SEMANTIC = TileSpec("none", "semantic", _no_halo, None)
+def _check_window(params: Params) -> None:
+    if params["overlap"] >= params["window"]:
+        raise UsageError(
+            f"parameter 'overlap' ({params['overlap']}) must be smaller than "
+            f"'window' ({params['window']})"
+        )
+    if params.get("resize"):
+        raise UsageError("'resize' cannot be combined with tiled images (raise --tile-threshold)")
+
+
+def _min_area(params: Params) -> int:
+    return int(params.get("min_area", 0))
+
+
+# The tiled forms; each method declares its own (``Method.tiled``).
+OTSU = TileSpec("histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("otsu"))
+YEN = TileSpec("histogram", "none", _no_halo, _seg_threshold, threshold=_fixed("yen"))
+MULTIOTSU = TileSpec("histogram", "none", _no_halo, _seg_multiotsu, threshold=_fixed("multiotsu"))
+KMEANS = TileSpec("sample", "none", _no_halo, _seg_kmeans, check=_check_sample)
+LOCAL = TileSpec("none", "none", _local_halo, _seg_local)
+OBJECTS = TileSpec(
+    "histogram", "touch", _no_halo, _seg_objects, threshold=_param, min_area=_min_area
+)
+WATERSHED = TileSpec("histogram", "overlap", _watershed_halo, _seg_watershed, threshold=_param)
+SLIC = TileSpec("none", "overlap", _slic_halo, _seg_slic)
+FELZENSZWALB = TileSpec("none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb)
+SEMANTIC = TileSpec("none", "semantic", _no_halo, None, check=_check_window)
 
 
 def spec_for(method: Method, params: Params) -> TileSpec:
     """The tiled form of ``method``; UsageError naming the reason when it has none."""
-    if method.family == "semantic":
-        if params["overlap"] >= params["window"]:
-            raise UsageError(
-                f"parameter 'overlap' ({params['overlap']}) must be smaller than "
-                f"'window' ({params['window']})"
-            )
-        if params.get("resize"):
-            raise UsageError(
-                "'resize' cannot be combined with tiled images (raise --tile-threshold)"
-            )
-        return SEMANTIC
-    spec = SPECS.get(method.id)
+    spec = method.tiled
     if spec is None:
-        reason = UNSUPPORTED.get(method.id, "it has no tiled form")
         raise UsageError(
-            f"method {method.id} cannot segment images above --tile-threshold: {reason}; "
-            "raise --tile-threshold or choose another method"
+            f"method {method.id} cannot segment images above --tile-threshold: "
+            f"{method.untiled_reason}; raise --tile-threshold or choose another method"
         )
     if spec.threshold is not None:
         threshold_name(spec, params)
-    if method.id == "kmeans" and params["sample"] == 0:
-        raise UsageError("kmeans on tiled images needs 'sample' > 0 (it cannot fit on every pixel)")
+    if spec.check is not None:
+        spec.check(params)
     return spec
 
 

@@ -1,6 +1,9 @@
 """One launcher per store: an exclusive lock file beside the store, with stale-lock recovery.
 
-The lock is ``STORE.lock`` (beside the store so ``--overwrite`` can replace the store). It holds
+The lock is ``STORE.lock`` (beside the store so ``--overwrite`` can replace the store), where
+STORE is the store's resolved real path (a symlink alias or ``STORE/.`` takes the same lock; an
+object store's lock is keyed on its normalised URL). A launcher that finds its lock removed or
+taken over (:meth:`StoreLock.check`, also watched by the heartbeat) stops. It holds
 the owner's host, pid and a heartbeat the owner refreshes. A lock is stale when its owner is a
 dead process on this host, or its heartbeat is older than ``stale_after`` seconds. Breaking a
 stale lock happens under a second exclusive file ``STORE.lock.break``: the breaker checks that
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 import socket
 import threading
 import time
@@ -29,10 +33,35 @@ HEARTBEAT_SECONDS = 15.0
 STALE_AFTER_SECONDS = 120.0
 BREAK_WAIT_SECONDS = 10.0  # how long acquire keeps retrying while stale locks are being broken
 BREAK_STALE_SECONDS = 30.0  # a ".break" file older than this was left by a killed breaker
+CHECK_SECONDS = 5.0  # object stores: how often check() reads the lock object
+
+
+def lock_key(store: str) -> str:
+    """What identifies a store for locking: the resolved real path of a local store (so a
+    symlink alias or ``STORE/.`` is the same store), the normalised URL of an object store."""
+    if store.startswith("file://"):
+        store = store[len("file://") :] or "/"
+    if "://" in store:
+        scheme, rest = store.split("://", 1)
+        bucket, _, key = rest.partition("/")
+        key = posixpath.normpath("/" + key).lstrip("/") if key else ""
+        return f"{scheme.lower()}://{bucket}" + (f"/{key}" if key else "")
+    real = os.path.realpath(store)
+    if real == os.path.realpath(os.sep):
+        raise StoreError(f"{store} is the filesystem root; choose a folder below it")
+    return real
 
 
 def lock_path(store: str) -> str:
-    return store.rstrip("/") + ".lock"
+    """The lock file (or object) of ``store``: beside it, keyed by :func:`lock_key`."""
+    return lock_key(store).rstrip("/") + ".lock"
+
+
+def lost_lock_error(lock: str) -> StoreError:
+    return StoreError(
+        f"lost the lock {lock} (removed or taken over by another launcher): stopped submitting "
+        "and writing; stored results are kept, rerun the same command to resume"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -82,8 +111,24 @@ class StoreLock(_HeldWhileInside):
         self.store = store
         self.stale_after = stale_after
         self.token = uuid.uuid4().hex
+        self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def check(self) -> None:
+        """Raise StoreError if the lock was removed or taken over since :meth:`acquire`.
+
+        The launcher calls this before each write it makes; the heartbeat also watches.
+        """
+        if self._thread is None:
+            return
+        if not self.lost.is_set():
+            holder = self._read() if os.path.exists(self.path) else {"token": None}
+            if holder and holder.get("token") != self.token:  # {}: unreadable, judge later
+                log.debug("lost the lock %s (removed or taken over by another launcher)", self.path)
+                self.lost.set()
+        if self.lost.is_set():
+            raise lost_lock_error(self.path)
 
     def _owner(self) -> dict[str, object]:
         return {
@@ -179,7 +224,8 @@ class StoreLock(_HeldWhileInside):
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             if self._read().get("token") != self.token:
-                log.error("lost the lock %s (removed or taken over by another launcher)", self.path)
+                log.debug("lost the lock %s (removed or taken over by another launcher)", self.path)
+                self.lost.set()  # the launcher stops at its next check()
                 return  # never refresh somebody else's lock
             try:
                 os.utime(self.path)
@@ -195,7 +241,6 @@ class StoreLock(_HeldWhileInside):
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-
 
 
 class FsspecStoreLock(_HeldWhileInside):
@@ -214,15 +259,34 @@ class FsspecStoreLock(_HeldWhileInside):
         import fsspec
 
         self.store = store
-        self.url = lock_path(store)
+        self.url = lock_path(store)  # the normalised URL + ".lock"
         self.protocol = store.split("://", 1)[0]
         self.fs, path = fsspec.core.url_to_fs(self.url)
         self.path = str(path)
         self.stale_after = stale_after
         self.token = uuid.uuid4().hex
         self.active = False
+        self.lost = threading.Event()
+        self._checked = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def check(self) -> None:
+        """Raise StoreError if the lock was removed or taken over (read at most every
+        ``CHECK_SECONDS``; the heartbeat also watches). Nothing to check when unlocked."""
+        if not self.active:
+            return
+        now = time.monotonic()
+        if not self.lost.is_set() and now - self._checked >= CHECK_SECONDS:
+            self._checked = now
+            holder = self._read()
+            if (holder and holder.get("token") != self.token) or (
+                not holder and not self._exists()
+            ):
+                log.debug("lost the lock %s (removed or taken over by another launcher)", self.url)
+                self.lost.set()
+        if self.lost.is_set():
+            raise lost_lock_error(self.url)
 
     def _payload(self) -> bytes:
         owner = {
@@ -349,7 +413,8 @@ class FsspecStoreLock(_HeldWhileInside):
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             if self._read().get("token") != self.token:
-                log.error("lost the lock %s (removed or taken over by another launcher)", self.url)
+                log.debug("lost the lock %s (removed or taken over by another launcher)", self.url)
+                self.lost.set()  # the launcher stops at its next check()
                 return  # never refresh somebody else's lock
             try:
                 self.fs.pipe_file(self.path, self._payload())
@@ -365,7 +430,6 @@ class FsspecStoreLock(_HeldWhileInside):
             self.active = False
 
 
-
 def store_lock(store: str) -> StoreLock | FsspecStoreLock:
     """The launcher lock of ``store``: a lock file for local paths (and ``file://``), else an
     exclusively created object beside the store (see :class:`FsspecStoreLock`)."""
@@ -374,3 +438,6 @@ def store_lock(store: str) -> StoreLock | FsspecStoreLock:
     if "://" in store:
         return FsspecStoreLock(store)
     return StoreLock(store)
+
+
+LauncherLock = StoreLock | FsspecStoreLock

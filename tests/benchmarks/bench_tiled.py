@@ -74,7 +74,8 @@ def run_method(
     import dask
     from distributed import Client, LocalCluster
 
-    from batchseg.cluster.connect import WORKER_ENV
+    from batchseg.cluster.local import WORKER_ENV
+    from batchseg.cluster.profiles import AddressProfile
     from batchseg.job.run import run_job
     from batchseg.job.spec import JobSpec
 
@@ -91,7 +92,7 @@ def run_method(
             method=method,
             output=str(out),
             params=params,
-            scheduler=cluster.scheduler_address,
+            profile=AddressProfile(cluster.scheduler_address),
             overwrite=True,
             **({"tile_threshold": tile_threshold} if tile_threshold else {}),
         )

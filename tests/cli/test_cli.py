@@ -11,28 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from batchseg.cli import app
+from tests.helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
-
-
-def _cli(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
 def done_store(tmp_path_factory, cluster_address) -> tuple[Path, Path]:
-    from tests.conftest import write_collection
+    from tests.helpers.images import write_collection
 
     base = tmp_path_factory.mktemp("cli")
     images = base / "images"
     write_collection(images)
     (images / "corrupt.png").write_bytes(b"garbage")
     out = base / "out.zarr"
-    result = _cli(
+    result = run_cli(
         "run",
         str(images),
         "--method",
@@ -50,7 +44,7 @@ def done_store(tmp_path_factory, cluster_address) -> tuple[Path, Path]:
 
 def test_run_reports_and_exit_code(done_store):
     _, out = done_store
-    result = _cli("status", str(out), "--json")
+    result = run_cli("status", str(out), "--json")
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert (report["done"], report["failed"], report["pending"]) == (24, 1, 0)
@@ -59,7 +53,7 @@ def test_run_reports_and_exit_code(done_store):
 
 def test_query_formats(done_store):
     _, out = done_store
-    result = _cli(
+    result = run_cli(
         "query",
         str(out),
         "--where",
@@ -78,18 +72,18 @@ def test_query_formats(done_store):
         "pixels_background",
         "pixels_foreground",
     }
-    limited = _cli(
+    limited = run_cli(
         "query", str(out), "--where", "fraction_foreground >= 0", "--limit", "3", "--format", "csv"
     )
     assert limited.stdout.count("\n") == 4  # header + 3 rows
-    table = _cli("query", str(out), "--where", "height > 0")
+    table = run_cli("query", str(out), "--where", "height > 0")
     assert table.exit_code == 0 and "image_id" in table.stdout
 
 
 def test_query_refuses_code(done_store, tmp_path):
     _, out = done_store
     marker = tmp_path / "pwned"
-    result = _cli("query", str(out), "--where", f"__import__('os').system('touch {marker}')")
+    result = run_cli("query", str(out), "--where", f"__import__('os').system('touch {marker}')")
     assert result.exit_code == 2
     assert not marker.exists()
     assert "error:" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -98,37 +92,39 @@ def test_query_refuses_code(done_store, tmp_path):
 def test_mask_and_overlay(done_store, tmp_path):
     images, out = done_store
     target = tmp_path / "m.png"
-    assert _cli("mask", str(out), "colour/img_000.png", "--output", str(target)).exit_code == 0
+    assert run_cli("mask", str(out), "colour/img_000.png", "--output", str(target)).exit_code == 0
     mask = np.asarray(Image.open(target))
     source = np.asarray(Image.open(images / "colour/img_000.png"))
     assert mask.shape == source.shape
     over = tmp_path / "o.png"
-    assert _cli("mask", str(out), "colour/img_000.png", "-o", str(over), "--overlay").exit_code == 0
+    assert (
+        run_cli("mask", str(out), "colour/img_000.png", "-o", str(over), "--overlay").exit_code == 0
+    )
     assert np.asarray(Image.open(over)).shape == source.shape
-    missing = _cli("mask", str(out), "nope.png", "-o", str(over))
+    missing = run_cli("mask", str(out), "nope.png", "-o", str(over))
     assert missing.exit_code == 1 and "not in the store" in missing.stderr
-    failed = _cli("mask", str(out), "corrupt.png", "-o", str(over))
+    failed = run_cli("mask", str(out), "corrupt.png", "-o", str(over))
     assert failed.exit_code == 1 and "failed" in failed.stderr
 
 
 def test_stats(done_store):
     _, out = done_store
-    result = _cli("stats", str(out), "--json")
+    result = run_cli("stats", str(out), "--json")
     summary = json.loads(result.stdout)
     assert summary["done"] == 24 and summary["failed"] == 1
     assert set(summary["classes"]) == {"background", "foreground"}
-    text = _cli("stats", str(out))
+    text = run_cli("stats", str(out))
     assert "foreground" in text.stdout
 
 
 def test_methods_lists_everything():
-    result = _cli("methods", "--json")
+    result = run_cli("methods", "--json")
     info = {m["id"]: m for m in json.loads(result.stdout)}
     for mid in ("skimage.otsu", "skimage.slic", "kmeans", "skimage.watershed"):
         assert mid in info
     assert info["skimage.otsu"]["classes"] == ["background", "foreground"]
     assert info["skimage.slic"]["kind"] == "regions"
-    assert "n_segments" in _cli("methods").stdout
+    assert "n_segments" in run_cli("methods").stdout
 
 
 @pytest.mark.parametrize(
@@ -157,28 +153,28 @@ def test_methods_lists_everything():
 def test_errors_are_one_line(done_store, tmp_path, args, code, needle):
     images, _ = done_store
     args = [a.format(images=images, out=tmp_path / "x.zarr") for a in args]
-    result = _cli(*args)
+    result = run_cli(*args)
     assert result.exit_code == code, result.output
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_job_spec_file_and_unknown_key(tmp_path, cluster_address):
-    from tests.conftest import write_collection
+    from tests.helpers.images import write_collection
 
     write_collection(tmp_path / "imgs", n=6)
     spec = tmp_path / "job.toml"
     spec.write_text(
         'input = "imgs"\nmethod = "skimage.slic"\noutput = "o.zarr"\n[params]\nn_segments = 20\n'
     )
-    result = _cli("run", str(spec), "--scheduler", cluster_address, "-p", "compactness=5")
+    result = run_cli("run", str(spec), "--scheduler", cluster_address, "-p", "compactness=5")
     assert result.exit_code == 0, result.output
     import batchseg
 
     params = batchseg.open(str(tmp_path / "o.zarr")).attrs["method"]["params"]
     assert params["n_segments"] == 20 and params["compactness"] == 5.0
     spec.write_text('input = "imgs"\nmethod = "skimage.otsu"\noutput = "o.zarr"\ncolour = 1\n')
-    bad = _cli("run", str(spec))
+    bad = run_cli("run", str(spec))
     assert bad.exit_code == 2 and "'colour'" in bad.stderr
 
 

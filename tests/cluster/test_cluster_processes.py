@@ -12,7 +12,7 @@ import batchseg
 from batchseg.cli import app
 from batchseg.io import read as readers
 from batchseg.methods import get_method
-from tests.conftest import dask_processes_cluster
+from tests.helpers.clusters import dask_processes_cluster
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from batchseg.cluster.profiles import QUIET_DISTRIBUTED
-from tests.conftest import make_image
+from tests.helpers.images import make_image
 from tests.helpers.slurm_cluster import (
     ENV_SWITCH,
     SlurmCluster,
@@ -37,7 +37,7 @@ from tests.helpers.slurm_cluster import (
     slurm_cluster,
     wait_for,
 )
-from tests.job.test_reliability import assert_same_store, status_counts
+from tests.helpers.stores import assert_same_store, status_counts
 
 pytestmark = pytest.mark.integration
 

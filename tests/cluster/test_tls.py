@@ -11,18 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from batchseg.cli import app
+from tests.helpers.cli import run_cli
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
 
 x509 = pytest.importorskip("cryptography.x509")
-
-
-def _cli(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def _write_pki(folder: Path, prefix: str) -> dict[str, Path]:
@@ -161,7 +155,7 @@ def tls_address(pki) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    from tests.conftest import write_collection
+    from tests.helpers.images import write_collection
 
     folder = tmp_path_factory.mktemp("tls-images")
     write_collection(folder, n=6)
@@ -169,7 +163,7 @@ def images(tmp_path_factory) -> Path:
 
 
 def _assert_complete(out: Path, n: int) -> None:
-    status = _cli("status", str(out), "--json")
+    status = run_cli("status", str(out), "--json")
     assert status.exit_code == 0, status.output
     report = json.loads(status.stdout)
     assert (report["done"], report["failed"], report["pending"]) == (n, 0, 0)
@@ -183,7 +177,7 @@ def _one_line_error(result, code: int, needle: str) -> None:
 
 def test_run_attaches_to_tls_scheduler(tls_address, pki, images, tmp_path):
     out = tmp_path / "out.zarr"
-    result = _cli(
+    result = run_cli(
         "run",
         str(images),
         "-m",
@@ -212,13 +206,13 @@ def test_job_spec_tls_paths_are_relative_to_spec(tls_address, pki, images, tmp_p
     loaded = load_spec(spec)
     assert loaded.tls_ca_file == str(pki["good"]["ca"])
     assert loaded.tls_key == str(pki["good"]["key"])
-    result = _cli("run", str(spec))
+    result = run_cli("run", str(spec))
     assert result.exit_code == 0, result.output
     _assert_complete(tmp_path / "spec.zarr", 6)
 
 
 def test_client_without_certificate_is_refused(tls_address, images, tmp_path):
-    result = _cli(
+    result = run_cli(
         "run", str(images), "-m", "skimage.otsu", "-o", str(tmp_path / "o.zarr"),
         "--scheduler", tls_address,
     )  # fmt: skip
@@ -256,7 +250,7 @@ def test_certificate_from_another_ca_is_refused(
 
     monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "3s")
     files = {**pki["other"], "ca": pki[ca]["ca"]}
-    result = _cli(
+    result = run_cli(
         "run", str(images), "-m", "skimage.otsu", "-o", str(tmp_path / "o.zarr"),
         "--scheduler", tls_address, *_flags(files),
     )  # fmt: skip
@@ -278,7 +272,7 @@ def test_tls_flag_errors(pki, images, tmp_path, drop, extra, code, needle):
     for flag in drop:
         i = args.index(flag)
         del args[i : i + 2]
-    result = _cli(
+    result = run_cli(
         "run", str(images), "-m", "skimage.otsu", "-o", str(tmp_path / "o.zarr"), *args, *extra
     )
     _one_line_error(result, code, needle)
@@ -287,19 +281,21 @@ def test_tls_flag_errors(pki, images, tmp_path, drop, extra, code, needle):
 def test_tls_missing_file(pki, images, tmp_path):
     args = _flags(pki["good"])
     args[args.index("--tls-cert") + 1] = str(tmp_path / "nope.pem")
-    result = _cli("run", str(images), "-m", "skimage.otsu", "-o", str(tmp_path / "o.zarr"), *args)
+    result = run_cli(
+        "run", str(images), "-m", "skimage.otsu", "-o", str(tmp_path / "o.zarr"), *args
+    )
     _one_line_error(result, 2, "nope.pem: no such file")
 
 
 def test_tls_keys_in_spec_must_come_together(tmp_path):
     spec = tmp_path / "job.toml"
     spec.write_text('input = "i"\nmethod = "skimage.otsu"\noutput = "o.zarr"\ntls_cert = "c.pem"\n')
-    result = _cli("run", str(spec))
+    result = run_cli("run", str(spec))
     _one_line_error(result, 2, "missing tls_ca_file, tls_key")
 
 
 def test_embedded_cluster_with_tls(pki, images, tmp_path, monkeypatch):
-    from batchseg.cluster import connect as cluster
+    from batchseg.cluster import local as cluster
 
     addresses: list[str] = []
 
@@ -310,7 +306,7 @@ def test_embedded_cluster_with_tls(pki, images, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cluster, "LocalCluster", Recording)
     out = tmp_path / "out.zarr"
-    result = _cli(
+    result = run_cli(
         "run", str(images), "-m", "skimage.otsu", "-o", str(out), "--workers", "1",
         *_flags(pki["good"]),
     )  # fmt: skip

@@ -9,24 +9,20 @@ import numpy as np
 import pytest
 import zarr
 from PIL import Image
-from typer.testing import CliRunner
 
 import batchseg
 from batchseg import render
-from batchseg.cli import app
-from batchseg.export.ome_zarr import _block_mean, _nearest, default_levels
+from batchseg.cluster.profiles import AddressProfile
+from batchseg.export.ome_zarr import default_levels
+from batchseg.export.pyramid import block_mean, nearest
 from batchseg.io import read as readers
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
-from tests.conftest import make_image, write_collection
+from tests.helpers.cli import run_cli
+from tests.helpers.images import make_image, write_collection
 
 pytestmark = pytest.mark.integration
-runner = CliRunner()
 RGB_ID, GREY_ID = "big/rgb.png", "big/grey.png"
-
-
-def _cli(*args: str):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +45,7 @@ def stores(tmp_path_factory, cluster_address) -> dict[str, Path]:
                 method=method,
                 output=str(store),
                 params=params,
-                scheduler=cluster_address,
+                profile=AddressProfile(cluster_address),
             )
         )
         assert result.done == 8 and result.failed == 1
@@ -116,7 +112,7 @@ def _check_pyramids(out: Path, store: Path, image_id: str, levels: int) -> tuple
 def test_class_map_rgb_export(stores, tmp_path):
     store = stores["skimage.otsu"]
     out = tmp_path / "rgb.ome.zarr"
-    result = _cli("export", store, RGB_ID, "--format", "ome-zarr", "--output", out)
+    result = run_cli("export", store, RGB_ID, "--format", "ome-zarr", "--output", out)
     assert result.exit_code == 0, result.output
     assert "3 levels" in result.stdout
     # 520 -> 260 -> 130: the default stops at <= 256 px
@@ -158,7 +154,7 @@ def test_class_map_rgb_export(stores, tmp_path):
 def test_region_grey_export(stores, tmp_path):
     store = stores["skimage.slic"]
     out = tmp_path / "grey.zarr"
-    result = _cli("export", store, GREY_ID, "--output", out)
+    result = run_cli("export", store, GREY_ID, "--output", out)
     assert result.exit_code == 0, result.output
     # 257 -> 129: two levels, odd sizes rounded up, chunks cut at 256
     ome, seg_ome = _check_pyramids(out, store, GREY_ID, levels=2)
@@ -189,13 +185,13 @@ def test_region_grey_export(stores, tmp_path):
 def test_levels_option_and_small_images(stores, tmp_path):
     store = stores["skimage.slic"]
     small = "colour/img_000.png"  # 48 x 64: one level by default
-    assert _cli("export", store, small, "-o", tmp_path / "a.zarr").exit_code == 0
+    assert run_cli("export", store, small, "-o", tmp_path / "a.zarr").exit_code == 0
     seg = zarr.open_group(str(tmp_path / "a.zarr"), mode="r")["labels/segmentation"]
     assert list(seg.array_keys()) == ["0"]
-    result = _cli("export", store, small, "-o", tmp_path / "b.zarr", "--levels", "4")
+    result = run_cli("export", store, small, "-o", tmp_path / "b.zarr", "--levels", "4")
     assert result.exit_code == 0, result.output
     _check_pyramids(tmp_path / "b.zarr", store, small, levels=4)  # 48x64 ... 6x8
-    bad = _cli("export", store, small, "-o", tmp_path / "c.zarr", "--levels", "0")
+    bad = run_cli("export", store, small, "-o", tmp_path / "c.zarr", "--levels", "0")
     assert bad.exit_code == 2 and "--levels" in bad.stderr
     assert not (tmp_path / "c.zarr").exists()
 
@@ -212,24 +208,24 @@ def test_errors_are_one_line(stores, tmp_path):
         (("export", store, RGB_ID, "-o", tmp_path / "no" / "x.zarr"), 1, "does not exist"),
     ]
     for args, code, needle in cases:
-        result = _cli(*args)
+        result = run_cli(*args)
         assert result.exit_code == code, (args, result.output)
         assert needle in result.stderr and result.stderr.startswith("error: ")
         assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temporary folders left behind
 
-    assert _cli("export", store, GREY_ID, "-o", out).exit_code == 0
-    again = _cli("export", store, RGB_ID, "-o", out)
+    assert run_cli("export", store, GREY_ID, "-o", out).exit_code == 0
+    again = run_cli("export", store, RGB_ID, "-o", out)
     assert again.exit_code == 1 and "--overwrite" in again.stderr
     assert zarr.open_group(str(out), mode="r")["0"].shape == (257, 100)  # untouched
-    assert _cli("export", store, RGB_ID, "-o", out, "--overwrite").exit_code == 0
+    assert run_cli("export", store, RGB_ID, "-o", out, "--overwrite").exit_code == 0
     assert zarr.open_group(str(out), mode="r")["0"].shape == (3, 300, 520)
 
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    refused = _cli("export", store, RGB_ID, "-o", precious, "--overwrite")
+    refused = run_cli("export", store, RGB_ID, "-o", precious, "--overwrite")
     assert refused.exit_code == 1 and "not a Zarr group" in refused.stderr
     assert (precious / "notes.txt").read_text() == "keep me"
 
@@ -237,7 +233,7 @@ def test_errors_are_one_line(stores, tmp_path):
 def test_export_metadata_is_plain_json(stores, tmp_path):
     """The zarr.json files hold the NGFF keys where a viewer looks (no ome-zarr-py involved)."""
     out = tmp_path / "m.zarr"
-    assert _cli("export", stores["skimage.otsu"], RGB_ID, "-o", out).exit_code == 0
+    assert run_cli("export", stores["skimage.otsu"], RGB_ID, "-o", out).exit_code == 0
     root = json.loads((out / "zarr.json").read_text())
     assert root["zarr_format"] == 3 and root["node_type"] == "group"
     assert set(root["attributes"]) == {"ome", "batchseg"}
@@ -249,13 +245,13 @@ def test_export_metadata_is_plain_json(stores, tmp_path):
 
 def test_downsampling_helpers():
     labels = np.arange(35, dtype=np.uint16).reshape(5, 7)
-    np.testing.assert_array_equal(_nearest(labels), labels[::2, ::2])
+    np.testing.assert_array_equal(nearest(labels), labels[::2, ::2])
     image = np.array([[0, 255, 10], [255, 0, 10], [4, 4, 7]], dtype=np.uint8)
-    np.testing.assert_array_equal(_block_mean(image), [[128, 10], [4, 7]])
+    np.testing.assert_array_equal(block_mean(image), [[128, 10], [4, 7]])
     rgb = np.full((3, 5, 5), 65535, dtype=np.uint16)
-    assert _block_mean(rgb).dtype == np.uint16 and (_block_mean(rgb) == 65535).all()
+    assert block_mean(rgb).dtype == np.uint16 and (block_mean(rgb) == 65535).all()
     floats = np.array([[0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
-    assert _block_mean(floats).tolist() == [[0.75]]
+    assert block_mean(floats).tolist() == [[0.75]]
     assert default_levels(48, 64) == 1
     assert default_levels(300, 520) == 3
     assert default_levels(257, 100) == 2

@@ -1,6 +1,6 @@
 """`batchseg export` of tiled images: window by window, equal to reading the image whole.
 
-The tiled test images (1100 x 1500, tiles of 256) are small enough to export whole too, so
+The tiled test images (700 x 1100, tiles of 256) are small enough to export whole too, so
 every windowed export is compared, array by array, attribute by attribute and file by file,
 with the in-memory path on the same store; reads are recorded to show none is bigger than a
 few tiles.
@@ -25,13 +25,20 @@ from typer.testing import CliRunner
 import batchseg
 from batchseg import store
 from batchseg.cli import app
+from batchseg.cluster.profiles import AddressProfile
 from batchseg.errors import StoreError
+from batchseg.export import metadata as ngff
 from batchseg.export import ome_zarr as export
+from batchseg.export import pyramid
 from batchseg.io import read as readers
 from batchseg.io import windowed
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
-from tests.engine.tiled.test_tiled_job import THRESHOLD, TILE, H, W, _blobs  # the same test images
+from tests.helpers.images import TILED_H as H  # the test images of tests/engine/tiled
+from tests.helpers.images import TILED_THRESHOLD as THRESHOLD
+from tests.helpers.images import TILED_TILE as TILE
+from tests.helpers.images import TILED_W as W
+from tests.helpers.images import blobs as _blobs
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +60,7 @@ def stores(tmp_path_factory, cluster_address) -> dict[str, Path]:
             input=str(folder),
             method=method,
             output=str(base / f"{method}.zarr"),
-            scheduler=cluster_address,
+            profile=AddressProfile(cluster_address),
             tile_threshold=THRESHOLD,
             tile_size=TILE,
         )
@@ -125,7 +132,7 @@ def test_windowed_export_equals_whole_export(stores, tmp_path, method, image_id,
         n_regions = int(view.table().set_index("image_id").loc[image_id, "n_regions"])
         assert root.attrs["batchseg"]["label_values_total"] == len(values) == n_regions
         # the grey image has more regions than are listed: the lowest ids are
-        values, counts = values[: export.REGION_LIMIT], counts[: export.REGION_LIMIT]
+        values, counts = values[: ngff.REGION_LIMIT], counts[: ngff.REGION_LIMIT]
     assert [p["label-value"] for p in table] == values.tolist()
     assert [p["pixels"] for p in table] == counts.tolist()
 
@@ -226,7 +233,7 @@ def test_cli_export_and_viewers_read_it(stores, tmp_path):
         location = parse_url(str(out))
         assert location is not None
         nodes = list(Reader(location)())
-        sizes = [(1100, 1500), (550, 750), (275, 375), (138, 188)]
+        sizes = [(-(-H // 2**k), -(-W // 2**k)) for k in range(4)]
         assert [d.shape for d in nodes[0].data] == [(*lead, *s) for s in sizes]
         (seg,) = [n for n in nodes if n.zarr.basename() == "segmentation"]
         label_lead = (1,) if lead else ()
@@ -260,7 +267,7 @@ def test_changed_source_is_refused(stores, tmp_path, monkeypatch):
             yield Cropped(source, [])
 
     monkeypatch.setattr(windowed, "open_source", smaller)
-    with pytest.raises(StoreError, match="is 1100x1499 but its labels are 1100x1500"):
+    with pytest.raises(StoreError, match=f"is {H}x{W - 1} but its labels are {H}x{W}"):
         export.export_ome_zarr(path, "grey.tif", tmp_path / "a.zarr")
     monkeypatch.setattr(windowed, "open_source", cropped)
     with pytest.raises(StoreError, match="changed after the run"):
@@ -273,9 +280,9 @@ class _View:
         self.kind, self.classes, self.colours = kind, classes, None
 
 
-def _blocks(labels: np.ndarray, step: int) -> export._LabelCounts:
-    counts = export._LabelCounts()
-    for ys, xs in export._windows(labels.shape, (step, step)):
+def _blocks(labels: np.ndarray, step: int) -> ngff.LabelCounts:
+    counts = ngff.LabelCounts()
+    for ys, xs in pyramid.windows(labels.shape, (step, step)):
         counts.add(labels[ys, xs])
     return counts
 
@@ -292,22 +299,22 @@ def test_label_counts_by_block_equal_whole_counts():
         np.testing.assert_array_equal(got_values, values)
         np.testing.assert_array_equal(got_counts, counts)
         view = _View("regions")
-        assert export._label_table(view, _blocks(regions, step)) == export._label_table(
-            view, export._LabelCounts.of(regions)
+        assert ngff.label_table(view, _blocks(regions, step)) == ngff.label_table(
+            view, ngff.LabelCounts.of(regions)
         )
-    table = export._label_table(_View("regions"), _blocks(regions, 64))
+    table = ngff.label_table(_View("regions"), _blocks(regions, 64))
     assert table[3] == len(values) - 1  # every id but 0
     assert [p["pixels"] for p in table[1]][-2:] == counts[-2:].tolist()
 
     classes = rng.integers(0, 3, (300, 400)).astype(np.uint8)
     classes[0, 0] = 4  # a value past the class names
     view = _View("classes", ["background", "foreground"])
-    colors, properties, listed, total = export._label_table(view, _blocks(classes, 128))
+    colors, properties, listed, total = ngff.label_table(view, _blocks(classes, 128))
     assert (listed, total) == (5, 5)
     names = ["background", "foreground", "class_2", "class_3", "class_4"]
     assert [p["class"] for p in properties] == names
     assert [p["pixels"] for p in properties] == np.bincount(classes.ravel()).tolist()
-    assert (colors, properties) == export._label_table(view, export._LabelCounts.of(classes))[:2]
+    assert (colors, properties) == ngff.label_table(view, ngff.LabelCounts.of(classes))[:2]
 
 
 def test_value_range_by_window_equals_whole():
@@ -316,13 +323,13 @@ def test_value_range_by_window_equals_whole():
     image[:20] = np.nan  # whole windows of NaN say nothing
     image[30, 7, 1] = np.inf
     for data in (image, np.full((40, 50, 3), np.nan, np.float32), image[..., :0]):
-        tracker = export._RangeTracker(data.dtype)
-        for ys, xs in export._windows(data.shape[:2], (16, 16)):
+        tracker = ngff.RangeTracker(data.dtype)
+        for ys, xs in pyramid.windows(data.shape[:2], (16, 16)):
             tracker.add(data[ys, xs])
         with warnings.catch_warnings():  # np.nanmin of all-NaN data warns
             warnings.simplefilter("ignore", RuntimeWarning)
-            expected = export._value_range(data)
+            expected = ngff.value_range(data)
         assert tracker.result() == expected
-    tracker = export._RangeTracker(np.dtype(np.uint16))
+    tracker = ngff.RangeTracker(np.dtype(np.uint16))
     tracker.add(np.zeros((2, 2), np.uint16))
     assert tracker.result() == (0.0, 65535.0)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from tests.helpers.clusters import free_ports
 
 #: Commands the tests and batchseg use; all come with ``slurm-wlm`` and ``munge``.
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scancel", "squeue", "sinfo", "sacct")
@@ -91,18 +92,6 @@ def ensure_installed(log: Path) -> float:
     if missing:
         raise RuntimeError(f"installed {' '.join(PACKAGES)} but {', '.join(missing)} missing")
     return time.monotonic() - started
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on loopback now (all bound at once, then released)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _memory_mib() -> int:
@@ -197,7 +186,7 @@ def write_config(root: Path, cpus: int, memory_mib: int) -> Path:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     conf = root / "slurm.conf"
-    ctld_port, slurmd_port = _free_ports(2)
+    ctld_port, slurmd_port = free_ports(2)
     lines = {
         "ClusterName": "batchsegtest",
         "SlurmctldHost": f"{NODE}(127.0.0.1)",

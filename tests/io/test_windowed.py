@@ -8,8 +8,8 @@ import tifffile
 import zarr
 
 from batchseg.errors import ImageError
+from batchseg.io import chunked, sources, windowed
 from batchseg.io import read as readers
-from batchseg.io import sources, windowed
 
 WINDOWS = [(0, 1, 0, 1), (37, 301, 250, 777), (500, 640, 0, 900), (0, 640, 0, 900)]
 
@@ -62,7 +62,7 @@ def test_tiff_windows_rgb_uint16_planar_and_miniswhite(tmp_path):
 
 
 def test_single_strip_tiff_is_not_windowed(tmp_path, monkeypatch):
-    monkeypatch.setattr(windowed, "MAX_SEGMENT_PIXELS", 1000)
+    monkeypatch.setattr(chunked, "MAX_SEGMENT_PIXELS", 1000)
     image = _grey(100, 200)
     path = str(tmp_path / "one.tif")
     tifffile.imwrite(path, image, rowsperstrip=100)  # one strip = 20000 pixels
@@ -110,7 +110,7 @@ def test_zarr_without_axis_names_is_refused(tmp_path):
 
 
 def test_header_above_pixel_limit_only_when_windowed(tmp_path, monkeypatch):
-    monkeypatch.setattr(windowed, "MAX_SEGMENT_PIXELS", 100_000)
+    monkeypatch.setattr(chunked, "MAX_SEGMENT_PIXELS", 100_000)
     image = _grey()
     tifffile.imwrite(tmp_path / "t.tif", image, tile=(128, 128))
     tifffile.imwrite(tmp_path / "s.tif", image, rowsperstrip=640)  # one strip

@@ -27,26 +27,18 @@ from typer.testing import CliRunner
 
 import batchseg
 from batchseg.cli import app
+from batchseg.cluster.profiles import AddressProfile
 from batchseg.io import read as readers
 from batchseg.io.sources import discover
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
-from tests.conftest import make_image
+from tests.helpers.images import make_image
 
 pytestmark = pytest.mark.integration
 
 BATCHSEG = str(Path(sys.executable).with_name("batchseg"))
 OTSU = get_method("skimage.otsu")
-
-
-@pytest.fixture(autouse=True)
-def _restore_batchseg_logger():
-    """The CLI points the 'batchseg' logger at CliRunner's (later closed) stderr: undo it."""
-    logger = logging.getLogger("batchseg")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 def _good(folder: Path, n: int = 3, seed: int = 1) -> list[str]:
@@ -63,7 +55,7 @@ def _good(folder: Path, n: int = 3, seed: int = 1) -> list[str]:
 
 def _run(source: Path | str, out: Path, address: str, **kw) -> tuple[object, dict[str, dict]]:
     spec = JobSpec(
-        input=str(source), method="skimage.otsu", output=str(out), scheduler=address, **kw
+        input=str(source), method="skimage.otsu", output=str(out), profile=AddressProfile(address), **kw
     )
     result = run_job(spec)
     table = batchseg.open(str(out)).table()

@@ -10,7 +10,6 @@ written by an uninterrupted run.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import signal
@@ -24,7 +23,6 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
-import zarr
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from PIL import Image
@@ -32,12 +30,15 @@ from typer.testing import CliRunner
 
 import batchseg
 from batchseg.cli import app
+from batchseg.cluster.profiles import AddressProfile
 from batchseg.errors import StoreError
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods import Method, Param, get_method, register
 from batchseg.store.lock import lock_path
-from tests.conftest import dask_processes_cluster, make_image, write_collection
+from tests.helpers.clusters import dask_processes_cluster, wait_idle
+from tests.helpers.images import make_image, write_collection
+from tests.helpers.stores import assert_same_store, status_counts
 
 pytestmark = pytest.mark.integration
 
@@ -46,88 +47,10 @@ N_IMAGES = 24
 SHARD = 2  # 12 shards: a crash after a few leaves most of them unfinished
 
 
-@pytest.fixture(autouse=True)
-def _restore_batchseg_logger():
-    """The CLI points the 'batchseg' logger at CliRunner's (later closed) stderr: undo it."""
-    logger = logging.getLogger("batchseg")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
-# --------------------------------------------------------------------------- store comparison
-
-#: Job-spec keys that say how a run was launched, not what it computes.
-_RUNTIME_KEYS = {"output", "scheduler", "workers", "threads_per_worker", "io_threads", "cluster"}
-
-
-def snapshot(path: str | Path) -> dict[str, object]:
-    """Everything a store computes, as plain values.
-
-    Excluded on purpose: the ``seconds`` statistics column (wall time per image), and the
-    attributes that record *when/how* rather than *what*: ``runs`` (per-run timings and
-    counts), ``created`` (timestamp), ``store_id`` (a random id per store) and the job spec's
-    runtime keys (output path, scheduler address, worker counts, cluster profile).
-    """
-    root = zarr.open_group(str(path), mode="r")
-    attrs = dict(root.attrs["batchseg"])
-    for key in ("runs", "created", "store_id"):
-        attrs.pop(key)
-    attrs["job"] = {k: v for k, v in attrs["job"].items() if k not in _RUNTIME_KEYS}
-    out: dict[str, object] = {"attrs": attrs}
-    for name in root["catalogue"].array_keys():
-        out[f"catalogue/{name}"] = np.asarray(root[f"catalogue/{name}"][:])
-    columns = list(root["stats"].attrs["columns"])
-    keep = [i for i, c in enumerate(columns) if c != "seconds"]
-    out["stats.columns"] = [columns[i] for i in keep]
-    out["stats"] = np.asarray(root["stats"][:])[:, keep]
-    for group in ("labels", "confidence"):
-        if group in root:
-            for name in root[group].array_keys():
-                arr = root[f"{group}/{name}"]
-                out[f"{group}/{name}"] = (str(arr.dtype), np.asarray(arr[:]))
-    return out
-
-
-def assert_same_store(got: str | Path, want: str | Path) -> None:
-    a, b = snapshot(got), snapshot(want)
-    assert sorted(a) == sorted(b)
-    assert a["attrs"] == b["attrs"]
-    for key in a:
-        if key == "attrs":
-            continue
-        x, y = a[key], b[key]
-        if isinstance(x, tuple):  # (dtype, labels)
-            assert x[0] == y[0], key
-            x, y = x[1], y[1]
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
-            np.testing.assert_array_equal(x, y, err_msg=key)  # NaN == NaN here
-        elif isinstance(x, np.ndarray):
-            assert x.dtype == y.dtype and x.shape == y.shape, key
-            assert (x == y).all(), key
-        else:
-            assert x == y, key
-
-
-def status_counts(path: str | Path) -> dict[str, int]:
-    status = np.asarray(zarr.open_group(str(path), mode="r")["catalogue/status"][:])
-    return {"pending": int((status == 1).sum()), "done": int((status == 2).sum()),
-            "failed": int((status == 3).sum())}  # fmt: skip
-
-
 def processed_of(stdout: str) -> int:
     match = re.search(r"; (\d+) processed in", stdout)
     assert match, stdout
     return int(match.group(1))
-
-
-def wait_idle(address: str, timeout: float = 60) -> None:
-    """Until the scheduler holds no task: shards orphaned by a killed launcher have ended."""
-    with Client(address, timeout="10s") as c:
-        deadline = time.monotonic() + timeout
-        while c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
-            assert time.monotonic() < deadline, "tasks still running on the cluster"
-            time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -312,7 +235,7 @@ def register_test_methods() -> None:
                 description="test only: Otsu after a sleep; crashes its process on one height",
                 params=(Param("delay", float, 0.1), Param("crash_height", int, 0)),
                 class_names=lambda params: ["background", "foreground"],
-                family="test",
+                family="threshold",
             )
         )
 
@@ -363,7 +286,7 @@ def dask_processes() -> Iterator[str]:
 
 def _slow_spec(folder: Path, out: Path, address: str, **params) -> JobSpec:
     return JobSpec(
-        input=str(folder), method="test.slow_otsu", output=str(out), scheduler=address,
+        input=str(folder), method="test.slow_otsu", output=str(out), profile=AddressProfile(address),
         shard_size=1, params={"delay": 0.1, **params},
     )  # fmt: skip
 

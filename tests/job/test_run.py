@@ -9,6 +9,7 @@ import pytest
 import zarr
 
 import batchseg
+from batchseg.cluster.profiles import AddressProfile, LocalProfile
 from batchseg.errors import StoreError, UsageError
 from batchseg.io import read as readers
 from batchseg.job.run import run_job
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def _spec(collection: Path, out: Path, address: str, method: str = "skimage.otsu", **kw) -> JobSpec:
-    return JobSpec(input=str(collection), method=method, output=str(out), scheduler=address, **kw)
+    return JobSpec(input=str(collection), method=method, output=str(out), profile=AddressProfile(address), **kw)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_unknown_method_and_param_are_usage_errors(collection, tmp_path, cluster
 def test_embedded_cluster_default(collection, tmp_path):
     out = tmp_path / "out.zarr"
     result = run_job(
-        JobSpec(input=str(collection), method="skimage.yen", output=str(out), workers=2)
+        JobSpec(input=str(collection), method="skimage.yen", output=str(out), profile=LocalProfile(workers=2))
     )
     assert result.exit_code == 0 and result.done == 24
     root = zarr.open_group(str(out), mode="r")  # plain zarr reads the store

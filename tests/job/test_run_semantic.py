@@ -15,14 +15,14 @@ import torch  # noqa: E402
 
 import batchseg  # noqa: E402
 from batchseg.cli import app  # noqa: E402
-from tests.helpers.torch_models import normalise, synth, train_lraspp  # noqa: E402
+from tests.helpers.torch_models import normalise, synth  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.torch]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return train_lraspp(tmp_path_factory.mktemp("ckpt") / "lraspp3.pth")
+def checkpoint(lraspp_checkpoint):
+    return lraspp_checkpoint
 
 
 def test_semantic_job_matches_direct_forward(tmp_path, checkpoint, cluster_address):
@@ -83,8 +83,9 @@ def test_semantic_job_matches_direct_forward(tmp_path, checkpoint, cluster_addre
 def test_gpu_cluster_gives_each_worker_its_device():
     """`--gpus N` without dask-cuda: one worker per GPU, own CUDA_VISIBLE_DEVICES, GPU resource."""
     from batchseg.cluster.connect import connect, gpu_resources
+    from batchseg.cluster.profiles import LocalProfile
 
-    handle = connect(gpus=2, dashboard_address=":0")
+    handle = connect(LocalProfile(gpus=2), dashboard_address=":0")
     try:
         env = handle.client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
         assert sorted(env.values()) == ["0,1", "1,0"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from batchseg.cluster.profiles import LocalProfile
 from batchseg.errors import UsageError
 from batchseg.io.read import DEFAULT_MAX_PIXELS
 from batchseg.job.spec import JobSpec, build_spec, load_spec, parse_param
@@ -42,9 +43,9 @@ def test_load_spec_with_params_and_relative_paths(tmp_path: Path) -> None:
     assert os.path.isabs(spec.input) and os.path.isabs(spec.output)
     assert spec.method == "skimage.slic"
     assert spec.params == {"n_segments": 100, "compactness": 0.5}
-    assert spec.workers == 3 and spec.shard_size == 16 and spec.overwrite is True
+    assert spec.profile == LocalProfile(workers=3)
+    assert spec.shard_size == 16 and spec.overwrite is True
     # untouched fields keep their defaults
-    assert spec.threads_per_worker is None and spec.scheduler is None
     assert spec.retry_failed is True
     assert spec.max_pixels == DEFAULT_MAX_PIXELS
     assert spec.io_threads == 4
@@ -91,7 +92,7 @@ def test_overrides_win_over_file(tmp_path: Path) -> None:
         },
     )
     assert spec.method == "skimage.slic"
-    assert spec.workers == 8
+    assert spec.profile == LocalProfile(workers=8)
     assert spec.overwrite is False
     assert spec.retry_failed is True
     assert spec.shard_size is None  # neither flag nor file: default
@@ -220,8 +221,8 @@ def test_spec_file_errors(tmp_path: Path) -> None:
 def test_spec_round_trip() -> None:
     spec = build_spec({**BASIC, "params": {"k": 3}, "workers": 2})
     assert build_spec(spec.to_dict()) == spec
-    other = spec.replace(workers=5)
-    assert other.workers == 5 and spec.workers == 2
+    other = spec.replace(profile=LocalProfile(workers=5))
+    assert other.profile.workers == 5 and spec.profile == LocalProfile(workers=2)
 
 
 @pytest.mark.parametrize(
@@ -258,3 +259,38 @@ def test_every_example_job_spec_in_jobs_loads():
         assert spec.method and spec.output
     giga = load_spec(folder / "gigapixel.toml")
     assert (giga.tile_threshold, giga.tile_size) == (1 << 26, 2048)
+
+
+def test_one_cluster_representation() -> None:
+    """Flat keys and [cluster] fold into one profile; local sizes with another profile are a
+    conflict, except sizes from a spec file whose local cluster a flag replaced."""
+    from batchseg.cluster.profiles import AddressProfile, JobqueueProfile
+
+    spec = build_spec({**BASIC, "workers": 2, "threads_per_worker": 3, "gpus": 1})
+    assert spec.profile == LocalProfile(workers=2, threads_per_worker=3, gpus=1)
+    assert not hasattr(spec, "workers") and not hasattr(spec, "cluster")
+    with pytest.raises(UsageError, match="'workers' .*local cluster only.*tcp://h:1 has its own"):
+        build_spec({**BASIC, "scheduler": "tcp://h:1", "workers": 4})
+    with pytest.raises(UsageError, match="'gpus' .*local cluster only"):
+        build_spec(BASIC, {"scheduler": "tcp://h:1", "gpus": 1})
+    # a spec written for the local cluster, run on an existing scheduler
+    attached = build_spec({**BASIC, "workers": 2}, {"scheduler": "tcp://h:1"})
+    assert attached.profile == AddressProfile("tcp://h:1")
+    assert attached.to_dict()["workers"] is None
+    slurm = {"profile": "slurm", "walltime": "01:00:00", "cores": 2, "memory": "1GB"}
+    with pytest.raises(UsageError, match="local cluster only"):
+        build_spec({**BASIC, "workers": 2, "cluster": slurm}, {"cluster": "pbs"})
+    pbs = build_spec({**BASIC, "workers": 2}, {"cluster": {**slurm, "profile": "pbs"}})
+    assert isinstance(pbs.profile, JobqueueProfile) and pbs.profile.kind == "pbs"
+
+
+def test_spec_and_profiles_import_no_dask() -> None:
+    """The CLI parses specs and profiles without importing Dask (batchseg.cluster's rule)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, batchseg.cluster, batchseg.cluster.profiles, batchseg.job.spec\n"
+        "assert not {'dask', 'distributed'} & set(sys.modules), sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -26,7 +26,7 @@ from torchvision.transforms.functional import resize as tv_resize  # noqa: E402
 from batchseg.errors import ImageError, UsageError  # noqa: E402
 from batchseg.methods import models, semantic  # noqa: E402
 from batchseg.methods.base import Segmentation  # noqa: E402
-from tests.helpers.torch_models import synth, train_lraspp  # noqa: E402
+from tests.helpers.torch_models import synth  # noqa: E402
 
 pytestmark = [
     pytest.mark.torch,
@@ -57,10 +57,9 @@ def labels_of(results) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
+def trained(lraspp_checkpoint):
     """(model in eval mode, state_dict path): LR-ASPP, 3 classes, varied predictions."""
-    path = tmp_path_factory.mktemp("semantic") / "lraspp3.pth"
-    return train_lraspp(path)
+    return lraspp_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install '.[s3]')")
 pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install '.[dev]')")
 
 import batchseg  # noqa: E402
-from batchseg.cli import app  # noqa: E402
 from batchseg.errors import StoreError  # noqa: E402
 from batchseg.io.sources import discover  # noqa: E402
 from batchseg.store.lock import FsspecStoreLock, store_lock  # noqa: E402
-from tests.conftest import write_collection  # noqa: E402
+from tests.helpers.cli import run_cli  # noqa: E402
+from tests.helpers.clusters import free_port  # noqa: E402
+from tests.helpers.images import write_collection  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +35,13 @@ SECRET = "sEcReT-batchseg-0b1d4e7a9c"  # must never be printed or logged
 N_IMAGES = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto S3 server with a bucket holding a collection and a manifest; AWS env set."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     with pytest.MonkeyPatch.context() as mp:
@@ -96,8 +89,9 @@ def s3_cluster(s3: dict[str, Any]) -> Iterator[str]:
         yield cluster.scheduler_address
 
 
-def _cli(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
+def _cli_hiding_secret(*args: str) -> Any:
+    """The CLI (exceptions caught), and the secret key appears in none of its output."""
+    result = run_cli(*args, catch_exceptions=True)
     assert SECRET not in result.output  # stdout and stderr
     return result
 
@@ -155,7 +149,7 @@ def test_lock_on_s3(s3):
 def test_file_urls(s3, s3_cluster, tmp_path):
     local = s3["local"]
     out = f"file://{tmp_path}/file.zarr"
-    result = _cli(
+    result = _cli_hiding_secret(
         "run", f"file://{local}", "-m", "skimage.otsu", "-o", out, "--scheduler", s3_cluster
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -182,7 +176,7 @@ def test_remove_store_keeps_its_lock_and_siblings(s3):
 def test_run_on_s3_equals_local_run(s3, s3_cluster, tmp_path, capfd):
     fs = s3["fs"]
     store_url = f"s3://{BUCKET}/out.zarr"
-    result = _cli(
+    result = _cli_hiding_secret(
         "-v", "run", f"s3://{BUCKET}/images", "-m", "skimage.otsu", "-o", store_url,
         "--scheduler", s3_cluster, "--shard-size", "4",
     )  # fmt: skip
@@ -193,7 +187,7 @@ def test_run_on_s3_equals_local_run(s3, s3_cluster, tmp_path, capfd):
     assert not (Path.cwd() / "s3:").exists()  # no local folder made for the URL
 
     local_out = tmp_path / "local.zarr"
-    ref = _cli(
+    ref = _cli_hiding_secret(
         "run", str(s3["local"]), "-m", "skimage.otsu", "-o", str(local_out),
         "--scheduler", s3_cluster,
     )  # fmt: skip
@@ -209,33 +203,35 @@ def test_run_on_s3_equals_local_run(s3, s3_cluster, tmp_path, capfd):
     for image_id in rt["image_id"]:
         np.testing.assert_array_equal(remote.mask(image_id), local.mask(image_id))
 
-    status = _cli("status", store_url, "--json")
+    status = _cli_hiding_secret("status", store_url, "--json")
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["done"] == N_IMAGES
-    query = _cli("query", store_url, "--where", "fraction_foreground >= 0", "--format", "json")
+    query = _cli_hiding_secret(
+        "query", store_url, "--where", "fraction_foreground >= 0", "--format", "json"
+    )
     assert query.exit_code == 0, query.output
     rows = json.loads(query.stdout)
     assert sorted(r["image_id"] for r in rows) == sorted(rt["image_id"])
     png = tmp_path / "overlay.png"
-    masked = _cli("mask", store_url, "grey/img_001.png", "-o", str(png), "--overlay")
+    masked = _cli_hiding_secret("mask", store_url, "grey/img_001.png", "-o", str(png), "--overlay")
     assert masked.exit_code == 0, masked.output
     assert png.stat().st_size > 0
 
     # resume: nothing to do; --overwrite replaces the store under its lock (which survives)
-    again = _cli("run", f"s3://{BUCKET}/images", "-m", "skimage.otsu", "-o", store_url,
+    again = _cli_hiding_secret("run", f"s3://{BUCKET}/images", "-m", "skimage.otsu", "-o", store_url,
                  "--scheduler", s3_cluster)  # fmt: skip
     assert again.exit_code == 0 and "0 processed" in again.output, again.output
-    fresh = _cli("run", f"s3://{BUCKET}/images", "-m", "skimage.otsu", "-o", store_url,
+    fresh = _cli_hiding_secret("run", f"s3://{BUCKET}/images", "-m", "skimage.otsu", "-o", store_url,
                  "--scheduler", s3_cluster, "--overwrite")  # fmt: skip
     assert fresh.exit_code == 0 and f"{N_IMAGES} processed" in fresh.output, fresh.output
     assert batchseg.open(store_url).attrs["store_id"] != remote.attrs["store_id"]
     # another job on the same store is refused without --overwrite
-    other = _cli("run", f"s3://{BUCKET}/images", "-m", "skimage.li", "-o", store_url,
+    other = _cli_hiding_secret("run", f"s3://{BUCKET}/images", "-m", "skimage.li", "-o", store_url,
                  "--scheduler", s3_cluster)  # fmt: skip
     assert other.exit_code == 1 and "another job" in other.output
 
     # a manifest on S3 (relative and absolute entries)
-    listed = _cli("run", f"s3://{BUCKET}/manifest.txt", "-m", "skimage.otsu",
+    listed = _cli_hiding_secret("run", f"s3://{BUCKET}/manifest.txt", "-m", "skimage.otsu",
                   "-o", f"s3://{BUCKET}/manifest.zarr", "--scheduler", s3_cluster)  # fmt: skip
     assert listed.exit_code == 0, listed.output
     view = batchseg.open(f"s3://{BUCKET}/manifest.zarr")

@@ -26,11 +26,12 @@ import numpy as np
 from distributed import Client, Future
 
 from batchseg import store
-from batchseg.engine.execute import JobContext, ShardSummary, _message
+from batchseg.engine.execute import JobContext, ShardSummary
 from batchseg.engine.graph import context_task
 from batchseg.engine.stats import class_stats_from_counts, region_stats_from_areas
 from batchseg.engine.tiled import worker as tiles
 from batchseg.engine.tiled.grid import grid_shape, stitch
+from batchseg.errors import one_line
 from batchseg.job.faults import fault
 from batchseg.job.plan import Shard
 from batchseg.methods import get_method
@@ -163,7 +164,7 @@ def run_tiled(
     except OSError as exc:
         return exc  # storage: the job stops, stored results are kept
     except Exception as exc:  # noqa: BLE001 - this image fails alone
-        message = _message(exc)
+        message = one_line(exc)
         log.error("%s failed: %s", image_id, message)
         _write_row(ctx, shard, None, message)
         return ShardSummary(shard.index, 0, 1, time.perf_counter() - start, {image_id: message})
@@ -219,7 +220,7 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
             outcomes,
             spec.stitch,
             connectivity=int(params.get("connectivity", 2)),
-            min_area=int(params.get("min_area", 0)) if method.id == "skimage.objects" else 0,
+            min_area=spec.min_area(params) if spec.min_area is not None else 0,
         )
         if joined.n_regions > np.iinfo(np.dtype(ctx.label_dtypes[shard.bucket])).max:
             raise ValueError(f"{joined.n_regions} regions do not fit the store's label type")

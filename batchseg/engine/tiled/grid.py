@@ -1,23 +1,22 @@
-"""Tiled segmentation building blocks for images too large to hold whole (pure numpy/scipy).
+"""Tile geometry and label stitching of the tiled path (pure numpy/scipy).
 
-Groundwork for gigapixel images: a tile grid with halos, global thresholds reduced from
-per-tile histograms (bit-identical to the whole-image scikit-image result), and connected-
-component labelling stitched across tiles with the dask-image recipe (label each tile, offset,
-collect label pairs that touch across tile boundaries, connected components of that graph,
-relabel). ``read`` callbacks return one window of the image, so memory is bounded by the tile
-size; ``out`` may be any array supporting slice assignment (numpy, memmap, zarr).
+:func:`tile_at` gives tile ``k`` of the row-major grid of square tiles (:func:`grid_shape`)
+with its halo clipped at the image border. :func:`stitch` joins the tiles' local region ids
+into image-wide ids with the dask-image recipe: collect label pairs that meet across tile
+faces (``touch``: connected components, :func:`touching_pairs`; ``overlap``: regions both
+tiles saw continue, :func:`agreeing_pairs`), take connected components of that graph
+(:func:`merge_ids`) and hand each tile a lookup table. Only edges travel, never pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
-from skimage import filters, measure
 
 
 @dataclass(frozen=True)
@@ -50,35 +49,13 @@ class Tile:
         )
 
 
-def tile_grid(shape: tuple[int, int], tile: tuple[int, int], halo: int = 0) -> list[Tile]:
-    """Row-major tiles covering ``shape``; halos are clipped at the image border."""
-    h, w = shape
-    th, tw = tile
-    if th < 1 or tw < 1 or halo < 0:
-        raise ValueError("tile sides must be >= 1 and halo >= 0")
-    return [
-        Tile(
-            y0,
-            min(y0 + th, h),
-            x0,
-            min(x0 + tw, w),
-            max(0, y0 - halo),
-            min(h, y0 + th + halo),
-            max(0, x0 - halo),
-            min(w, x0 + tw + halo),
-        )  # fmt: skip
-        for y0 in range(0, h, th)
-        for x0 in range(0, w, tw)
-    ]
-
-
 def grid_shape(shape: tuple[int, int], tile: int) -> tuple[int, int]:
     """Rows and columns of square tiles of side ``tile`` covering ``shape``."""
     return -(-shape[0] // tile), -(-shape[1] // tile)
 
 
 def tile_at(shape: tuple[int, int], tile: int, halo: int, index: int) -> Tile:
-    """Tile ``index`` (row-major) of :func:`tile_grid` with square tiles, without the list."""
+    """Tile ``index`` (row-major) of the grid of square tiles covering ``shape``."""
     h, w = shape
     rows, cols = grid_shape(shape, tile)
     if not 0 <= index < rows * cols:
@@ -89,84 +66,6 @@ def tile_at(shape: tuple[int, int], tile: int, halo: int, index: int) -> Tile:
     return Tile(
         y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
     )
-
-
-ReadWindow = Callable[[Tile], np.ndarray]
-
-#: Global thresholds that scikit-image can compute from a histogram.
-HISTOGRAM_THRESHOLDS = {"otsu": filters.threshold_otsu, "yen": filters.threshold_yen}
-
-
-def global_threshold(
-    name: str, read_grey: ReadWindow, tiles: list[Tile], nbins: int = 256
-) -> float | None:
-    """``threshold_<name>(grey)`` of the whole image from per-tile histograms.
-
-    ``read_grey(tile)`` returns the float grey core of a tile. Two passes (range, then counts
-    on the same bin edges) reproduce scikit-image's ``histogram(..., source_range="image")``
-    exactly. Returns None for a constant image (everything is background).
-    """
-    try:
-        fn = HISTOGRAM_THRESHOLDS[name]
-    except KeyError:
-        raise ValueError(f"no tiled form of threshold {name!r}") from None
-    lo, hi = np.inf, -np.inf
-    for t in tiles:
-        grey = read_grey(t)
-        lo, hi = min(lo, float(grey.min())), max(hi, float(grey.max()))
-    if lo == hi:
-        return None
-    counts = np.zeros(nbins, dtype=np.int64)
-    edges: np.ndarray | None = None
-    for t in tiles:
-        c, edges = np.histogram(read_grey(t), bins=nbins, range=(lo, hi))
-        counts += c
-    assert edges is not None
-    centers = (edges[:-1] + edges[1:]) / 2.0
-    return float(fn(hist=(counts, centers)))
-
-
-def _boundary_pairs(
-    out: np.ndarray, shape: tuple[int, int], tiles: list[Tile], connectivity: int
-) -> np.ndarray:
-    """Label pairs that touch across tile boundaries (whole boundary lines, corners included)."""
-    ys = sorted({t.y0 for t in tiles if t.y0 > 0})
-    xs = sorted({t.x0 for t in tiles if t.x0 > 0})
-    pairs = [np.zeros((0, 2), dtype=np.int64)]
-    for x in xs:
-        pairs.append(touching_pairs(np.asarray(out[:, x - 1]), np.asarray(out[:, x]), connectivity))
-    for y in ys:
-        pairs.append(touching_pairs(np.asarray(out[y - 1, :]), np.asarray(out[y, :]), connectivity))
-    return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
-
-
-def label_tiled(
-    read_mask: ReadWindow,
-    tiles: list[Tile],
-    shape: tuple[int, int],
-    out: np.ndarray,
-    *,
-    connectivity: int = 2,
-) -> int:
-    """Connected components of a mask read tile by tile, written to ``out``; returns the count.
-
-    The result equals ``skimage.measure.label(mask, connectivity=connectivity)`` up to a
-    one-to-one renaming of labels (ids are 1..n, numbered by first tile of appearance).
-    """
-    offset = 0
-    for t in tiles:  # 1. label each tile, offset ids to be globally unique
-        lab = measure.label(read_mask(t), connectivity=connectivity).astype(np.int64)
-        n = int(lab.max())
-        lab[lab > 0] += offset
-        out[t.core] = lab
-        offset += n
-    if offset == 0:
-        return 0
-    pairs = _boundary_pairs(out, shape, tiles, connectivity)  # 2. face adjacency
-    relabel, n_final = merge_ids(pairs, offset)
-    for t in tiles:  # 4. relabel
-        out[t.core] = relabel[np.asarray(out[t.core])]
-    return n_final
 
 
 def merge_ids(pairs: np.ndarray, n: int) -> tuple[np.ndarray, int]:
@@ -310,9 +209,3 @@ def stitch(
         for k in range(len(by_index))
     ]
     return Stitched(luts, areas, m)
-
-
-def iter_windows(image: np.ndarray, tiles: list[Tile]) -> Iterator[np.ndarray]:
-    """Haloed windows of an in-memory image (tests and small images)."""
-    for t in tiles:
-        yield image[t.window]

@@ -134,13 +134,24 @@ def segment_tile(ctx: JobContext, shard: Shard, index: int, info: dict[str, Any]
             raise ValueError(f"label {counts.size - 1} outside the {ctx.n_classes} classes")
         store.write_tile(ctx.store, ctx.store_id, bucket, t.core, core.astype(dtype))
         return TileOutcome(index, 0, counts, seconds=time.perf_counter() - start)
+    outcome, local = region_outcome(index, t, lab)
+    store.write_tile(ctx.store, ctx.store_id, bucket, t.core, local.astype(dtype), scratch=True)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def region_outcome(index: int, t: Tile, lab: np.ndarray) -> tuple[TileOutcome, np.ndarray]:
+    """(outcome, local ids of the core) of a haloed window's region labels ``lab``.
+
+    Local ids are 1..n in order of the window's ids; the outcome carries their areas and the
+    core's edges with the halo line beyond each, which :func:`~.grid.stitch` joins.
+    """
+    core = lab[t.core_in_window]
     ids = np.unique(core)
     ids = ids[ids > 0]
     local = np.where(core > 0, np.searchsorted(ids, core) + 1, 0).astype(np.uint32)
     counts = np.bincount(local.ravel(), minlength=len(ids) + 1)
-    lines = _lines(t, lab, local, ids)
-    store.write_tile(ctx.store, ctx.store_id, bucket, t.core, local.astype(dtype), scratch=True)
-    return TileOutcome(index, len(ids), counts, lines, seconds=time.perf_counter() - start)
+    return TileOutcome(index, len(ids), counts, _lines(t, lab, local, ids)), local
 
 
 def relabel_tile(ctx: JobContext, shard: Shard, index: int, lut: np.ndarray) -> float:
@@ -172,7 +183,7 @@ def semantic_tile(ctx: JobContext, shard: Shard, index: int) -> TileOutcome:
     acc: np.ndarray | None = None
     wsum = np.zeros((th, tw), dtype=np.float32)
     starts = [(sy, sx) for sy in ys for sx in xs]
-    step = max(1, int(getattr(runner, "batch_size", 1)))
+    step = max(1, int(runner.batch_size))
     for b in range(0, len(starts), step):
         batch = starts[b : b + step]
         crops = [region[sy - ry0 : sy - ry0 + wy, sx - rx0 : sx - rx0 + wx] for sy, sx in batch]

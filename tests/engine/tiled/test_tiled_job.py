@@ -1,8 +1,8 @@
 """Huge images in the same job, tile by tile, compared with whole-image segmentation.
 
-The test image (1100 x 1500) is small enough to segment whole, so every tiled result is
-checked against the method run on the whole image: class maps exactly, connected components
-up to a one-to-one renaming, superpixels/watersheds for seams.
+The test image (700 x 1100, tests/helpers/images.py) is small enough to segment whole, so
+every tiled result is checked against the method run on the whole image: class maps exactly,
+connected components up to a one-to-one renaming, superpixels/watersheds for seams.
 """
 
 from __future__ import annotations
@@ -15,28 +15,19 @@ import pytest
 import tifffile
 import zarr
 from PIL import Image
-from scipy import ndimage as ndi
 
 import batchseg
+from batchseg.cluster.profiles import AddressProfile
 from batchseg.engine.stats import region_stats
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
+from tests.helpers.images import TILED_H, TILED_THRESHOLD, TILED_TILE, TILED_W
+from tests.helpers.images import blobs as _blobs
 
 pytestmark = pytest.mark.integration
 
-H, W, TILE = 1100, 1500, 256
-THRESHOLD = 1_000_000
-
-
-def _blobs(seed: int, colour: bool) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    grey = ndi.gaussian_filter(rng.random((H, W)), 9)
-    grey = (grey - grey.min()) / (grey.max() - grey.min())
-    grey = (grey * 230 + rng.normal(0, 6, (H, W))).clip(0, 255).astype(np.uint8)
-    if not colour:
-        return grey
-    return np.stack([grey, np.roll(grey, 40, axis=1), 255 - grey], axis=-1)
+H, W, TILE, THRESHOLD = TILED_H, TILED_W, TILED_TILE, TILED_THRESHOLD
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def _spec(folder, tmp_path: Path, address: str, method: str, **kw) -> JobSpec:
         input=str(folder),
         method=method,
         output=str(tmp_path / "out.zarr"),
-        scheduler=address,
+        profile=AddressProfile(address),
         tile_threshold=THRESHOLD,
         tile_size=TILE,
         **kw,
@@ -144,7 +135,7 @@ def _cuts(labels: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize(
     ("method", "params"),
     [
-        ("skimage.slic", {"n_segments": 600, "compactness": 10}),
+        ("skimage.slic", {"n_segments": 280, "compactness": 10}),  # superpixels of ~2750 px
         ("skimage.felzenszwalb", {"scale": 200, "min_size": 80}),
         ("skimage.watershed", {"min_distance": 7}),
     ],
@@ -290,7 +281,7 @@ def test_dry_run_and_cli_list_tiled_images(images, tmp_path):
     )
     assert out.exit_code == 0, out.output
     plan = json.loads(out.output)
-    assert plan["tiled_images"] == [{"shape": [H, W], "tiles": 30}] * 2
+    assert plan["tiled_images"] == [{"shape": [H, W], "tiles": -(-H // TILE) * -(-W // TILE)}] * 2
     bad = CliRunner().invoke(
         app,
         ["run", str(images["folder"]), "--method", "skimage.otsu", "--output", "x.zarr",
@@ -353,9 +344,9 @@ def test_several_tiled_images_at_once_give_the_same_store(
 
 def test_tiling_settings_are_part_of_the_job_identity(images, tmp_path, cluster_address):
     from batchseg.errors import StoreError
-    from batchseg.job.run import _tiling
+    from batchseg.job.fingerprint import tiling_identity
 
-    assert _tiling(JobSpec(input="i", method="skimage.otsu", output="o")) is None  # defaults
+    assert tiling_identity(JobSpec(input="i", method="skimage.otsu", output="o")) is None
     spec = _spec(images["folder"], tmp_path, cluster_address, "skimage.otsu")
     assert run_job(spec).exit_code == 0
     assert run_job(spec).processed == 0  # same job: resumed, nothing left to do

@@ -9,19 +9,20 @@ import tifffile
 pytest.importorskip("torchvision")
 
 import batchseg  # noqa: E402
+from batchseg.cluster.profiles import AddressProfile  # noqa: E402
 from batchseg.job.run import run_job  # noqa: E402
 from batchseg.job.spec import JobSpec  # noqa: E402
 from batchseg.methods import get_method  # noqa: E402
-from tests.helpers.torch_models import synth, train_lraspp  # noqa: E402
+from tests.helpers.torch_models import synth  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.torch]
 METHOD = "torchvision.lraspp_mobilenet_v3_large"
 
 
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory):
+def scene(tmp_path_factory, lraspp_checkpoint):
     folder = tmp_path_factory.mktemp("sem")
-    _, weights = train_lraspp(folder / "lraspp3.pth")
+    _, weights = lraspp_checkpoint
     imgs, _ = synth(np.random.default_rng(5), 256)
     rows = [np.concatenate(list(imgs[r * 16 : (r + 1) * 16]), axis=1) for r in range(16)]
     mosaic = np.concatenate(rows, axis=0)  # 1024 x 1280
@@ -37,7 +38,7 @@ def _run(scene, tmp_path, address, tile: int) -> batchseg.StoreView:
         method=METHOD,
         output=str(tmp_path / f"t{tile}.zarr"),
         params={"weights": weights, "device": "cpu", "batch_size": 4},
-        scheduler=address,
+        profile=AddressProfile(address),
         tile_threshold=1_000_000,
         tile_size=tile,
     )

@@ -1,0 +1,180 @@
+"""Reading a store: ``status``, ``query`` and ``stats`` (``mask``/``export`` in cli.export)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, app, guard
+from batchseg.cli.text import echo, failure_lines, plural, printable
+from batchseg.errors import UsageError
+
+
+@app.command()
+def status(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="List every failed image (default: grouped by error)."),
+    ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="First check that every done image has its data (see `batchseg verify`).",
+        ),
+    ] = False,
+) -> None:
+    """Done / failed / pending counts and the failed images with their errors.
+
+    Exits 3 when some images failed, are pending or damaged (as ``run`` does), else 0."""
+    code = guard(lambda: _status(store_path, as_json, show_all=show_all, verify=verify))
+    raise typer.Exit(code)
+
+
+def _status(path: str, as_json: bool, *, show_all: bool = False, verify: bool = False) -> int:
+    import batchseg
+
+    code = EXIT_OK
+    if verify:
+        from batchseg.cli.verify import verify_store
+
+        code = verify_store(path, quiet=as_json, show_all=show_all)
+    report = batchseg.open(path).status()
+    unfinished = int(report["failed"]) + int(report["pending"]) + int(report.get("damaged") or 0)
+    if unfinished and code == EXIT_OK:
+        code = EXIT_FAILED_IMAGES
+    if as_json:  # every failure, not grouped: JSON is for programs
+        typer.echo(json.dumps(report, indent=2))
+        return code
+    damaged = int(report.get("damaged") or 0)
+    echo(
+        f"{path}: {report['images']} images: {report['done']} done, "
+        f"{report['failed']} failed, {report['pending']} pending"
+        + (f", {damaged} damaged" if damaged else "")
+    )
+    pairs = [(f["image_id"], f["error"]) for f in report["failures"]]
+    broken = [
+        (str(i), "unknown status code; the next run segments it again")
+        for i in report.get("damaged_images") or []
+    ]
+    command = "batchseg status STORE"
+    for label, items in (("failed", pairs), ("damaged", broken)):
+        for line in failure_lines(items, label=label, show_all=show_all, command=command):
+            echo(line)
+    return code
+
+
+@app.command()
+def query(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    where: Annotated[
+        str | None,
+        typer.Option("--where", "-w", help="Boolean expression over the statistics columns."),
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", "-c", help="Comma-separated columns (globs allowed).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N rows.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+) -> None:
+    """Images whose statistics satisfy an expression, e.g. "fraction_road > 0.3"."""
+    guard(lambda: _query(store_path, where, columns, limit, fmt))
+
+
+def _query(path: str, where: str | None, columns: str | None, limit: int | None, fmt: str) -> None:
+    import pandas as pd
+
+    import batchseg
+    from batchseg import query as query_lang
+
+    if fmt not in ("table", "csv", "json"):
+        raise UsageError(f"--format must be table, csv or json, got {fmt!r}")
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be >= 0")
+    view = batchseg.open(path)
+    available = [c for c in view.columns() if c != "image_id"]
+    if columns:
+        cols = query_lang.parse_columns(columns, available)
+    else:
+        cols = ["status"] + [
+            c for c in available if c.startswith(("fraction_", "n_regions", "mean_conf"))
+        ]
+    cols = [c for c in cols if c != "image_id"]
+    rows = view.query(where or "height >= 0", columns=cols)
+    out = rows if limit is None else rows.head(limit)
+    total = view.attrs.get("n_images", len(rows))
+    if fmt == "json":
+        typer.echo(out.to_json(orient="records", indent=2))  # escapes control characters
+    elif fmt == "csv":
+        safe = out.rename(columns=printable)
+        for c in safe.columns:
+            if not pd.api.types.is_numeric_dtype(safe[c]):
+                safe[c] = safe[c].map(lambda v: printable(v) if isinstance(v, str) else v)
+        typer.echo(safe.to_csv(index=False), nl=False)
+    else:
+        _print_table(out, caption=f"{len(out)} of {len(rows)} matching images ({total} in store)")
+
+
+def _print_table(out: Any, caption: str) -> None:
+    """A rich table; cells are plain text (no markup, control characters escaped)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(caption=Text(caption))
+    for c in out.columns:
+        t.add_column(Text(printable(c)), overflow="fold")
+    for record in out.itertuples(index=False):
+        t.add_row(*[Text(f"{v:.4g}" if isinstance(v, float) else printable(v)) for v in record])
+    Console().print(t)
+
+
+@app.command()
+def stats(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Dataset summary: images, pixels per class or regions per image, failures, throughput."""
+    guard(lambda: _stats(store_path, as_json))
+
+
+def _stats(path: str, as_json: bool) -> None:
+    import batchseg
+
+    s = batchseg.open(path).summary()
+    if as_json:
+        typer.echo(json.dumps(s, indent=2))
+        return
+    echo(f"{path}: method {s['method']} {s['params']}")
+    echo(
+        f"images {s['images']} ({s['done']} done, {s['failed']} failed, {s['pending']} pending), "
+        f"{plural(int(s['shapes']), 'shape')}, {s['pixels']} pixels"
+    )
+    if "classes" in s:
+        for name, c in s["classes"].items():
+            echo(
+                f"  {name:>20}: {c['fraction']:7.2%} of pixels, in {c['images_with_class']} images"
+            )
+        if s.get("mean_confidence") is not None:
+            echo(f"  mean confidence {s['mean_confidence']:.3f}")
+    else:
+        r = s["regions"]
+        echo(f"  regions: {r['total']} in all")
+        if r["per_image"]:
+            d = r["per_image"]
+            echo(
+                f"  regions per image: min {d['min']:.0f}, median {d['median']:.0f}, "
+                f"mean {d['mean']:.1f}, max {d['max']:.0f}"
+            )
+    if s["seconds_per_image"]:
+        echo(f"  seconds per image (median): {s['seconds_per_image']['median']:.4f}")
+    if s.get("runs"):
+        last = s["runs"][-1]
+        echo(
+            f"  last run: {last['processed']} images in {last['seconds']:.1f} s "
+            f"({last['images_per_second']:.2f} images/s)"
+        )

@@ -1,0 +1,294 @@
+"""``batchseg run``: segment a collection (or print its plan with ``--dry-run``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from batchseg.cli.core import EXIT_OK, app, guard
+from batchseg.cli.progress import EtaEstimator
+from batchseg.cli.text import echo, plural
+
+if TYPE_CHECKING:
+    from batchseg.job.dryrun import PlanReport
+
+log = logging.getLogger("batchseg")
+
+
+# Options of `batchseg run` (module level, so that the command reads as a list).
+SourceOption = Annotated[
+    str, typer.Argument(help="Image folder, glob, manifest (.txt/.csv) or job spec (.toml).")
+]
+MethodOption = Annotated[
+    str | None, typer.Option("--method", "-m", help="Method id, see `batchseg methods`.")
+]
+OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Zarr store to write.")]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable)."),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(help="Worker processes of the embedded cluster (default: one per core)."),
+]
+ThreadsPerWorkerOption = Annotated[
+    int | None, typer.Option(help="Threads per worker process (default 1).")
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Attach to an existing Dask scheduler (tcp://host:8786); implies --cluster address."
+    ),
+]
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        metavar="PROFILE",
+        help="Cluster profile: local (default), address, slurm, pbs or kubernetes; "
+        "settings in the job spec's [cluster] table.",
+    ),
+]
+ShardSizeOption = Annotated[
+    int | None,
+    typer.Option(help="Images per task (default: about 8 tasks per worker thread, at most 128)."),
+]
+OverwriteOption = Annotated[
+    bool | None,
+    typer.Option("--overwrite", help="Replace an existing store instead of resuming it."),
+]
+RetryFailedOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--retry-failed/--no-retry-failed",
+        help="On resume, try failed images again (default yes).",
+    ),
+]
+MaxPixelsOption = Annotated[
+    int | None, typer.Option(help="Refuse images with more pixels (decompression-bomb guard).")
+]
+FollowLinksOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--follow-links",
+        help="Follow folder symlinks that lead out of the input folder (default: skip them).",
+    ),
+]
+IoThreadsOption = Annotated[int | None, typer.Option(help="Decoding threads per task.")]
+TileThresholdOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Segment images with more pixels tile by tile (default 67108864 = 8192^2; 0 = never)."
+    ),
+]
+TileSizeOption = Annotated[
+    int | None,
+    typer.Option(help="Tile side for those images (multiple of 256; default 2048)."),
+]
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(help="Semantic: torchvision weights name (DEFAULT, ...) or state_dict file."),
+]
+ModelOption = Annotated[str | None, typer.Option(help="Semantic: TorchScript model file.")]
+ClassesOption = Annotated[
+    str | None, typer.Option(help="Semantic: file with one class name per line.")
+]
+BatchSizeOption = Annotated[int | None, typer.Option(help="Semantic: images per forward pass.")]
+PrecisionOption = Annotated[str | None, typer.Option(help="Semantic: fp32, fp16 or bf16.")]
+DeviceOption = Annotated[str | None, typer.Option(help="Semantic: auto, cpu or cuda.")]
+ResizeOption = Annotated[
+    str | None, typer.Option(help="Semantic: run the model at H,W (logits upsampled back).")
+]
+GpusOption = Annotated[
+    int | None, typer.Option(help="Embedded cluster: one worker process per GPU.")
+]
+TlsCaFileOption = Annotated[
+    str | None,
+    typer.Option(help="TLS: CA certificate (PEM) that signs the cluster's certificates."),
+]
+TlsCertOption = Annotated[
+    str | None, typer.Option(help="TLS: this client's certificate (PEM); with --tls-key.")
+]
+TlsKeyOption = Annotated[str | None, typer.Option(help="TLS: private key (PEM) of --tls-cert.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print the plan (no pixel work) and exit.")
+]
+AsJsonOption = Annotated[bool, typer.Option("--json", help="With --dry-run: JSON output.")]
+
+
+@app.command()
+def run(
+    source: SourceOption,
+    method: MethodOption = None,
+    output: OutputOption = None,
+    param: ParamOption = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    shard_size: ShardSizeOption = None,
+    overwrite: OverwriteOption = None,
+    retry_failed: RetryFailedOption = None,
+    max_pixels: MaxPixelsOption = None,
+    follow_links: FollowLinksOption = None,
+    io_threads: IoThreadsOption = None,
+    tile_threshold: TileThresholdOption = None,
+    tile_size: TileSizeOption = None,
+    weights: WeightsOption = None,
+    model: ModelOption = None,
+    classes: ClassesOption = None,
+    batch_size: BatchSizeOption = None,
+    precision: PrecisionOption = None,
+    device: DeviceOption = None,
+    resize: ResizeOption = None,
+    gpus: GpusOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    dry_run: DryRunOption = False,
+    as_json: AsJsonOption = False,
+) -> None:
+    """Segment a collection into a Zarr store (resumes an existing store by default)."""
+    options = dict(locals())
+    source, dry_run, as_json = options.pop("source"), options.pop("dry_run"), options.pop("as_json")
+    code = guard(lambda: _run(source, _flags(options), dry_run=dry_run, as_json=as_json))
+    raise typer.Exit(code)
+
+
+#: ``run`` options that are parameters of the semantic methods.
+_SEMANTIC = ("weights", "model", "classes", "batch_size", "precision", "device", "resize")
+
+
+def _flags(options: dict[str, Any]) -> dict[str, Any]:
+    """The job-spec overrides given by ``run``'s options (None: not given)."""
+    semantic = {k: options.pop(k) for k in _SEMANTIC}
+    given = {k: v for k, v in semantic.items() if v is not None}
+    options["params"] = {**given, **dict(_params(options.pop("param")))} or None
+    return options
+
+
+def _params(items: list[str] | None) -> Iterator[tuple[str, str]]:
+    from batchseg.job.spec import parse_param
+
+    for item in items or []:
+        yield parse_param(item)
+
+
+def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) -> int:
+    from batchseg.job.dryrun import plan_job
+    from batchseg.job.run import run_job
+    from batchseg.job.spec import build_spec, load_spec
+
+    if source.lower().endswith(".toml"):
+        spec = load_spec(source, flags)
+    else:
+        spec = build_spec({"input": source}, flags)
+    if dry_run:
+        report = plan_job(spec)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))  # JSON escapes control characters
+        else:
+            _print_plan(report)
+        return EXIT_OK
+    with _progress() as on_progress:
+        result = run_job(spec, on_progress=on_progress)
+    counts = (
+        f"{result.done} done, {result.failed} failed, {result.pending} pending "
+        f"of {plural(result.images, 'image')}"
+    )
+    if result.nothing_to_do:
+        echo(f"{result.store}: nothing to do: {counts}")
+    else:
+        echo(
+            f"{result.store}: {counts}; {result.processed} processed in {result.seconds:.1f} s "
+            f"({result.images_per_second:.1f} images/s)"
+        )
+    if result.failed:
+        echo(f"see failures: batchseg status {result.store}", err=True)
+    return result.exit_code
+
+
+def _print_plan(r: PlanReport) -> None:
+    echo(f"plan for {r['output']}: {r['method']} {r['params']}")
+    echo(
+        f"  {plural(r['images'], 'image')} ({plural(r['headers_read'], 'header')} read, "
+        f"{r['unreadable_headers']} unreadable) in {plural(r['buckets'], 'shape bucket')}"
+    )
+    for b in r["largest_buckets"]:
+        echo(f"    {b['shape'][0]}x{b['shape'][1]}: {plural(b['images'], 'image')}")
+    echo(
+        f"  {plural(r['tasks'], 'task')} of <= {plural(r['shard_size'], 'image')} "
+        f"({plural(r['table_rows'], 'table row')})"
+    )
+    echo(
+        f"  labels {r['label_bytes_uncompressed'] / 1e9:.3f} GB uncompressed "
+        f"(compressed typically 15-60x smaller, see README), statistics "
+        f"{r['stats_bytes_uncompressed'] / 1e6:.1f} MB"
+    )
+    if r["existing_store"]:
+        e = r["existing_store"]
+        what = "resumable" if e["same_job"] else "ANOTHER job: refused without --overwrite"
+        echo(
+            f"  existing store ({what}): {e['done']} done, {e['failed']} failed, "
+            f"{e['pending']} pending"
+        )
+    echo(f"  planned in {r['plan_seconds']:.2f} s")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int, int], None]]:
+    """A rich progress bar on a terminal, periodic log lines otherwise; the ETA is shown once
+    a few shards have finished (see :class:`~batchseg.cli.progress.EtaEstimator`)."""
+    eta = EtaEstimator()
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(
+            TextColumn("segmenting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]:.1f} img/s"),
+            TextColumn("{task.fields[eta]}"),
+            transient=False,
+        ) as bar:
+            task = bar.add_task("run", total=None, failed=0, rate=0.0, eta="")
+
+            def update(done: int, failed: int, total: int) -> None:
+                eta.update(done + failed, total)
+                bar.update(
+                    task,
+                    completed=done + failed,
+                    total=total,
+                    failed=failed,
+                    rate=eta.rate(),
+                    eta=eta.text(),
+                )
+
+            yield update
+        return
+    last = [0.0]
+
+    def log_line(done: int, failed: int, total: int) -> None:
+        eta.update(done + failed, total)
+        now = time.perf_counter()
+        if now - last[0] < 10 and done + failed < total:
+            return
+        last[0] = now
+        log.info(
+            "progress: %d/%d done, %d failed, %.1f images/s, %s",
+            done + failed,
+            total,
+            failed,
+            eta.rate(),
+            eta.text(),
+        )
+
+    yield log_line

@@ -1,0 +1,69 @@
+"""``batchseg verify``: check that every done image has its data; mark the damaged ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, app, guard
+from batchseg.cli.text import echo, failure_lines
+
+
+@app.command()
+def verify(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    mark: Annotated[
+        bool,
+        typer.Option(
+            "--mark/--no-mark",
+            help="Set damaged images back to pending, so the next run segments them again.",
+        ),
+    ] = True,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="List every damaged image (default: grouped by reason).")
+    ] = False,
+) -> None:
+    """Check that every done image has intact data; exit 3 if any is damaged (see --mark)."""
+    code = guard(lambda: verify_store(store_path, mark=mark, show_all=show_all))
+    raise typer.Exit(code)
+
+
+def verify_store(
+    path: str, *, mark: bool = True, show_all: bool = False, quiet: bool = False
+) -> int:
+    """Verify ``path``, print one line per damaged image (grouped when many); the exit code
+    (0 clean, 3 damage found). ``quiet`` prints nothing (``status --verify --json``)."""
+    from batchseg.store.verify import verify as verify_data
+
+    if mark:  # marking writes the store: not while a launcher runs on it
+        from batchseg import store
+        from batchseg.store.lock import store_lock
+
+        store.open_group(path, mode="r")  # "no store at ..." before any lock file is made
+
+        with store_lock(path):
+            report = verify_data(path, mark=True)
+    else:
+        report = verify_data(path, mark=False)
+    damaged = [(str(image_id), str(reason)) for image_id, reason in report.damaged]
+    if quiet:
+        return EXIT_FAILED_IMAGES if damaged else EXIT_OK
+    if report.table_stale:
+        echo(
+            f"{path}: the consolidated table did not match the catalogue (rebuilt by the next run)"
+        )
+    if not damaged:
+        echo(f"{path}: {report.checked} done images checked, no damage found")
+        return EXIT_OK
+    marked = (
+        f"; {report.marked} set back to pending, rerun the job to segment them again"
+        if report.marked
+        else ""
+    )
+    echo(f"{path}: {report.checked} done images checked, {len(damaged)} damaged{marked}")
+    for line in failure_lines(
+        damaged, label="damaged", show_all=show_all, command="batchseg verify STORE"
+    ):
+        echo(line)
+    return EXIT_FAILED_IMAGES

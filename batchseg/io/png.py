@@ -1,0 +1,98 @@
+"""PNG completeness check: does the compressed image data hold every row?
+
+Pillow decodes a well-formed PNG whose zlib stream ends early (a complete stream that
+holds only half the rows, with valid CRCs and an IEND) without any error and leaves
+the missing rows black. :func:`png_incomplete` inflates the IDAT chunks once more,
+counting bytes without keeping them, and says when fewer bytes than the header
+promises are there.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import IO
+
+__all__ = ["png_expected_bytes", "png_incomplete"]
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+# Adam7 passes: (x start, y start, x step, y step)
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_PIECE = 1 << 20  # bytes read / inflated per step: memory stays bounded
+
+
+def _row_bytes(width: int, bits_per_pixel: int) -> int:
+    """Bytes of one filtered scanline (filter byte included); 0 for an empty pass."""
+    return 1 + (width * bits_per_pixel + 7) // 8 if width > 0 else 0
+
+
+def png_expected_bytes(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    """Size of the inflated image data that a PNG header promises."""
+    bits = depth * _CHANNELS.get(colour, 1)
+    if not interlace:
+        return height * _row_bytes(width, bits)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        pw = (width - x0 + dx - 1) // dx if width > x0 else 0
+        ph = (height - y0 + dy - 1) // dy if height > y0 else 0
+        if pw and ph:
+            total += ph * _row_bytes(pw, bits)
+    return total
+
+
+def png_incomplete(fh: IO[bytes]) -> str | None:
+    """None when the PNG in ``fh`` holds all its image data, else a one-line reason.
+
+    Reads ``fh`` from the start; never holds more than about a MiB of inflated data.
+    """
+    fh.seek(0)
+    if fh.read(8) != _SIGNATURE:
+        return None  # not a PNG: nothing to say
+    head = fh.read(8 + 13)
+    if len(head) < 21 or head[4:8] != b"IHDR":
+        return "truncated PNG file (no IHDR chunk)"
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", head[8:21])
+    expected = png_expected_bytes(width, height, depth, colour, interlace)
+    fh.seek(4, 1)  # IHDR CRC
+    inflater = zlib.decompressobj()
+    count = 0
+    seen_idat = False
+    try:
+        while count < expected and not inflater.eof:
+            header = fh.read(8)
+            if len(header) < 8:
+                break
+            length, ctype = struct.unpack(">I4s", header)
+            if ctype != b"IDAT":
+                if seen_idat or ctype == b"IEND":
+                    break  # image data is contiguous: it ended here
+                fh.seek(length + 4, 1)
+                continue
+            seen_idat = True
+            left = length
+            while left and count < expected and not inflater.eof:
+                piece = fh.read(min(left, _PIECE))
+                if not piece:
+                    break
+                left -= len(piece)
+                count += len(inflater.decompress(piece, _PIECE))
+                while inflater.unconsumed_tail and count < expected:
+                    count += len(inflater.decompress(inflater.unconsumed_tail, _PIECE))
+            fh.seek(left + 4, 1)  # rest of the chunk (when complete early) + CRC
+    except zlib.error as exc:
+        return f"corrupt PNG image data ({exc})"
+    if count >= expected:
+        return None
+    if not interlace and expected:
+        rows = count // (expected // height)
+        return f"truncated PNG file (image data holds {rows} of {height} rows)"
+    return f"truncated PNG file (image data holds {count} of {expected} bytes)"

@@ -1,0 +1,177 @@
+"""``run --dry-run``: the plan of a job without pixel work (no cluster, no store written)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypedDict
+
+from batchseg import store
+from batchseg.engine.stats import stats_columns
+from batchseg.io.sources import ImageRef, discover
+from batchseg.job.fingerprint import fingerprint, tiling_identity
+from batchseg.job.plan import UNREADABLE, Plan, auto_shard_size, plan_shards
+from batchseg.job.prepare import canonical_output, check_overwrite, check_tiling
+from batchseg.job.spec import JobSpec
+from batchseg.methods import get_method
+from batchseg.methods.base import Method
+
+
+class BucketCount(TypedDict):
+    shape: list[int]
+    images: int
+
+
+class TiledImage(TypedDict):
+    shape: list[int]
+    tiles: int
+
+
+class ExistingStore(TypedDict):
+    """What a dry run finds at the output: the same job (resumable) or another one."""
+
+    same_job: bool
+    done: int
+    failed: int
+    pending: int
+
+
+class PlanReport(TypedDict):
+    """The plan of a job without pixel work (``run --dry-run``; ``--json`` prints it as is)."""
+
+    input: str
+    output: str
+    method: str
+    params: dict[str, Any]
+    images: int
+    unreadable_headers: int
+    headers_read: int
+    buckets: int
+    largest_buckets: list[BucketCount]
+    shard_size: int
+    tasks: int
+    tiled_images: list[TiledImage]
+    table_rows: int
+    label_bytes_uncompressed: int
+    stats_bytes_uncompressed: int
+    existing_store: ExistingStore | None
+    plan_seconds: float
+
+
+def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
+    """The plan of ``spec`` without pixel work (``--dry-run``): buckets, shards, tasks, sizes.
+
+    Headers are read by threads in this process (no cluster); sizes given by a manifest's
+    width/height columns are not read at all. With ``--overwrite``, an output that may not be
+    replaced is refused here already.
+    """
+    started = time.perf_counter()
+    spec = canonical_output(spec)
+    check_overwrite(spec)
+    method = get_method(spec.method)
+    params = method.resolve_params(spec.params)
+    method.validate(params)
+    refs = discover(spec.input, follow_links=spec.follow_links)
+    fp = fingerprint(refs, method, params, tiling_identity(spec))
+    todo = [r for r in refs if r.height is None or r.width is None]
+    shapes = _header_shapes(spec, refs, todo, header_threads)
+    size = spec.shard_size or auto_shard_size(len(refs), _slots(spec))
+    threshold = spec.tile_threshold or None
+    plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
+    check_tiling(plan, method, params)
+    classes = method.classes(params) if method.family != "semantic" else None
+    n_cols = len(stats_columns(method.kind, classes, confidence=method.has_confidence))
+    per_bucket: dict[int, int] = {}
+    for shard in plan.shards:
+        per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
+    return {
+        "input": spec.input,
+        "output": spec.output,
+        "method": method.id,
+        "params": params,
+        "images": plan.n_images,
+        "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
+        "headers_read": len(todo),
+        "buckets": len(plan.buckets),
+        "largest_buckets": [
+            {"shape": [plan.buckets[i].height, plan.buckets[i].width], "images": n}
+            for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
+        ],
+        "shard_size": plan.shard_size,
+        "tasks": len(plan.shards),
+        "tiled_images": [
+            {"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in plan.buckets if b.tile
+        ],
+        "table_rows": plan.n_rows,
+        "label_bytes_uncompressed": _label_bytes(plan, per_bucket, method, params),
+        "stats_bytes_uncompressed": plan.n_rows * n_cols * 8,
+        "existing_store": _existing_summary(spec, fp),
+        "plan_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _header_shapes(
+    spec: JobSpec, refs: list[ImageRef], todo: list[ImageRef], threads: int
+) -> list[tuple[int, ...]]:
+    """Every image's shape: the manifest's, else its header read by ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threshold = spec.tile_threshold or None
+
+    def header(ref: ImageRef) -> tuple[int, ...]:
+        from batchseg.engine.graph import header_of
+
+        found = header_of(ref.uri, spec.max_pixels, threshold)
+        return UNREADABLE if isinstance(found, str) else found
+
+    with ThreadPoolExecutor(threads) as pool:
+        read = dict(zip((r.image_id for r in todo), pool.map(header, todo), strict=True))
+    return [
+        (r.height, r.width) if r.height is not None and r.width is not None else read[r.image_id]
+        for r in refs
+    ]
+
+
+def _slots(spec: JobSpec) -> int:
+    """Worker threads the spec's cluster will have (for the automatic shard size)."""
+    from batchseg.cluster.connect import default_workers
+    from batchseg.cluster.profiles import JobqueueProfile, KubernetesProfile, LocalProfile
+
+    profile = spec.profile
+    if isinstance(profile, JobqueueProfile):
+        return int(profile.max_threads)
+    if isinstance(profile, KubernetesProfile):
+        return int(profile.n_workers)
+    if isinstance(profile, LocalProfile):
+        return (profile.workers or default_workers()) * (profile.threads_per_worker or 1)
+    return default_workers()
+
+
+def _label_bytes(
+    plan: Plan, per_bucket: dict[int, int], method: Method, params: dict[str, Any]
+) -> int:
+    label_bytes = 0
+    for b in plan.buckets:
+        n = per_bucket.get(b.index, 0)
+        itemsize = method.label_dtype(params, b.height, b.width).itemsize
+        label_bytes += n * b.height * b.width * itemsize * (2 if method.has_confidence else 1)
+    return label_bytes
+
+
+def _existing_summary(spec: JobSpec, fp: str) -> ExistingStore | None:
+    if not store.exists(spec.output) or spec.overwrite:
+        return None
+    root = store.open_group(spec.output, mode="r")
+    status = store.shard_status(root)
+    return {
+        "same_job": store.attributes(root).get("fingerprint") == fp,
+        "done": int((status == store.DONE).sum()),
+        "failed": int((status == store.FAILED).sum()),
+        "pending": int((status == store.PENDING).sum()),
+    }
+
+
+def _n_tiles(bucket: Any) -> int:
+    from batchseg.engine.tiled.grid import grid_shape
+
+    rows, cols = grid_shape((bucket.height, bucket.width), bucket.tile)
+    return rows * cols

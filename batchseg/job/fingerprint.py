@@ -1,0 +1,109 @@
+"""A job's identity: inputs, method, parameters and tiling (resume refuses another job's store)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+from batchseg.io.sources import ImageRef
+from batchseg.job.spec import JobSpec
+from batchseg.methods.base import Method
+from batchseg.words import plural
+
+
+def file_identity(value: Any) -> Any:
+    """A parameter naming a file (checkpoint, model, classes) is identified by its content."""
+    if isinstance(value, str) and value and os.path.isfile(value):
+        digest = hashlib.sha256()
+        with open(value, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return {"file": value, "sha256": digest.hexdigest()}
+    return value
+
+
+def fingerprint(
+    refs: list[ImageRef],
+    method: Method,
+    params: dict[str, Any],
+    tiling: tuple[int, int] | None = None,
+) -> str:
+    """Identity of a job's inputs, method, parameters and tiling (resume refuses another)."""
+    h = hashlib.sha256()
+    identity = {k: file_identity(v) for k, v in params.items() if k not in method.runtime_params}
+    job: dict[str, Any] = {"method": method.id, "params": identity}
+    if tiling is not None:
+        job["tiling"] = list(tiling)
+    h.update(json.dumps(job, sort_keys=True, default=str).encode())
+    for ref in refs:
+        h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(ref.uri.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def tiling_identity(spec: JobSpec) -> tuple[int, int] | None:
+    """Tiling settings for the fingerprint; None for the defaults, so stores written before
+    tiling existed (whose plans hold no tiled images) still resume."""
+    from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
+
+    settings = (spec.tile_threshold, spec.tile_size)
+    return None if settings == (DEFAULT_TILE_THRESHOLD, DEFAULT_TILE_SIZE) else settings
+
+
+def _shown(value: Any) -> str:
+    """A parameter value as a refusal quotes it (short)."""
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_difference(
+    attrs: dict[str, Any],
+    stored_images: list[tuple[str, str]],
+    refs: list[ImageRef],
+    method: Method,
+    params: dict[str, Any],
+    tiling: tuple[int, int] | None,
+) -> str:
+    """What differs between a stored job (its attributes and ``(image_id, uri)`` rows) and a new
+    one, in a few words: the method, each changed parameter (old -> new), images added, removed
+    or moved, the tiling. The fingerprint alone cannot say it."""
+    parts: list[str] = []
+    stored_method = attrs.get("method") or {}
+    old_id = stored_method.get("id")
+    if old_id != method.id:
+        parts.append(f"method {old_id} -> {method.id}")
+    else:
+        old_params = stored_method.get("params") or {}
+        skip = set(method.runtime_params)
+        for key in sorted((set(old_params) | set(params)) - skip):
+            old, new = old_params.get(key), params.get(key)
+            same = json.dumps(old, sort_keys=True, default=str) == json.dumps(
+                new, sort_keys=True, default=str
+            )
+            if not same:
+                parts.append(f"{key} {_shown(old)} -> {_shown(new)}")
+            elif isinstance(new, str) and os.path.isfile(new):
+                parts.append(f"{key} {new!r} may have new content")
+    old_ids = {i: u for i, u in stored_images}
+    new_ids = {r.image_id: r.uri for r in refs}
+    added = sum(1 for i in new_ids if i not in old_ids)
+    removed = sum(1 for i in old_ids if i not in new_ids)
+    moved = sum(1 for i, u in new_ids.items() if i in old_ids and old_ids[i] != u)
+    for n, what in ((added, "added"), (removed, "removed"), (moved, "at another path")):
+        if n:
+            parts.append(f"{plural(n, 'image')} {what}")
+    job = attrs.get("job") or {}
+    from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
+
+    old_tiling = (job.get("tile_threshold"), job.get("tile_size"))
+    new_tiling = (
+        tuple(tiling) if tiling is not None else (DEFAULT_TILE_THRESHOLD, DEFAULT_TILE_SIZE)
+    )
+    if None not in old_tiling and new_tiling != old_tiling:
+        parts.append(
+            f"tile threshold, size {old_tiling[0]}, {old_tiling[1]} -> "
+            f"{new_tiling[0]}, {new_tiling[1]}"
+        )
+    return "; ".join(parts) if parts else "different inputs, method, parameters or tiling"

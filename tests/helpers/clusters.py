@@ -1,0 +1,75 @@
+"""Real Dask clusters for tests: separate scheduler/worker processes, and waiting on them."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on loopback now (all bound at once, then released)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    return free_ports(1)[0]
+
+
+@contextmanager
+def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback."""
+    from distributed import Client
+
+    dask_bin = str(Path(sys.executable).with_name("dask"))
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    procs = [subprocess.Popen([*scheduler, "--dashboard-address", ":0"], **quiet)]
+    worker = [dask_bin, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
+    procs += [subprocess.Popen(worker, **quiet) for _ in range(n_workers)]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with Client(address, timeout="5s") as c:
+                    if len(c.scheduler_info()["workers"]) == n_workers:
+                        break
+            except OSError:
+                gc.collect()  # see batchseg.cluster.connect.connect: collect the failed Client now
+            assert time.monotonic() < deadline, "dask processes did not start"
+            time.sleep(0.2)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def wait_idle(address: str, timeout: float = 60) -> None:
+    """Until the scheduler holds no task: shards orphaned by a killed launcher have ended."""
+    from distributed import Client
+
+    with Client(address, timeout="10s") as c:
+        deadline = time.monotonic() + timeout
+        while c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+            assert time.monotonic() < deadline, "tasks still running on the cluster"
+            time.sleep(0.05)

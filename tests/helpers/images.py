@@ -1,0 +1,57 @@
+"""Seeded synthetic test images and collections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_image(rng: np.random.Generator, height: int, width: int, colour: bool) -> np.ndarray:
+    """Bright discs on a dark noisy background (so thresholds and SLIC have structure)."""
+    yy, xx = np.mgrid[:height, :width]
+    image = rng.normal(40, 10, (height, width))
+    for _ in range(int(rng.integers(2, 6))):
+        cy, cx = rng.integers(0, height), rng.integers(0, width)
+        r = rng.integers(min(height, width) // 10 + 2, min(height, width) // 4 + 3)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.normal(200, 15)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    if colour:
+        tint = np.stack([image, np.roll(image, 3, axis=1), image // 2], axis=-1)
+        return tint.astype(np.uint8)
+    return image
+
+
+def write_collection(folder: Path, n: int = 24, seed: int = 0) -> list[Path]:
+    """``n`` PNG images of three shapes in two subfolders (colour/, grey/)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(48, 64), (64, 48), (40, 40)]
+    paths = []
+    for i in range(n):
+        h, w = shapes[i % len(shapes)]
+        sub = folder / ("grey" if i % 2 else "colour")
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"img_{i:03d}.png"
+        Image.fromarray(make_image(rng, h, w, colour=not i % 2)).save(path)
+        paths.append(path)
+    return paths
+
+
+# The tiled test scene: small enough to segment whole (the reference), large enough for
+# 3 x 5 tiles of 256, a 2-level label pyramid and a 4-level OME-Zarr export.
+TILED_H, TILED_W, TILED_TILE = 700, 1100, 256
+TILED_THRESHOLD = 500_000  # pixels: images above it take the tiled path
+
+
+def blobs(seed: int, colour: bool, height: int = TILED_H, width: int = TILED_W) -> np.ndarray:
+    """Smooth random blobs (grey, or RGB from shifted copies) of ``height`` x ``width``."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    grey = ndi.gaussian_filter(rng.random((height, width)), 9)
+    grey = (grey - grey.min()) / (grey.max() - grey.min())
+    grey = (grey * 230 + rng.normal(0, 6, (height, width))).clip(0, 255).astype(np.uint8)
+    if not colour:
+        return grey
+    return np.stack([grey, np.roll(grey, 40, axis=1), 255 - grey], axis=-1)
