@@ -22,9 +22,8 @@ Missing values (NaN / NA) never satisfy a comparison: ``x != 1`` and
 from __future__ import annotations
 
 import ast
-import difflib
-import fnmatch
 import operator
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from batchseg.errors import QueryError, one_line
+from batchseg.query_names import parse_columns, unknown_column
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expression", "filter_table", "parse", "parse_columns"]
 
@@ -41,8 +41,6 @@ MAX_LENGTH = 2000
 
 MAX_DEPTH = 100
 """Deepest accepted nesting of expression nodes."""
-
-_MAX_LISTED = 20  # column names shown in an "available: ..." message
 
 _BINOPS: dict[type[ast.operator], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Add: ("+", operator.add),
@@ -118,7 +116,7 @@ class Expression:
         known = set(available)
         for name in sorted(self.columns):
             if name not in known:
-                raise QueryError(_unknown_column(name, available))
+                raise QueryError(unknown_column(name, available))
 
     def evaluate(self, table: pd.DataFrame) -> pd.Series:
         """Boolean mask, aligned with ``table.index``, of the rows where the query holds."""
@@ -146,7 +144,7 @@ def parse(expr: str | Expression) -> Expression:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
-        raise QueryError(f"invalid query syntax{where}: {exc.msg}") from None
+        raise QueryError(f"invalid query syntax{where}: {exc.msg}{syntax_hint(text)}") from None
     except (RecursionError, MemoryError):
         raise QueryError(f"the query is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # e.g. null bytes
@@ -158,6 +156,27 @@ def parse(expr: str | Expression) -> Expression:
             f"query must be a boolean expression (a comparison such as x > 1), not a {kind}"
         )
     return Expression(text=text, tree=tree, columns=frozenset(checker.names))
+
+
+#: Mistakes people make in queries (from SQL, C or shells) and the fix, checked in order.
+_SYNTAX_HINTS: tuple[tuple[str, str], ...] = (
+    (r"&&", "write 'and' instead of '&&'"),
+    (r"\|\|", "write 'or' instead of '||'"),
+    (r"<>", "write '!=' instead of '<>'"),
+    (r"(?<![=<>!])=(?!=)", "compare with '==', not '='"),
+    (r"\bAND\b", "write 'and' (lower case) instead of 'AND'"),
+    (r"\bOR\b", "write 'or' (lower case) instead of 'OR'"),
+    (r"\bNOT\b", "write 'not' (lower case) instead of 'NOT'"),
+)
+
+
+def syntax_hint(text: str) -> str:
+    """``"; hint: ..."`` for a query with a common mistake outside quotes, else ``""``."""
+    bare = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)  # the mistake is not inside a string
+    for pattern, fix in _SYNTAX_HINTS:
+        if re.search(pattern, bare):
+            return f"; hint: {fix}"
+    return ""
 
 
 class _Checker:
@@ -448,50 +467,4 @@ def filter_table(table: pd.DataFrame, expr: str | Expression) -> pd.DataFrame:
     return table.loc[mask.to_numpy()]
 
 
-def parse_columns(spec: str | Sequence[str] | None, available: Sequence[str]) -> list[str]:
-    """Resolve a ``--columns`` value to column names, in the order asked for.
-
-    ``spec`` is ``None`` (all of ``available``), a comma-separated string or a list of
-    names; a name with ``*``, ``?`` or ``[`` is a glob pattern (``fraction_*``) expanded
-    in the order of ``available``. Duplicates are dropped; unknown names raise
-    :class:`QueryError`.
-    """
-    available = [str(a) for a in available]
-    if spec is None:
-        return list(available)
-    items: list[str] = []
-    for item in [spec] if isinstance(spec, str) else spec:
-        if not isinstance(item, str):
-            raise QueryError(f"column names must be strings, not {type(item).__name__}")
-        items.extend(item.split(","))
-    wanted = [item.strip() for item in items if item.strip()]
-    if not wanted:
-        raise QueryError("the column list is empty")
-    known = set(available)
-    chosen: dict[str, None] = {}
-    for item in wanted:
-        if any(ch in item for ch in "*?["):
-            matches = [name for name in available if fnmatch.fnmatchcase(name, item)]
-            if not matches:
-                raise QueryError(f"no column matches {item!r}; available: {_listing(available)}")
-            chosen.update(dict.fromkeys(matches))
-        elif item in known:
-            chosen[item] = None
-        else:
-            raise QueryError(_unknown_column(item, available))
-    return list(chosen)
-
-
 # ------------------------------------------------------------------------- helpers
-
-
-def _listing(names: Sequence[str]) -> str:
-    names = list(names)
-    more = f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
-    return ", ".join(names[:_MAX_LISTED]) + more if names else "(none)"
-
-
-def _unknown_column(name: str, available: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(available), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown column {name!r}{hint}; available: {_listing(available)}"

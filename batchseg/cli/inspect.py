@@ -76,35 +76,72 @@ def query(
         typer.Option("--where", "-w", help="Boolean expression over the statistics columns."),
     ] = None,
     columns: Annotated[
-        str | None, typer.Option("--columns", "-c", help="Comma-separated columns (globs allowed).")
+        str | None,
+        typer.Option(
+            "--columns",
+            "-c",
+            help="Comma-separated columns, globs allowed ('*': all; default: a few key ones).",
+        ),
+    ] = None,
+    image_ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="Only ids matching this glob, e.g. 'photos/*' (repeatable)."),
+    ] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", "-s", help="Sort by COL (ascending) or -COL (descending)."),
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N rows.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
 ) -> None:
     """Images whose statistics satisfy an expression, e.g. "fraction_road > 0.3"."""
-    guard(lambda: _query(store_path, where, columns, limit, fmt))
+    guard(
+        lambda: _query(
+            store_path, where, columns, ids=image_ids or [], sort=sort, limit=limit, fmt=fmt
+        )
+    )
 
 
-def _query(path: str, where: str | None, columns: str | None, limit: int | None, fmt: str) -> None:
+def _query(
+    path: str,
+    where: str | None,
+    columns: str | None,
+    *,
+    ids: list[str] | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    fmt: str = "table",
+) -> None:
     import pandas as pd
 
     import batchseg
     from batchseg import query as query_lang
+    from batchseg.cli import query_output as qo
 
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format must be table, csv or json, got {fmt!r}")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be >= 0")
+    patterns = qo.check_patterns(ids or [])
+    expr = query_lang.parse(where or "height >= 0")
     view = batchseg.open(path)
-    available = [c for c in view.columns() if c != "image_id"]
+    available = list(view.columns())
+    expr.check_columns(available)
+    order = qo.parse_sort(sort, available)
+    where_cols = [c for c in available if c in expr.columns] if where else []
+    keep = where_cols + ([order[0]] if order else [])
     if columns:
         cols = query_lang.parse_columns(columns, available)
     else:
-        cols = ["status"] + [
-            c for c in available if c.startswith(("fraction_", "n_regions", "mean_conf"))
-        ]
-    cols = [c for c in cols if c != "image_id"]
-    rows = view.query(where or "height >= 0", columns=cols)
+        cols = qo.default_columns(available, where_cols)
+    shown = [c for c in dict.fromkeys(cols if columns else [*cols, *keep]) if c != "image_id"]
+    rows = view.query(expr.text, columns=[*shown, *[c for c in keep if c not in shown]])
+    if patterns:
+        rows = rows[qo.id_matches([str(i) for i in rows["image_id"]], patterns)]
+    if order:
+        rows = rows.sort_values(order[0], ascending=order[1], kind="stable", na_position="last")
+    rows = qo.trim_fractions(rows, keep) if not columns else rows[["image_id", *shown]]
+    rows = qo.with_integers(rows.reset_index(drop=True))
     out = rows if limit is None else rows.head(limit)
     total = view.attrs.get("n_images", len(rows))
     if fmt == "json":
@@ -116,7 +153,9 @@ def _query(path: str, where: str | None, columns: str | None, limit: int | None,
                 safe[c] = safe[c].map(lambda v: printable(v) if isinstance(v, str) else v)
         typer.echo(safe.to_csv(index=False), nl=False)
     else:
-        _print_table(out, caption=f"{len(out)} of {len(rows)} matching images ({total} in store)")
+        more = "" if columns else "; all columns: --columns '*'"
+        caption = f"{len(out)} of {len(rows)} matching images ({total} in store){more}"
+        _print_table(out, caption=caption)
 
 
 def _print_table(out: Any, caption: str) -> None:
@@ -125,11 +164,19 @@ def _print_table(out: Any, caption: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from batchseg.cli.query_output import cell
+
     t = Table(caption=Text(caption))
     for c in out.columns:
-        t.add_column(Text(printable(c)), overflow="fold")
+        numeric = c not in ("image_id", "status", "error", "uri")
+        t.add_column(
+            Text(printable(c)),
+            overflow="fold",
+            no_wrap=c == "image_id",
+            justify="right" if numeric else "left",
+        )
     for record in out.itertuples(index=False):
-        t.add_row(*[Text(f"{v:.4g}" if isinstance(v, float) else printable(v)) for v in record])
+        t.add_row(*[Text(printable(cell(v))) for v in record])
     Console().print(t)
 
 

@@ -67,6 +67,17 @@ def unescape_name(text: str) -> str:
     return os.fsdecode(raw)
 
 
+def _open_error(uri: str, exc: OSError) -> str:
+    """The message for a failed open; a missing file whose escaped name exists is named so."""
+    if isinstance(exc, FileNotFoundError):
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        if "://" not in path:
+            original = unescape_name(path)
+            if original != path and os.path.lexists(original):
+                return "file name is not valid UTF-8 (recorded with \\x escapes); rename the file"
+    return os_error_message(exc)
+
+
 def _squash(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -100,7 +111,7 @@ def open_binary(uri: str) -> Iterator[IO[bytes]]:
             with fsspec.open(uri, "rb") as remote:
                 data = remote.read()
         except OSError as exc:
-            raise ImageError(os_error_message(exc)) from exc
+            raise ImageError(_open_error(uri, exc)) from exc
         except Exception as exc:  # unknown protocol, missing backend, bad URL...
             raise ImageError(f"cannot open URL ({describe(exc)})") from exc
         if not data:
@@ -115,15 +126,8 @@ def open_binary(uri: str) -> Iterator[IO[bytes]]:
         # O_NONBLOCK: opening a FIFO (or some devices) for reading would otherwise block
         # forever; it has no effect on regular files, and anything else is refused below.
         fh = open(uri, "rb", opener=_nonblocking_opener)  # noqa: SIM115 - closed below
-    except FileNotFoundError as exc:
-        original = unescape_name(uri)
-        if original != uri and os.path.lexists(original):
-            raise ImageError(
-                "file name is not valid UTF-8 (recorded with \\x escapes); rename the file"
-            ) from exc
-        raise ImageError(os_error_message(exc)) from exc
     except OSError as exc:
-        raise ImageError(os_error_message(exc)) from exc
+        raise ImageError(_open_error(uri, exc)) from exc
     try:
         mode = os.fstat(fh.fileno()).st_mode
     except OSError as exc:

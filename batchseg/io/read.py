@@ -13,7 +13,11 @@ one-line message; raw PIL / OS errors never escape.
 
 TIFF files (detected by magic bytes, not suffix) are read with ``tifffile``;
 everything else with Pillow, restricted to the formats in :data:`SUPPORTED_SUFFIXES`
-so that arbitrary bytes are never "recognised" by a weak-magic plugin.
+so that arbitrary bytes are never "recognised" by a weak-magic plugin. Incomplete data
+fails: Pillow's ``LOAD_TRUNCATED_IMAGES`` is kept off, and a PNG whose compressed data
+ends before its last row (which Pillow decodes silently, leaving black rows) is caught by
+:func:`batchseg.io.png.png_incomplete`. Zarr images (:func:`batchseg.io.formats.is_zarr`)
+are read through :class:`batchseg.io.chunked.ZarrSource`.
 """
 
 from __future__ import annotations

@@ -31,8 +31,11 @@ def get_method(method_id: str) -> Method:
     try:
         return _REGISTRY[method_id]
     except KeyError:
+        from batchseg.words import did_you_mean
+
         names = ", ".join(sorted(_REGISTRY))
-        raise UsageError(f"unknown method {method_id!r}; available: {names}") from None
+        hint = did_you_mean(method_id, _REGISTRY, stems=False)
+        raise UsageError(f"unknown method {method_id!r}{hint}; available: {names}") from None
 
 
 def all_methods() -> list[Method]:

@@ -170,7 +170,9 @@ def find_row(root: zarr.Group, image_id: str) -> int:
     ids = read_array(root, catalogue_node("image_id"), slice(None), dtype=object)
     hits = np.flatnonzero(ids == image_id)
     if hits.size == 0:
-        raise StoreError(f"image {image_id!r} is not in the store")
+        from batchseg.words import did_you_mean
+
+        raise StoreError(f"image {image_id!r} is not in the store{did_you_mean(image_id, ids)}")
     return int(hits[0])
 
 

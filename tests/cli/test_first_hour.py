@@ -172,3 +172,39 @@ def test_eta_waits_for_a_few_shards():
     now[0] = 200.0
     eta.update(1000, 1000)
     assert eta.seconds_left() == 0.0
+
+
+@pytest.mark.integration
+def test_query_defaults_sort_ids_and_integers(stores):
+    path = stores["clean"]
+    table = run_cli("query", path, "-w", "pixels_foreground > 0", "--sort", "-pixels_foreground")
+    assert table.exit_code == 0, table.output
+    head = "".join(table.stdout.splitlines()[:4])
+    assert "image_id" in head and "status" in head and "pixels_fore" in head
+    assert "error" not in head and "uri" not in head  # a few key columns, not all
+    rows = json.loads(
+        run_cli(
+            "query", path, "-w", "pixels_foreground > 0", "--sort", "-pixels_foreground",
+            "-f", "json", "-c", "image_id,pixels_*", "--id", "colour/*",
+        ).stdout
+    )  # fmt: skip
+    assert rows and all(r["image_id"].startswith("colour/") for r in rows)
+    values = [r["pixels_foreground"] for r in rows]
+    assert values == sorted(values, reverse=True)
+    assert all(isinstance(v, int) for v in values)  # not 264.0
+    csv = run_cli("query", path, "-f", "csv", "-c", "height,width").stdout
+    assert ".0," not in csv and ".0\n" not in csv
+    hint = run_cli("query", path, "-w", "status = 'done'")
+    assert hint.exit_code == 2 and "'=='" in hint.output
+
+
+@pytest.mark.integration
+def test_unknown_image_id_suggests_near_matches(stores, tmp_path):
+    path = stores["clean"]
+    image_id = str(batchseg.open(str(path)).table()["image_id"].iloc[0])  # e.g. colour/img_00.png
+    typed = image_id.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    for command, out in (("mask", tmp_path / "m.png"), ("export", tmp_path / "e.ome.zarr")):
+        result = run_cli(command, path, typed, "-o", out)
+        assert result.exit_code == 1
+        assert f"did you mean {image_id!r}" in result.stderr, result.output
+        assert len(result.stderr.splitlines()) == 1

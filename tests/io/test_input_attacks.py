@@ -222,3 +222,13 @@ def test_cli_follow_links_flag(tmp_path: Path) -> None:
     followed = run_cli(*args, "--follow-links")
     assert followed.exit_code == 0, followed.output
     assert json.loads(followed.stdout)["images"] == 2
+
+
+def test_non_utf8_name_under_a_file_url(tmp_path: Path) -> None:
+    folder = _bad_collection(tmp_path, good=1)
+    refs = sources.discover(f"file://{folder}")
+    bad = [r for r in refs if "\\xff" in r.image_id]
+    assert len(bad) == 1 and bad[0].uri.startswith("file://")
+    bad[0].uri.encode("utf-8")
+    with pytest.raises(ImageError, match="^file name is not valid UTF-8"):
+        readers.read_image(bad[0].uri)

@@ -74,7 +74,8 @@ def _assert_readers_right(out: Path) -> None:
     assert _truth(out) == want
     assert _counts(out) == want
     view = batchseg.open(str(out))
-    assert len(view.query("pixels_foreground >= 0")) == N_GOOD  # NaN stats of failed rows never match
+    # NaN statistics of failed rows never match
+    assert len(view.query("pixels_foreground >= 0")) == N_GOOD
     assert sorted(view.table()["status"].astype(str)) == sorted(
         ["done"] * N_GOOD + ["failed"] * N_BAD
     )

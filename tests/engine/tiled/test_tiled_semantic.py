@@ -23,9 +23,9 @@ METHOD = "torchvision.lraspp_mobilenet_v3_large"
 def scene(tmp_path_factory, lraspp_checkpoint):
     folder = tmp_path_factory.mktemp("sem")
     _, weights = lraspp_checkpoint
-    imgs, _ = synth(np.random.default_rng(5), 256)
-    rows = [np.concatenate(list(imgs[r * 16 : (r + 1) * 16]), axis=1) for r in range(16)]
-    mosaic = np.concatenate(rows, axis=0)  # 1024 x 1280
+    imgs, _ = synth(np.random.default_rng(5), 144)
+    rows = [np.concatenate(list(imgs[r * 12 : (r + 1) * 12]), axis=1) for r in range(12)]
+    mosaic = np.concatenate(rows, axis=0)  # 768 x 960: 2 x 3 windows of 512, 3 x 4 tiles of 256
     (folder / "in").mkdir()
     tifffile.imwrite(folder / "in" / "scene.tif", mosaic, tile=(128, 128), photometric="rgb")
     return folder, weights, mosaic
@@ -39,7 +39,7 @@ def _run(scene, tmp_path, address, tile: int) -> batchseg.StoreView:
         output=str(tmp_path / f"t{tile}.zarr"),
         params={"weights": weights, "device": "cpu", "batch_size": 4},
         profile=AddressProfile(address),
-        tile_threshold=1_000_000,
+        tile_threshold=500_000,
         tile_size=tile,
     )
     assert run_job(spec).exit_code == 0
