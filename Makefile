@@ -17,12 +17,28 @@ $(BIN)/batchseg: pyproject.toml
 install: $(BIN)/batchseg
 
 demo: install
-	$(BIN)/batchseg demo-data $(DEMO)/images --count 240
+	rm -rf $(DEMO)/images $(DEMO)/overlays
+	$(BIN)/batchseg demo-data $(DEMO)/images --count 36
 	$(BIN)/batchseg run jobs/demo.toml --overwrite
-	$(BIN)/batchseg status $(DEMO)/out.zarr
+	$(BIN)/batchseg run jobs/demo_regions.toml --overwrite
+	$(BIN)/batchseg status $(DEMO)/regions.zarr
 	$(BIN)/batchseg query $(DEMO)/out.zarr --where "fraction_foreground > 0.6" --columns fraction_foreground,height,width --limit 10
-	$(BIN)/batchseg mask $(DEMO)/out.zarr astronaut/astronaut_0000.jpg --output $(DEMO)/astronaut_overlay.png --overlay
-	$(BIN)/batchseg stats $(DEMO)/out.zarr
+	$(BIN)/batchseg query $(DEMO)/regions.zarr --where "width >= 800" --columns n_regions,area_mean,height,width
+	$(BIN)/batchseg stats $(DEMO)/regions.zarr
+	$(BIN)/batchseg mask $(DEMO)/out.zarr camera/camera_0002.png --output $(DEMO)/overlays/otsu_camera.png --overlay
+	$(BIN)/batchseg mask $(DEMO)/out.zarr coins/coins_0004.png --output $(DEMO)/overlays/otsu_coins.png --overlay
+	$(BIN)/batchseg mask $(DEMO)/regions.zarr astronaut/astronaut_0000.jpg --output $(DEMO)/overlays/slic_astronaut.png --overlay
+	$(BIN)/batchseg mask $(DEMO)/regions.zarr coffee/coffee_0001.png --output $(DEMO)/overlays/slic_coffee.png --overlay
+	@echo
+	@echo "Look at $(DEMO)/overlays/: Otsu foreground (otsu_*.png) and SLIC superpixels (slic_*.png) at full size."
+	@echo "Explore further (first: source $(BIN)/activate):"
+	@echo "  batchseg status $(DEMO)/out.zarr"
+	@echo "  batchseg query $(DEMO)/regions.zarr --where 'n_regions < 180' --columns n_regions,area_mean,height,width"
+	@echo "  batchseg mask $(DEMO)/regions.zarr retina/retina_0011.png -o $(DEMO)/overlays/slic_retina.png --overlay"
+	@echo "  batchseg stats $(DEMO)/out.zarr"
+	@echo "  batchseg export $(DEMO)/regions.zarr hubble/hubble_0005.png -o $(DEMO)/hubble.ome.zarr"
+	@echo "  batchseg methods    # then e.g. batchseg run $(DEMO)/images -m skimage.watershed -o $(DEMO)/ws.zarr"
+	@echo "Semantic methods (torchvision.*) are not in the demo: their weights are not bundled and download on first use."
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow and not gpu" --durations=25

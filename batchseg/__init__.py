@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
-from batchseg.api import StoreView, open
+if TYPE_CHECKING:
+    from batchseg.api import StoreView, open
+
+
+def __getattr__(name: str) -> Any:
+    """``open`` and ``StoreView`` on first use: importing the package (and so starting the
+    CLI) does not import zarr and pandas."""
+    if name in ("open", "StoreView"):
+        from batchseg import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'batchseg' has no attribute {name!r}")
+
 
 try:
     __version__ = metadata.version("batchseg")

@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click help: rich markup would eat "[cluster]" and cut long option names at 80
+    # columns; click wraps the help text and never truncates an option name
+    rich_markup_mode=None,
 )
 _state = {"verbose": False}
 T = TypeVar("T")

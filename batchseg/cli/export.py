@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from batchseg.cli.core import app, guard
-from batchseg.cli.text import echo
+from batchseg.cli.text import echo, plural
 from batchseg.errors import BatchsegError, UsageError
 
 
@@ -134,7 +134,7 @@ def _export(
     result = export_ome_zarr(path, image_id, output, levels=levels, overwrite=overwrite)
     shape = "x".join(str(s) for s in result["image_shapes"][0])
     echo(
-        f"wrote {output}: image {shape} in {result['levels']} levels, labels "
+        f"wrote {output}: image {shape} in {plural(int(result['levels']), 'level')}, labels "
         f"'segmentation' ({result['label_values_listed']} of {result['label_values_total']} "
         "label values listed)"
     )

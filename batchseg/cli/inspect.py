@@ -52,7 +52,7 @@ def _status(path: str, as_json: bool, *, show_all: bool = False, verify: bool = 
         return code
     damaged = int(report.get("damaged") or 0)
     echo(
-        f"{path}: {report['images']} images: {report['done']} done, "
+        f"{path}: {plural(int(report['images']), 'image')}: {report['done']} done, "
         f"{report['failed']} failed, {report['pending']} pending"
         + (f", {damaged} damaged" if damaged else "")
     )
@@ -73,28 +73,41 @@ def query(
     store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
     where: Annotated[
         str | None,
-        typer.Option("--where", "-w", help="Boolean expression over the statistics columns."),
+        typer.Option(
+            "--where", "-w", metavar="EXPR", help="Boolean expression over the statistics columns."
+        ),
     ] = None,
     columns: Annotated[
         str | None,
         typer.Option(
             "--columns",
             "-c",
+            metavar="COLS",
             help="Comma-separated columns, globs allowed ('*': all; default: a few key ones).",
         ),
     ] = None,
     image_ids: Annotated[
         list[str] | None,
-        typer.Option("--id", help="Only ids matching this glob, e.g. 'photos/*' (repeatable)."),
+        typer.Option(
+            "--id",
+            metavar="GLOB",
+            help="Only ids matching this glob, e.g. 'photos/*' (repeatable).",
+        ),
     ] = None,
     sort: Annotated[
         str | None,
-        typer.Option("--sort", "-s", help="Sort by COL (ascending) or -COL (descending)."),
+        typer.Option(
+            "--sort", "-s", metavar="[-]COL", help="Sort by COL (ascending) or -COL (descending)."
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most N rows.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json.")] = "table",
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", metavar="N", help="At most N rows.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv or json.")
+    ] = "table",
 ) -> None:
-    """Images whose statistics satisfy an expression, e.g. "fraction_road > 0.3"."""
+    """Images whose statistics satisfy an expression (such as "fraction_road > 0.3")."""
     guard(
         lambda: _query(
             store_path, where, columns, ids=image_ids or [], sort=sort, limit=limit, fmt=fmt
@@ -177,7 +190,13 @@ def _print_table(out: Any, caption: str) -> None:
         )
     for record in out.itertuples(index=False):
         t.add_row(*[Text(printable(cell(v))) for v in record])
-    Console().print(t)
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # the reader left: end as every command does
+            self.quiet = True
+            raise BrokenPipeError
+
+    _Console().print(t)
 
 
 @app.command()
@@ -204,7 +223,7 @@ def _stats(path: str, as_json: bool) -> None:
     if "classes" in s:
         for name, c in s["classes"].items():
             echo(
-                f"  {name:>20}: {c['fraction']:7.2%} of pixels, in {c['images_with_class']} images"
+                f"  {name:>20}: {c['fraction']:7.2%} of pixels, in {plural(int(c['images_with_class']), 'image')}"
             )
         if s.get("mean_confidence") is not None:
             echo(f"  mean confidence {s['mean_confidence']:.3f}")
@@ -222,6 +241,6 @@ def _stats(path: str, as_json: bool) -> None:
     if s.get("runs"):
         last = s["runs"][-1]
         echo(
-            f"  last run: {last['processed']} images in {last['seconds']:.1f} s "
+            f"  last run: {plural(int(last['processed']), 'image')} in {last['seconds']:.1f} s "
             f"({last['images_per_second']:.2f} images/s)"
         )

@@ -9,22 +9,29 @@ from typing import Annotated
 import typer
 
 from batchseg.cli.core import app, guard
-from batchseg.cli.text import echo
+from batchseg.cli.text import echo, plural
 
 
 @app.command()
 def methods(
+    method_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[METHOD]", help="Show only this method (e.g. skimage.slic)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List every method with its parameters, defaults and output kind."""
-    guard(lambda: _methods(as_json))
+    """List every method (or one) with its parameters, defaults and output kind."""
+    guard(lambda: _methods(method_id, as_json))
 
 
-def _methods(as_json: bool) -> None:
-    from batchseg.methods import all_methods
+def _methods(method_id: str | None, as_json: bool) -> None:
+    from batchseg.methods import all_methods, get_method
     from batchseg.methods.base import describe
 
-    info = describe(all_methods())
+    chosen = [get_method(method_id)] if method_id is not None else all_methods()
+    # the class names of pretrained weights need torch: only for JSON or one method
+    full = as_json or method_id is not None
+    info = [describe([m], classes=full or m.family != "semantic")[0] for m in chosen]
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
@@ -32,9 +39,10 @@ def _methods(as_json: bool) -> None:
         output = "class map" if m["kind"] == "classes" else "region labels"
         typer.echo(f"{m['id']}  [{m['family']}, {output}]  {m['description']}")
         if m["classes"]:
-            typer.echo(
-                f"    classes: {', '.join(m['classes'][:12])}{' ...' if len(m['classes']) > 12 else ''}"
-            )
+            more = " ..." if len(m["classes"]) > 12 else ""
+            typer.echo(f"    classes: {', '.join(m['classes'][:12])}{more}")
+        elif m["kind"] == "classes" and not full:
+            typer.echo(f"    classes: see `batchseg methods {m['id']}`")
         for p in m["params"]:
             choices = f" one of {p['choices']}" if p["choices"] else ""
             typer.echo(
@@ -45,10 +53,10 @@ def _methods(as_json: bool) -> None:
 @app.command("demo-data")
 def demo_data(
     folder: Annotated[Path, typer.Argument(help="Folder to fill with the sample collection.")],
-    count: Annotated[int, typer.Option(help="Number of images.")] = 240,
+    count: Annotated[int, typer.Option(help="Number of images.")] = 36,
 ) -> None:
     """Make an offline sample collection from scikit-image's bundled pictures."""
     from batchseg.demo import make_collection
 
     n = guard(lambda: make_collection(folder, count))
-    echo(f"wrote {n} images to {folder}")
+    echo(f"wrote {plural(n, 'image')} to {folder}")

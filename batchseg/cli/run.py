@@ -24,15 +24,32 @@ log = logging.getLogger("batchseg")
 
 # Options of `batchseg run` (module level, so that the command reads as a list).
 SourceOption = Annotated[
-    str, typer.Argument(help="Image folder, glob, manifest (.txt/.csv) or job spec (.toml).")
+    str,
+    typer.Argument(
+        metavar="INPUT", help="Image folder, glob, manifest (.txt/.csv) or job spec (.toml)."
+    ),
 ]
 MethodOption = Annotated[
-    str | None, typer.Option("--method", "-m", help="Method id, see `batchseg methods`.")
+    str | None,
+    typer.Option("--method", "-m", metavar="METHOD", help="Method id, see `batchseg methods`."),
 ]
-OutputOption = Annotated[str | None, typer.Option("--output", "-o", help="Zarr store to write.")]
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", metavar="STORE", help="Zarr store to write.")
+]
 ParamOption = Annotated[
     list[str] | None,
-    typer.Option("--param", "-p", help="Method parameter KEY=VALUE (repeatable)."),
+    typer.Option(
+        "--param", "-p", metavar="KEY=VALUE", help="Method parameter KEY=VALUE (repeatable)."
+    ),
+]
+PreOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pre",
+        metavar="FILTER[:K=V,...]",
+        help="Preprocessing before the method, in order (repeatable): gaussian, median, "
+        "rescale_intensity, clahe, unsharp_mask; e.g. --pre gaussian:sigma=2 --pre clahe.",
+    ),
 ]
 WorkersOption = Annotated[
     int | None,
@@ -129,6 +146,7 @@ def run(
     method: MethodOption = None,
     output: OutputOption = None,
     param: ParamOption = None,
+    pre: PreOption = None,
     workers: WorkersOption = None,
     threads_per_worker: ThreadsPerWorkerOption = None,
     scheduler: SchedulerOption = None,
@@ -171,6 +189,7 @@ def _flags(options: dict[str, Any]) -> dict[str, Any]:
     semantic = {k: options.pop(k) for k in _SEMANTIC}
     given = {k: v for k, v in semantic.items() if v is not None}
     options["params"] = {**given, **dict(_params(options.pop("param")))} or None
+    options["pre"] = options.get("pre") or None  # not given: the job spec's chain stays
     return options
 
 

@@ -117,7 +117,9 @@ def failure_lines(
         lines.append(f"    {', '.join(g.image_ids)}{more}")
     if len(groups) > MAX_GROUPS:
         rest = sum(g.count for g in groups[MAX_GROUPS:])
-        lines.append(f"  ... {len(groups) - MAX_GROUPS} more kinds of error ({rest} images)")
+        lines.append(
+            f"  ... {len(groups) - MAX_GROUPS} more kinds of error ({plural(rest, 'image')})"
+        )
     kinds = plural(len(groups), "group")
     lines.append(f"  ({len(failures)} {label} in {kinds}; `{command} --all` lists each)")
     return lines

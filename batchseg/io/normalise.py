@@ -17,7 +17,15 @@ from skimage.util import img_as_float, img_as_float32
 
 from batchseg.errors import ImageError
 
-__all__ = ["display_rgb", "is_colour", "model_rgb", "to_grey", "to_rgb", "unit_float"]
+__all__ = [
+    "display_rgb",
+    "is_colour",
+    "model_rgb",
+    "split_alpha",
+    "to_grey",
+    "to_rgb",
+    "unit_float",
+]
 
 _NATIVE = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.uint16))
 
@@ -47,6 +55,11 @@ def _split(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if image.ndim == 3 and image.shape[2] in (3, 4):
         return image[..., :3], True
     raise ImageError(f"unsupported image shape {image.shape}: want H x W or H x W x 1-4")
+
+
+def split_alpha(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(``image`` without alpha: H x W grey or H x W x 3 colour, whether it is colour)."""
+    return _split(image)
 
 
 def is_colour(image: np.ndarray) -> bool:

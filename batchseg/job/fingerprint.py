@@ -70,6 +70,7 @@ def describe_difference(
     one, in a few words: the method, each changed parameter (old -> new), images added, removed
     or moved, the tiling. The fingerprint alone cannot say it."""
     parts: list[str] = []
+    files: list[str] = []  # named only when nothing else differs
     stored_method = attrs.get("method") or {}
     old_id = stored_method.get("id")
     if old_id != method.id:
@@ -85,7 +86,7 @@ def describe_difference(
             if not same:
                 parts.append(f"{key} {_shown(old)} -> {_shown(new)}")
             elif isinstance(new, str) and os.path.isfile(new):
-                parts.append(f"{key} {new!r} may have new content")
+                files.append(f"the content of {key} {new!r} may have changed")
     old_ids = {i: u for i, u in stored_images}
     new_ids = {r.image_id: r.uri for r in refs}
     added = sum(1 for i in new_ids if i not in old_ids)
@@ -106,4 +107,5 @@ def describe_difference(
             f"tile threshold, size {old_tiling[0]}, {old_tiling[1]} -> "
             f"{new_tiling[0]}, {new_tiling[1]}"
         )
+    parts = parts or files
     return "; ".join(parts) if parts else "different inputs, method, parameters or tiling"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -137,12 +139,13 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             job.lock.check()
             result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
             return replace(result, nothing_to_do=True)
-    handle = cluster_mod.connect(
-        spec.profile,
-        tls_ca_file=spec.tls_ca_file,
-        tls_cert=spec.tls_cert,
-        tls_key=spec.tls_key,
-    )
+    with children_ignore_sigint():
+        handle = cluster_mod.connect(
+            spec.profile,
+            tls_ca_file=spec.tls_ca_file,
+            tls_cert=spec.tls_cert,
+            tls_key=spec.tls_key,
+        )
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
@@ -156,6 +159,23 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
         handle.close()
     job.lock.check()  # finalising writes the store's attributes
     return _finalise(spec, root, plan, processed, exec_seconds, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def children_ignore_sigint() -> Generator[None, None, None]:
+    """Ignore SIGINT while the embedded cluster starts its worker processes: they inherit
+    the ignored signal, so a terminal's Ctrl-C (sent to the whole process group) reaches only
+    the launcher, which closes the cluster and prints one line, instead of every worker
+    printing a KeyboardInterrupt traceback. A Ctrl-C during those seconds is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _todo(plan: Plan, status: Any, retry_failed: bool) -> list[Shard]:

@@ -158,6 +158,11 @@ def build_spec(
             merged["params"] = {**base, **value}
         else:
             merged[key] = value
+    if "pre" in merged:  # the preprocessing chain is kept (and recorded) with the parameters
+        pre, params = merged.pop("pre"), merged.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise UsageError(f"'params' in {source} must be a table")
+        merged["params"] = {**params, "pre": pre}
     unknown = sorted(set(merged) - set(SPEC_KEYS))
     if unknown:
         known = ", ".join(SPEC_KEYS)

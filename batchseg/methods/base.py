@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
@@ -10,6 +9,14 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 
 from batchseg.errors import UsageError
+from batchseg.methods import preprocess
+from batchseg.methods.params import Param
+
+__all__ = ["PRE", "KernelRunner", "Method", "Param", "Runner", "Segmentation", "TileSpec"]
+
+#: The parameter every method accepts: the preprocessing chain (batchseg.methods.preprocess),
+#: present in resolved parameters only when a chain is given.
+PRE = "pre"
 
 OutputKind = Literal["classes", "regions"]
 #: What a method is, for listings and orchestration (a closed set, checked on construction).
@@ -41,6 +48,32 @@ class Runner(Protocol):
         ...
 
 
+class PreRunner:
+    """A runner with the preprocessing chain applied to each image before ``inner``."""
+
+    def __init__(self, inner: Runner, chain: Sequence[str]) -> None:
+        self.inner = inner
+        self.chain = list(chain)
+        self.batch_size = inner.batch_size
+
+    def __getattr__(self, name: str) -> Any:  # e.g. the semantic runner's model
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def segment_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation | Exception]:
+        ready: list[np.ndarray] = []
+        out: list[Segmentation | Exception | None] = []
+        for image in images:
+            try:
+                ready.append(preprocess.apply_chain(image, self.chain))
+                out.append(None)
+            except Exception as exc:  # noqa: BLE001 - recorded per image
+                out.append(exc)
+        results = iter(self.inner.segment_batch(ready) if ready else [])
+        return [r if r is not None else next(results) for r in out]
+
+
 class KernelRunner:
     """Runner for plain per-image kernels: a loop, each image failing alone."""
 
@@ -57,53 +90,6 @@ class KernelRunner:
                 out.append(Segmentation(self.method.segment(image, self.params)))
             except Exception as exc:  # noqa: BLE001 - recorded per image
                 out.append(exc)
-        return out
-
-
-_BOOL_TRUE = {"1", "true", "yes", "on"}
-_BOOL_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One method parameter with its type, default and allowed values."""
-
-    name: str
-    type: type
-    default: Any
-    help: str = ""
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def parse(self, value: Any) -> Any:
-        """Convert ``value`` (often a string from the CLI) to this parameter's type."""
-        try:
-            if self.type is bool and isinstance(value, str):
-                low = value.strip().lower()
-                if low in _BOOL_TRUE:
-                    out: Any = True
-                elif low in _BOOL_FALSE:
-                    out = False
-                else:
-                    raise ValueError(value)
-            elif self.type is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            else:
-                out = self.type(value)
-        except (TypeError, ValueError, OverflowError):
-            raise UsageError(
-                f"parameter {self.name!r} expects {self.type.__name__}, got {value!r}"
-            ) from None
-        if self.type is float and not math.isfinite(out):
-            raise UsageError(f"parameter {self.name!r} must be a finite number; got {value!r}")
-        if self.choices is not None and out not in self.choices:
-            allowed = ", ".join(map(str, self.choices))
-            raise UsageError(f"parameter {self.name!r} must be one of {allowed}; got {out!r}")
-        if self.minimum is not None and out < self.minimum:
-            raise UsageError(f"parameter {self.name!r} must be >= {self.minimum}; got {out!r}")
-        if self.maximum is not None and out > self.maximum:
-            raise UsageError(f"parameter {self.name!r} must be <= {self.maximum}; got {out!r}")
         return out
 
 
@@ -175,13 +161,22 @@ class Method:
 
     def runner(self, params: Mapping[str, Any]) -> Runner:
         """A runner for ``params`` (semantic methods cache theirs per worker process)."""
-        if self.make_runner is not None:
+        chain = params.get(PRE)
+        if self.make_runner is None:
+            return KernelRunner(self, params)
+        if not chain:
             return self.make_runner(params)
-        return KernelRunner(self, params)
+        inner = self.make_runner({k: v for k, v in params.items() if k != PRE})
+        return PreRunner(inner, chain)
 
     def resolve_params(self, raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overlaid with ``raw``, type-converted; unknown names are errors."""
+        """Defaults overlaid with ``raw``, type-converted; unknown names are errors.
+
+        ``pre`` (a preprocessing chain) is accepted by every method and kept, canonical, only
+        when not empty; parameters marked ``omit_default`` are left out at their default.
+        """
         raw = dict(raw or {})
+        chain = preprocess.parse_chain(raw.pop(PRE)) if PRE in raw else []
         known = {p.name: p for p in self.params}
         unknown = sorted(set(raw) - set(known))
         if unknown:
@@ -189,11 +184,15 @@ class Method:
             raise UsageError(
                 f"method {self.id} has no parameter {unknown[0]!r} (parameters: {names})"
             )
-        params = {
-            name: p.parse(raw[name]) if name in raw else p.default for name, p in known.items()
-        }
+        params: dict[str, Any] = {}
+        for name, p in known.items():
+            value = p.parse(raw[name]) if name in raw else p.default
+            if not (p.omit_default and value == p.default):
+                params[name] = value
         if self.check is not None:
             self.check(params)
+        if chain:
+            params[PRE] = chain
         return params
 
     def validate(self, params: Mapping[str, Any]) -> None:
@@ -224,7 +223,11 @@ class Method:
         return smallest_uint(top)
 
     def segment(self, image: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
-        """Run the kernel on one image."""
+        """Run the kernel on one image (after the preprocessing chain, if any)."""
+        chain = params.get(PRE)
+        if chain:
+            image = preprocess.apply_chain(image, chain)
+            params = {k: v for k, v in params.items() if k != PRE}
         return self.kernel(image, **params)
 
 
@@ -246,8 +249,9 @@ def _default_classes(method: Method) -> list[str] | None:
         return None
 
 
-def describe(methods: Sequence[Method]) -> list[dict[str, Any]]:
-    """Plain-data description of methods for listings."""
+def describe(methods: Sequence[Method], *, classes: bool = True) -> list[dict[str, Any]]:
+    """Plain-data description of methods for listings (``classes=False``: class names None,
+    so that listing semantic methods does not import torch)."""
     out = []
     for m in methods:
         out.append(
@@ -266,7 +270,7 @@ def describe(methods: Sequence[Method]) -> list[dict[str, Any]]:
                     }
                     for p in m.params
                 ],
-                "classes": _default_classes(m),
+                "classes": _default_classes(m) if classes else None,
             }
         )
     return out

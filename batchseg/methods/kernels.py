@@ -130,14 +130,36 @@ def sobel_watershed(image: np.ndarray, markers: int, compactness: float) -> np.n
 
 
 def distance_watershed(
-    image: np.ndarray, threshold: str, min_distance: int, footprint: int
+    image: np.ndarray,
+    threshold: str,
+    min_distance: int,
+    footprint: int,
+    sigma: float = 0.0,
+    h: float = 0.0,
+    min_area: int = 0,
 ) -> np.ndarray:
-    return watershed_of_mask(foreground(to_grey(image), threshold), min_distance, footprint)
+    """Threshold (after Gaussian smoothing by ``sigma`` when > 0), distance-transform
+    watershed; markers from h-maxima of the distance when ``h`` > 0; regions under
+    ``min_area`` pixels removed and the rest relabelled 1..n."""
+    grey = to_grey(image)
+    if sigma > 0:
+        grey = filters.gaussian(grey, sigma=sigma)
+    labels = watershed_of_mask(foreground(grey, threshold), min_distance, footprint, h)
+    if min_area > 1:
+        labels = morphology.remove_small_objects(labels, max_size=min_area - 1)
+        labels = as_uint(segmentation.relabel_sequential(labels)[0])
+    return labels
 
 
-def watershed_of_mask(mask: np.ndarray, min_distance: int, footprint: int) -> np.ndarray:
+def watershed_of_mask(
+    mask: np.ndarray, min_distance: int, footprint: int, h: float = 0.0
+) -> np.ndarray:
     """Distance-transform watershed of a foreground mask (split touching objects)."""
     distance = ndi.distance_transform_edt(mask)
+    if h > 0:
+        # one marker per h-maximum: peaks less than h pixels above their surroundings merge
+        markers = measure.label(morphology.h_maxima(distance, h) & mask)
+        return as_uint(segmentation.watershed(-distance, markers, mask=mask))
     peaks = feature.peak_local_max(
         distance,
         min_distance=min_distance,

@@ -144,6 +144,42 @@ def cached_weights_file(member: Any) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(member.url))
 
 
+#: Seconds the launcher waits on the network when it fetches missing weights.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def ensure_cached_weights(builder: str, member: Any) -> str:
+    """The cached file of weights ``member``, downloaded now (once, in the launcher) if missing.
+
+    UsageError naming the expected file and how to fill it when it is absent and cannot be
+    downloaded (e.g. offline), so the job fails once before any task instead of per image.
+    """
+    import socket
+
+    import torch
+
+    cached = cached_weights_file(member)
+    if os.path.isfile(cached):
+        return cached
+    found = torch.hub.HASH_REGEX.search(os.path.basename(cached))
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        torch.hub.download_url_to_file(
+            member.url, cached, hash_prefix=found.group(1) if found else None, progress=False
+        )
+    except Exception as exc:  # noqa: BLE001 - offline, proxy, disk: one usage error
+        raise UsageError(
+            f"weights {member!r} for {builder} are not in the torch hub cache and could not be "
+            f"downloaded ({one_line(exc, 120)}); expected file: {cached} (download {member.url} "
+            "there on a machine with network, or set TORCH_HOME to a cache that has it)"
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return cached
+
+
 def _preprocess_from_transforms(member: Any) -> Preprocess:
     """Mean, std and resize of ``member.transforms()`` (torchvision's SemanticSegmentation)."""
     t = member.transforms()

@@ -40,6 +40,7 @@ _COMMON_PARAMS: tuple[Param, ...] = (
         "images per forward pass (0 = auto: 4 on CPU, where larger batches measured slower, "
         "16 on CUDA)",
         minimum=0,
+        maximum=4096,
     ),
     Param("precision", str, "fp32", "fp32, fp16 (CUDA only) or bf16 (autocast)", PRECISIONS),
     Param("device", str, "auto", "auto (CUDA when available), cpu or cuda", DEVICES),
@@ -51,7 +52,14 @@ _COMMON_PARAMS: tuple[Param, ...] = (
         "logits are upsampled back to the image size. Empty: the weights' own preprocessing",
     ),
     Param("channels_last", bool, True, "channels-last memory format (used on CUDA only)"),
-    Param("threads", int, 0, "torch CPU threads (0 = leave torch's setting)", minimum=0),
+    Param(
+        "threads",
+        int,
+        0,
+        "torch CPU threads (0 = leave torch's setting)",
+        minimum=0,
+        maximum=4096,
+    ),
     Param(
         "window",
         int,
@@ -227,8 +235,16 @@ def _prepare(method: Method, params: Mapping[str, Any]) -> None:
     """
     params = method.resolve_params(params)
     parse_resize(params["resize"])
+    _import_torch()
+    if params["device"] == "cuda":
+        _resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
+    if params["device"] == "cpu":
+        _check_precision(params["precision"], "cpu")
     ident = _model_identity(method, params)
     _class_names(method, params)
+    if ident[0] == "weights":  # a weights name: its file is cached (or downloaded) now
+        member = models.resolve_weights(method.extra["builder"], params["weights"])
+        models.ensure_cached_weights(method.extra["builder"], member)
     if ident[0] == "state_dict":
         key = (method.id, *ident)
         with _LOCK:

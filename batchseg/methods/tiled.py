@@ -229,7 +229,26 @@ LOCAL = TileSpec("none", "none", _local_halo, _seg_local)
 OBJECTS = TileSpec(
     "histogram", "touch", _no_halo, _seg_objects, threshold=_param, min_area=_min_area
 )
-WATERSHED = TileSpec("histogram", "overlap", _watershed_halo, _seg_watershed, threshold=_param)
+
+
+def _check_watershed(params: Params) -> None:
+    """sigma, h and min_area (whole-image smoothing, markers, sizes) have no tiled form yet."""
+    given = [k for k in ("sigma", "h", "min_area") if params.get(k)]
+    if given:
+        raise UsageError(
+            f"method skimage.watershed with {given[0]}={params[given[0]]} cannot segment images "
+            f"above --tile-threshold; raise --tile-threshold or leave {given[0]} at 0"
+        )
+
+
+WATERSHED = TileSpec(
+    "histogram",
+    "overlap",
+    _watershed_halo,
+    _seg_watershed,
+    threshold=_param,
+    check=_check_watershed,
+)
 SLIC = TileSpec("none", "overlap", _slic_halo, _seg_slic)
 FELZENSZWALB = TileSpec("none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb)
 SEMANTIC = TileSpec("none", "semantic", _no_halo, None, check=_check_window)
@@ -238,6 +257,11 @@ SEMANTIC = TileSpec("none", "semantic", _no_halo, None, check=_check_window)
 def spec_for(method: Method, params: Params) -> TileSpec:
     """The tiled form of ``method``; UsageError naming the reason when it has none."""
     spec = method.tiled
+    if params.get("pre"):
+        raise UsageError(
+            "a preprocessing chain ('pre') cannot segment images above --tile-threshold "
+            "(its filters would need context across tiles); raise --tile-threshold or drop 'pre'"
+        )
     if spec is None:
         raise UsageError(
             f"method {method.id} cannot segment images above --tile-threshold: "

@@ -140,6 +140,8 @@ def test_broken_pipe_ends_quietly(stores):
     for args in (
         ("status", stores["broken"], "--all"),
         ("query", stores["clean"], "--format", "csv"),
+        ("query", stores["clean"]),  # a rich table
+        ("stats", stores["clean"]),
         ("methods",),
         ("--help",),
     ):

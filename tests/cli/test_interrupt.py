@@ -1,0 +1,48 @@
+"""Issue 18 item 5: Ctrl-C during ``run`` prints one line and exits 130; the rerun resumes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import run_cli
+
+pytestmark = pytest.mark.integration
+
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|DEBUG) batchseg")
+
+
+def test_ctrl_c_prints_one_line_and_resumes(tmp_path: Path, cluster_address: str) -> None:
+    from batchseg.demo import make_collection
+
+    images, out = tmp_path / "images", tmp_path / "out.zarr"
+    make_collection(images, 60, max_side=96)  # thumbnails: the demo's own are full size
+    command = [sys.executable, "-m", "batchseg.cli", "run", str(images), "-m", "skimage.slic"]
+    command += ["-o", str(out), "--workers", "1", "--shard-size", "2"]
+    job = subprocess.Popen(
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    seen = ""
+    while "to process" not in seen:  # the cluster runs and tasks are submitted
+        line = job.stderr.readline()  # type: ignore[union-attr]
+        assert line, f"run ended early: {seen}"
+        seen += line
+    time.sleep(1.0)
+    os.killpg(job.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to the whole process group
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr
+    other = [line for line in stderr.splitlines() if not _LOG_LINE.match(line)]
+    assert other == ["error: interrupted; rerun the same command to resume"], stderr
+    assert "Traceback" not in stderr and stdout == ""
+    rerun = run_cli("run", images, "-m", "skimage.slic", "-o", out, "--shard-size", "2",
+                    "--scheduler", cluster_address)  # fmt: skip
+    assert rerun.exit_code == 0, rerun.output
+    processed = int(re.search(r"; (\d+) processed", rerun.stdout).group(1))  # type: ignore[union-attr]
+    assert 0 < processed < 60  # only what the interrupted run left
