@@ -6,6 +6,7 @@ import time
 from typing import Any, TypedDict
 
 from batchseg import store
+from batchseg.cluster.profiles import LocalProfile
 from batchseg.engine.stats import stats_columns
 from batchseg.io.sources import ImageRef, discover
 from batchseg.job.fingerprint import fingerprint, tiling_identity
@@ -69,7 +70,7 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
     check_overwrite(spec)
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
-    method.validate(params)
+    method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
     refs = discover(spec.input, follow_links=spec.follow_links)
     fp = fingerprint(refs, method, params, tiling_identity(spec))
     todo = [r for r in refs if r.height is None or r.width is None]

@@ -16,6 +16,7 @@ from typing import Any
 import zarr
 
 from batchseg import store
+from batchseg.cluster.profiles import LocalProfile
 from batchseg.engine.stats import stats_columns
 from batchseg.errors import StoreError, one_line
 from batchseg.io.sources import ImageRef, discover
@@ -66,7 +67,8 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
     check_overwrite(spec)
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
-    method.validate(params)  # e.g. a checkpoint that does not fit: exit 2, nothing created
+    # e.g. a checkpoint that does not fit: exit 2, nothing created
+    method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
     refs = discover(spec.input, follow_links=spec.follow_links)
     fp = fingerprint(refs, method, params, tiling_identity(spec))
     if not store.is_url(store.normalise(spec.output)):  # object stores have no folders

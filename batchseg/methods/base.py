@@ -143,7 +143,7 @@ class Method:
     check: Callable[[dict[str, Any]], None] | None = None
     #: launcher-side check run once before any store or cluster exists (may load files,
     #: e.g. a checkpoint that must fit the network); raises UsageError
-    prepare: Callable[[Mapping[str, Any]], None] | None = None
+    prepare: Callable[[Mapping[str, Any], bool], None] | None = None
     #: the tiled form for images above --tile-threshold; None: whole images only
     tiled: TileSpec | None = None
     #: why there is no tiled form (shown in the error)
@@ -195,14 +195,16 @@ class Method:
             params[PRE] = chain
         return params
 
-    def validate(self, params: Mapping[str, Any]) -> None:
+    def validate(self, params: Mapping[str, Any], *, local_workers: bool = True) -> None:
         """Check resolved ``params`` once in the launcher (e.g. load a checkpoint).
 
         Raises UsageError; run before any store or cluster exists, so a bad parameter is
         exit 2 with one line rather than every image failing inside the tasks.
+        ``local_workers`` says the workers run on this machine (the embedded cluster), so
+        facts of this machine (such as a CUDA device) are facts of the workers too.
         """
         if self.prepare is not None:
-            self.prepare(params)
+            self.prepare(params, local_workers)
 
     def classes(self, params: Mapping[str, Any]) -> list[str] | None:
         """Class names for class-map methods, None for region methods."""

@@ -81,10 +81,20 @@ def equalize_adapthist(
 
 
 def unsharp_mask(image: np.ndarray, colour: bool, radius: float, amount: float) -> np.ndarray:
-    """``skimage.filters.unsharp_mask`` (per channel for colour)."""
+    """``skimage.filters.unsharp_mask`` on each channel.
+
+    Colour is filtered channel by channel here: scikit-image 0.26's own ``channel_axis`` path
+    returned mostly the unfiltered input plus a few uninitialised values (differing run to run).
+    """
     from skimage import filters
 
-    return filters.unsharp_mask(image, radius=radius, amount=amount, channel_axis=_axis(colour))
+    if not colour:
+        return filters.unsharp_mask(image, radius=radius, amount=amount)
+    channels = [
+        filters.unsharp_mask(image[..., c], radius=radius, amount=amount)
+        for c in range(image.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)
 
 
 FILTERS: dict[str, Filter] = {

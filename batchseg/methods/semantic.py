@@ -226,7 +226,7 @@ def _class_names(method: Method, params: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def _prepare(method: Method, params: Mapping[str, Any]) -> None:
+def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = True) -> None:
     """Launcher check, once per job: the weights load into the network, classes fit.
 
     A state_dict is loaded into its network here (strictly: every key and shape), so a
@@ -236,8 +236,9 @@ def _prepare(method: Method, params: Mapping[str, Any]) -> None:
     params = method.resolve_params(params)
     parse_resize(params["resize"])
     _import_torch()
-    if params["device"] == "cuda":
+    if params["device"] == "cuda" and local_workers:
         _resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
+    # remote workers (a scheduler address, SLURM/PBS, Kubernetes) may have GPUs this machine lacks
     if params["device"] == "cpu":
         _check_precision(params["precision"], "cpu")
     ident = _model_identity(method, params)
@@ -338,7 +339,7 @@ def _build(method_id: str, description: str, params: tuple[Param, ...], **extra:
         has_confidence=True,
         runtime_params=frozenset({"batch_size", "device", "threads", "channels_last"}),
         extra=dict(extra),
-        prepare=lambda p: _prepare(holder["m"], p),
+        prepare=lambda p, local: _prepare(holder["m"], p, local),
         tiled=SEMANTIC,
         uses_gpu=True,
     )

@@ -190,3 +190,15 @@ def test_semantic_runner_applies_the_preprocessing_chain(tmp_path, monkeypatch, 
         [ref] = method.runner(plain).segment_batch([smooth])
         np.testing.assert_array_equal(seg.labels, ref.labels)
         np.testing.assert_array_equal(seg.confidence, ref.confidence)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_is_checked_here_only_for_workers_on_this_machine(tmp_path):
+    """Remote workers (an address, SLURM/PBS, Kubernetes) may have the GPU the launcher lacks."""
+    method = get_method("torchscript")
+    params = method.resolve_params({"model": "/nonexistent.pt", "device": "cuda"})
+    with pytest.raises(UsageError, match="no CUDA device"):
+        method.validate(params, local_workers=True)
+    with pytest.raises(UsageError) as remote:
+        method.validate(params, local_workers=False)
+    assert "CUDA" not in str(remote.value) and "nonexistent.pt" in str(remote.value)
