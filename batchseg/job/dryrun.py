@@ -8,12 +8,10 @@ from typing import Any, TypedDict
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
 from batchseg.engine.stats import stats_columns
-from batchseg.io.sources import ImageRef, discover
-from batchseg.job.fingerprint import fingerprint, tiling_identity
+from batchseg.io.sources import ImageRef
 from batchseg.job.plan import UNREADABLE, Plan, auto_shard_size, plan_shards
-from batchseg.job.prepare import canonical_output, check_overwrite, check_tiling
+from batchseg.job.prepare import check_tiling, prepare_job
 from batchseg.job.spec import JobSpec
-from batchseg.methods import get_method
 from batchseg.methods.base import Method
 
 
@@ -66,13 +64,8 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
     replaced is refused here already.
     """
     started = time.perf_counter()
-    spec = canonical_output(spec)
-    check_overwrite(spec)
-    method = get_method(spec.method)
-    params = method.resolve_params(spec.params)
-    method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
-    refs = discover(spec.input, follow_links=spec.follow_links)
-    fp = fingerprint(refs, method, params, tiling_identity(spec))
+    job = prepare_job(spec)
+    spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
     todo = [r for r in refs if r.height is None or r.width is None]
     shapes = _header_shapes(spec, refs, todo, header_threads)
     size = spec.shard_size or auto_shard_size(len(refs), _slots(spec))
@@ -135,7 +128,7 @@ def _header_shapes(
 def _slots(spec: JobSpec) -> int:
     """Worker threads the spec's cluster will have (for the automatic shard size)."""
     from batchseg.cluster.connect import default_workers
-    from batchseg.cluster.profiles import JobqueueProfile, KubernetesProfile, LocalProfile
+    from batchseg.cluster.profiles import JobqueueProfile, KubernetesProfile
 
     profile = spec.profile
     if isinstance(profile, JobqueueProfile):

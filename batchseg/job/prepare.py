@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from batchseg import store
+from batchseg.cluster.profiles import LocalProfile
+from batchseg.io.sources import ImageRef, discover
+from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.plan import Plan
 from batchseg.job.spec import JobSpec
+from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.store.replace import check_replaceable
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job checked before any work: its spec, method, resolved parameters, images, identity."""
+
+    spec: JobSpec
+    method: Method
+    params: dict[str, Any]
+    refs: list[ImageRef]
+    fingerprint: str
+
+
+def prepare_job(spec: JobSpec) -> PreparedJob:
+    """Everything that does not depend on an image, checked before any store or cluster exists.
+
+    The output path is made canonical and checked for ``--overwrite``; the method's parameters
+    are resolved and validated in the launcher (e.g. a checkpoint that does not fit is exit 2,
+    nothing created); the collection is discovered and the job's fingerprint computed.
+    """
+    spec = canonical_output(spec)
+    check_overwrite(spec)
+    method = get_method(spec.method)
+    params = method.resolve_params(spec.params)
+    method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
+    refs = discover(spec.input, follow_links=spec.follow_links)
+    return PreparedJob(
+        spec, method, params, refs, fingerprint(refs, method, params, tiling_identity(spec))
+    )
 
 
 def canonical_output(spec: JobSpec) -> JobSpec:

@@ -16,17 +16,15 @@ from typing import Any
 import zarr
 
 from batchseg import store
-from batchseg.cluster.profiles import LocalProfile
 from batchseg.engine.stats import stats_columns
 from batchseg.errors import StoreError, one_line
-from batchseg.io.sources import ImageRef, discover
+from batchseg.io.sources import ImageRef
 from batchseg.job.faults import fault
-from batchseg.job.fingerprint import describe_difference, fingerprint, tiling_identity
+from batchseg.job.fingerprint import describe_difference, tiling_identity
 from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
-from batchseg.job.prepare import canonical_output, check_overwrite, check_tiling
+from batchseg.job.prepare import check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
-from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
@@ -63,14 +61,8 @@ class JobResult:
 def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobResult:
     """Run ``spec``; an existing store with the same fingerprint is resumed."""
     started = time.perf_counter()
-    spec = canonical_output(spec)
-    check_overwrite(spec)
-    method = get_method(spec.method)
-    params = method.resolve_params(spec.params)
-    # e.g. a checkpoint that does not fit: exit 2, nothing created
-    method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
-    refs = discover(spec.input, follow_links=spec.follow_links)
-    fp = fingerprint(refs, method, params, tiling_identity(spec))
+    ready = prepare_job(spec)
+    spec = ready.spec
     if not store.is_url(store.normalise(spec.output)):  # object stores have no folders
         parent = os.path.dirname(os.path.abspath(store.normalise(spec.output)))
         try:
@@ -78,7 +70,7 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
         except OSError as exc:
             raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
     with store_lock(spec.output) as lock:
-        job = _Job(spec, method, params, refs, fp, lock)
+        job = _Job(spec, ready.method, ready.params, ready.refs, ready.fingerprint, lock)
         return _run_locked(job, started, on_progress)
 
 
