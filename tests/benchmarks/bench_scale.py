@@ -44,7 +44,7 @@ def measured(cmd: list[str]) -> tuple[float, float, str]:
 
 PLAN_AND_CREATE = """
 import sys, time
-from batchseg.job.run import fingerprint
+from batchseg.job.fingerprint import fingerprint
 from batchseg.methods import get_method
 from batchseg.io.sources import discover
 from batchseg.job.plan import plan_shards, auto_shard_size

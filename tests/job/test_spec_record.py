@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from batchseg.io.sources import ImageRef
-from batchseg.job.run import fingerprint
+from batchseg.job.fingerprint import fingerprint
 from batchseg.job.spec import build_spec, load_spec
 from batchseg.methods import get_method
 
