@@ -116,5 +116,5 @@ def make_collection(
         if max_side is not None:
             picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         picture.save(path, quality=92)
-    log.info("wrote %d images to %s", count, folder)
+    log.debug("wrote %d images to %s", count, folder)
     return count
