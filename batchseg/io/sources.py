@@ -270,18 +270,32 @@ def _from_manifest(manifest: Path) -> list[ImageRef]:
             lines = [line.strip() for line in fh]
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read manifest {manifest}: {exc}") from None
-    return [
-        ImageRef(line, _resolve(line, str(folder)))
-        for line in lines
-        if line and not line.startswith("#")
-    ]
+    return relative_manifest_ids(
+        [
+            ImageRef(line, _resolve(line, str(folder)))
+            for line in lines
+            if line and not line.startswith("#")
+        ]
+    )
+
+
+def relative_manifest_ids(refs: list[ImageRef]) -> list[ImageRef]:
+    """Ids a person can type: when every entry of a local manifest is an absolute path, the id is
+    the path relative to the entries' common folder (``/data/cam1/a.png`` and
+    ``/data/cam2/b.png`` give ``cam1/a.png`` and ``cam2/b.png``). Manifests with any relative
+    entry keep their entries as written (relative to the manifest's folder)."""
+    if not refs or not all(r.image_id.startswith("/") for r in refs):
+        return refs
+    common = os.path.commonpath([os.path.dirname(r.image_id) for r in refs])
+    cut = len(common.rstrip("/")) + 1
+    return [r._replace(image_id=r.image_id[cut:]) for r in refs]
 
 
 def _read_csv(manifest: Path, folder: Path) -> list[ImageRef]:
     """Stream a CSV manifest (constant extra memory; about 2 s per 10^6 rows)."""
     base = str(folder)
     with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        return _parse_csv(fh, str(manifest), base)
+        return relative_manifest_ids(_parse_csv(fh, str(manifest), base))
 
 
 def _parse_csv(fh: Iterable[str], manifest: str, base: str) -> list[ImageRef]:

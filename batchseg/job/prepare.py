@@ -41,9 +41,31 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     params = method.resolve_params(spec.params)
     method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
     refs = discover(spec.input, follow_links=spec.follow_links)
-    return PreparedJob(
-        spec, method, params, refs, fingerprint(refs, method, params, tiling_identity(spec))
-    )
+    fp = fingerprint(refs, method, params, tiling_identity(spec))
+    legacy = _legacy_manifest_refs(spec, refs, fp, method, params)
+    if legacy is not None:
+        refs, fp = legacy
+    return PreparedJob(spec, method, params, refs, fp)
+
+
+def _legacy_manifest_refs(
+    spec: JobSpec, refs: list[ImageRef], fp: str, method: Method, params: dict[str, Any]
+) -> tuple[list[ImageRef], str] | None:
+    """A store written before manifest ids became relative (ids were whole absolute paths)
+    resumes with its own ids: the images, method and parameters are the same job."""
+    if spec.overwrite or not any(r.image_id != r.uri and r.uri.startswith("/") for r in refs):
+        return None
+    try:
+        if not store.exists(spec.output):
+            return None
+        stored = store.attributes(store.open_group(spec.output, mode="r")).get("fingerprint")
+    except Exception:  # noqa: BLE001 - unreadable: the run itself reports it
+        return None
+    if stored in (None, fp):
+        return None
+    old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
+    old_fp = fingerprint(old, method, params, tiling_identity(spec))
+    return (old, old_fp) if old_fp == stored else None
 
 
 def canonical_output(spec: JobSpec) -> JobSpec:
