@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
-from batchseg.io.sources import ImageRef, discover
+from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover
 from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.plan import Plan
 from batchseg.job.spec import JobSpec
@@ -53,7 +54,11 @@ def _legacy_manifest_refs(
 ) -> tuple[list[ImageRef], str] | None:
     """A store written before manifest ids became relative (ids were whole absolute paths)
     resumes with its own ids: the images, method and parameters are the same job."""
-    if spec.overwrite or not any(r.image_id != r.uri and r.uri.startswith("/") for r in refs):
+    if spec.overwrite or "://" in spec.input:
+        return None
+    if Path(spec.input).suffix.lower() not in MANIFEST_SUFFIXES:  # only manifests' ids changed
+        return None
+    if not any(r.image_id != r.uri for r in refs):  # relative entries: ids as written
         return None
     try:
         if not store.exists(spec.output):

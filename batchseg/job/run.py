@@ -18,11 +18,10 @@ import zarr
 from batchseg import store
 from batchseg.engine.stats import stats_columns
 from batchseg.errors import StoreError, one_line
-from batchseg.io.sources import ImageRef
 from batchseg.job.faults import fault
 from batchseg.job.fingerprint import describe_difference, tiling_identity
 from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
-from batchseg.job.prepare import check_overwrite, check_tiling, prepare_job
+from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.methods.base import Method
@@ -77,7 +76,7 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
 def _existing_store(job: _Job) -> zarr.Group | None:
     """The store to resume, None when a new one is to be written; refuses another job's store,
     naming what differs."""
-    spec, fp = job.spec, job.fp
+    spec, fp = job.spec, job.fingerprint
     if spec.overwrite or not store.exists(spec.output):
         if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
             log.warning("replacing %s: its creation by this job was interrupted", spec.output)
@@ -108,14 +107,9 @@ def _existing_store(job: _Job) -> zarr.Group | None:
 
 
 @dataclass(frozen=True)
-class _Job:
-    """What a locked run works with."""
+class _Job(PreparedJob):
+    """What a locked run works with: the prepared job and the launcher's lock."""
 
-    spec: JobSpec
-    method: Method
-    params: dict[str, Any]
-    refs: list[ImageRef]
-    fp: str
     lock: LauncherLock
 
 
@@ -276,7 +270,7 @@ def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict
 
 def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Group]:
     """Read the headers on the cluster, plan, and create the store (all pending)."""
-    spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fp
+    spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
     t0 = time.perf_counter()
     threshold = spec.tile_threshold or None
     headers = graph.scan_headers(handle.client, refs, spec.max_pixels, threshold)
