@@ -171,6 +171,42 @@ class StoreView:
             table = table[["image_id", *[c for c in columns if c != "image_id"]]]
         return table.reset_index(drop=True)
 
+    def objects(
+        self,
+        where: str | None = None,
+        columns: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """One row per object per image (jobs that measured objects).
+
+        Parameters
+        ----------
+        where : str, optional
+            A safe boolean expression over the object columns (the grammar of
+            :meth:`query`), pushed down to the Parquet scan: the whole table is never loaded
+            to filter it.
+        columns : sequence of str, optional
+            Return only these columns (default: all).
+        limit : int, optional
+            Stop after this many matching rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``image_id``, ``label``, ``area``, ``centroid_row``, ``centroid_col``, ``bbox_*``
+            (max exclusive), ``eccentricity``, ``solidity``, ``orientation``, ``perimeter``,
+            ``equivalent_diameter``, ``major_axis_length``, ``minor_axis_length``,
+            ``mean_intensity`` and, for RGB images, ``mean_red``/``green``/``blue``.
+
+        Raises
+        ------
+        QueryError
+            An invalid expression or an unknown column.
+        StoreError
+            The store has no object tables (the job ran without ``--objects``).
+        """
+        return store.objects_frame(self.path, where, columns, limit)
+
     def mask(self, image_id: str, level: int = 0) -> np.ndarray:
         """The label map of one image.
 

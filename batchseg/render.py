@@ -36,6 +36,8 @@ __all__ = [
 
 BOUNDARY_COLOUR = (255, 255, 0)
 """Colour of region boundaries drawn by :func:`overlay` (yellow)."""
+HIGHLIGHT_COLOUR = (255, 0, 255)
+"""Outline of the object :func:`overlay` highlights (magenta)."""
 
 _KINDS = ("classes", "regions")
 _LUT_LIMIT = 1 << 20  # region ids up to this use a lookup table, larger ones np.unique
@@ -189,6 +191,7 @@ def overlay(
     kind: str = "classes",
     alpha: float = 0.5,
     boundary_colour: Sequence[int] = BOUNDARY_COLOUR,
+    highlight: int | None = None,
 ) -> np.ndarray:
     """Blend the colourised ``labels`` onto ``image``; ``H x W x 3`` uint8.
 
@@ -196,8 +199,9 @@ def overlay(
     scaled to uint8 by :func:`batchseg.io.normalise.display_rgb` (the rule every kernel uses:
     uint8/uint16 by their range, wider integers as 16-bit, floats as 0-1).
     Blending is ``(1 - alpha) * image + alpha * colour`` where label != 0; elsewhere
-    the image is unchanged. For ``kind="regions"`` region boundaries are drawn opaque in
-    ``boundary_colour``.
+    the image is unchanged. For ``kind="regions"`` region (object) outlines are drawn opaque
+    in ``boundary_colour``. ``highlight`` (regions only) picks one object by label: only it is
+    filled, outlined thick in :data:`HIGHLIGHT_COLOUR`; the others keep their thin outline.
     """
     labels = _check_labels(labels)
     _check_kind(kind)
@@ -214,6 +218,12 @@ def overlay(
     colour = colourise(labels, colours, kind)
     out = rgb.copy()
     mask = labels != 0
+    if highlight is not None:
+        if kind != "regions":
+            raise UsageError("only region label maps have objects to highlight")
+        mask = labels == highlight
+        if not mask.any():
+            raise UsageError(f"object {highlight} is not in this label map")
     if mask.any():
         blended = (1.0 - alpha) * rgb[mask].astype(np.float32) + alpha * colour[mask]
         out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -221,6 +231,9 @@ def overlay(
         from skimage.segmentation import find_boundaries
 
         out[find_boundaries(labels, mode="inner")] = edge
+        if highlight is not None:
+            ring = find_boundaries(labels == highlight, mode="thick")
+            out[ring] = np.asarray(_colour_table([HIGHLIGHT_COLOUR])[0])
     return out
 
 

@@ -10,6 +10,7 @@ from batchseg.cli import cluster as _cluster_commands  # noqa: F401 - `cluster s
 from batchseg.cli import export as _export_commands  # noqa: F401 - `mask`, `export`
 from batchseg.cli import inspect as _inspect_commands  # noqa: F401 - `status`, `query`, `stats`
 from batchseg.cli import misc as _misc_commands  # noqa: F401 - `methods`, `demo-data`
+from batchseg.cli import objects as _objects_commands  # noqa: F401 - `objects`
 from batchseg.cli import run as _run_commands  # noqa: F401 - registers `run`
 from batchseg.cli import verify as _verify_commands  # noqa: F401 - `verify`
 from batchseg.cli.core import (

@@ -9,7 +9,7 @@ import typer
 
 from batchseg.cli.core import app, guard
 from batchseg.cli.text import echo, plural
-from batchseg.errors import BatchsegError, UsageError
+from batchseg.errors import BatchsegError, StoreError, UsageError
 
 
 def check_png_output(output: Path) -> None:
@@ -51,10 +51,30 @@ def mask(
             help="--overlay: largest source image decoded whole (default 268435456; bomb guard).",
         ),
     ] = None,
+    object_label: Annotated[
+        int | None,
+        typer.Option(
+            "--object",
+            metavar="LABEL",
+            help="--overlay of region labels: fill and outline this object only "
+            "(label as listed by `batchseg objects`).",
+        ),
+    ] = None,
 ) -> None:
-    """Write an image's label map as a colour PNG, or as an overlay on the source image."""
+    """Write an image's label map as a colour PNG, or as an overlay on the source image
+    (region and object outlines drawn; --object highlights one object)."""
     guard(
-        lambda: _mask(store_path, image_id, output, overlay, alpha, confidence, level, max_pixels)
+        lambda: _mask(
+            store_path,
+            image_id,
+            output,
+            overlay,
+            alpha,
+            confidence,
+            level,
+            max_pixels,
+            object_label,
+        )  # fmt: skip
     )
 
 
@@ -67,6 +87,7 @@ def _mask(
     confidence: bool,
     level: int = 0,
     max_pixels: int | None = None,
+    object_label: int | None = None,
 ) -> None:
     import numpy as np
 
@@ -85,8 +106,12 @@ def _mask(
         raise UsageError("--max-pixels must be >= 1")
     if level and confidence:
         raise UsageError("--level is for label maps only: confidence maps have no stored levels")
+    if object_label is not None and (not overlay or confidence):
+        raise UsageError("--object highlights an object on an --overlay (not with --confidence)")
     check_png_output(output)
     view = batchseg.open(path)
+    if object_label is not None and view.kind != "regions":
+        raise UsageError(f"{path} holds class maps; --object needs region labels (objects)")
     if confidence:
         render.save_png(view.confidence(image_id), str(output))
         echo(f"wrote {output}")
@@ -95,7 +120,15 @@ def _mask(
     colours = np.asarray(view.colours, dtype=np.uint8) if view.colours else None
     if overlay:
         image = read_overlay_source(view.uri(image_id), labels.shape, level, max_pixels)
-        picture = render.overlay(image, labels, colours, kind=view.kind, alpha=alpha)
+        if object_label is not None and not (labels == object_label).any():
+            top = int(labels.max()) if labels.size else 0
+            raise StoreError(
+                f"object {object_label} is not in image {image_id!r} (labels 1..{top}"
+                f"{' at this level' if level else ''}); list them with batchseg objects"
+            )
+        picture = render.overlay(
+            image, labels, colours, kind=view.kind, alpha=alpha, highlight=object_label
+        )
     else:
         picture = render.colourise(labels, colours, kind=view.kind)
     render.save_png(picture, str(output))

@@ -98,6 +98,14 @@ FollowLinksOption = Annotated[
         help="Follow folder symlinks that lead out of the input folder (default: skip them).",
     ),
 ]
+ObjectsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--objects/--no-objects",
+        help="Measure every object into the store's object table (default: on for "
+        "skimage.objects, watershed and canny; off for superpixel methods).",
+    ),
+]
 IoThreadsOption = Annotated[int | None, typer.Option(help="Decoding threads per task.")]
 TileThresholdOption = Annotated[
     int | None,
@@ -156,6 +164,7 @@ def run(
     retry_failed: RetryFailedOption = None,
     max_pixels: MaxPixelsOption = None,
     follow_links: FollowLinksOption = None,
+    objects: ObjectsOption = None,
     io_threads: IoThreadsOption = None,
     tile_threshold: TileThresholdOption = None,
     tile_size: TileSizeOption = None,
@@ -235,7 +244,8 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
 
 
 def _print_plan(r: PlanReport) -> None:
-    echo(f"plan for {r['output']}: {r['method']} {r['params']}")
+    objects = "; object tables on" if r["objects"] else ""
+    echo(f"plan for {r['output']}: {r['method']} {r['params']}{objects}")
     echo(
         f"  {plural(r['images'], 'image')} ({plural(r['headers_read'], 'header')} read, "
         f"{r['unreadable_headers']} unreadable) in {plural(r['buckets'], 'shape bucket')}"

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.engine.objects import empty_columns, object_aggregates
 from batchseg.engine.stats import class_stats, region_stats
+from batchseg.engine.tiled.objects import merge_partials, tile_partials
 from batchseg.errors import ImageError, one_line
 from batchseg.io import read as readers
 from batchseg.job.plan import Bucket, Shard
@@ -39,6 +41,8 @@ class JobContext:
     label_dtypes: tuple[str, ...]
     n_classes: int
     n_columns: int
+    #: measure every object (region methods): a table part per shard, aggregates in the row
+    objects: bool = False
     max_pixels: int | None = readers.DEFAULT_MAX_PIXELS
     io_threads: int = 4
 
@@ -101,10 +105,13 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     status[:n] = store.FAILED
     errors = np.full(S, "", dtype=object)
     failures: dict[str, str] = {}
+    objects: dict[int, dict[str, np.ndarray]] | None = {} if ctx.objects else None
 
     def fail(slot: int, exc: BaseException) -> None:
         errors[slot] = one_line(exc)
         failures[shard.image_ids[slot]] = errors[slot]
+        if objects is not None:
+            objects.pop(slot, None)
 
     with ThreadPoolExecutor(max_workers=max(1, ctx.io_threads)) as pool:
         ahead = max(2 * ctx.io_threads, batch_size + ctx.io_threads)
@@ -129,9 +136,8 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
                     batch.append((slot, image, seconds))
                 slot += 1
             if batch:
-                _segment_batch(
-                    ctx, method, runner, batch, dtype, labels, confidence, stats, status, fail
-                )
+                out = _Outputs(labels, confidence, stats, status, objects)
+                _segment_batch(ctx, method, runner, batch, dtype, out, fail)
     summary = ShardSummary(
         shard=shard.index,
         done=int((status == store.DONE).sum()),
@@ -145,9 +151,53 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
         ctx.shard_size,
         bucket,
         shard,
-        store.ShardBlock(labels, confidence, stats, status, errors),
+        store.ShardBlock(
+            labels,
+            confidence,
+            stats,
+            status,
+            errors,
+            None if objects is None else object_rows(shard.image_ids, objects),
+        ),
     )
     return summary
+
+
+def measure(labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+    """The object table of one image: the columns of
+    :func:`batchseg.engine.objects.measure_objects` (``regionprops_table``), computed by the
+    vectorised moment kernel of :mod:`batchseg.engine.tiled.objects` with the whole image as
+    one tile: equal to it to float rounding (tested), about 40x faster, because
+    ``regionprops_table`` loops over regions in Python (README, Objects)."""
+    return merge_partials([tile_partials(labels, image, (0, 0))])
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """A shard's result buffers, filled image by image."""
+
+    labels: np.ndarray
+    confidence: np.ndarray | None
+    stats: np.ndarray
+    status: np.ndarray
+    objects: dict[int, dict[str, np.ndarray]] | None
+
+
+def object_rows(
+    image_ids: Sequence[str], by_slot: dict[int, dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """One object table for a shard: each image's rows (in slot order) with its ``image_id``."""
+    slots = sorted(by_slot)
+    parts = [by_slot[s] for s in slots]
+    if not parts:
+        return {"image_id": np.array([], dtype=object), **empty_columns()}
+    ids = np.concatenate(
+        [
+            np.full(len(p["label"]), image_ids[s], dtype=object)
+            for s, p in zip(slots, parts, strict=True)
+        ]
+    )
+    return {"image_id": ids, **{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}}
 
 
 def _segment_batch(
@@ -156,17 +206,15 @@ def _segment_batch(
     runner: Any,
     batch: list[tuple[int, np.ndarray, float]],
     dtype: np.dtype,
-    labels: np.ndarray,
-    confidence: np.ndarray | None,
-    stats: np.ndarray,
-    status: np.ndarray,
+    out: _Outputs,
     fail: Any,
 ) -> None:
     t0 = time.perf_counter()
     results = runner.segment_batch([image for _, image, _ in batch])
     share = (time.perf_counter() - t0) / len(batch)
     top = np.iinfo(dtype).max
-    for (slot, _, read_seconds), result in zip(batch, results, strict=True):
+    labels, confidence = out.labels, out.confidence
+    for (slot, image, read_seconds), result in zip(batch, results, strict=True):
         t1 = time.perf_counter()
         try:
             if isinstance(result, Exception):
@@ -182,13 +230,17 @@ def _segment_batch(
                 row = class_stats(lab, ctx.n_classes)
             else:
                 row = region_stats(lab)
-            extra = []
+            extra: list[float] = []
             if confidence is not None and result.confidence is not None:
                 confidence[slot] = result.confidence
                 extra.append(float(result.confidence.mean()) / 255.0)
+            if out.objects is not None:
+                measured = measure(lab, image)
+                out.objects[slot] = measured
+                extra.extend(object_aggregates(measured["area"]))
             labels[slot] = lab
             seconds = read_seconds + share + (time.perf_counter() - t1)
-            stats[slot] = np.concatenate([row, extra, [seconds]])
-            status[slot] = store.DONE
+            out.stats[slot] = np.concatenate([row, extra, [seconds]])
+            out.status[slot] = store.DONE
         except Exception as exc:  # noqa: BLE001 - recorded per image
             fail(slot, exc)

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from batchseg.engine.objects import AGGREGATE_COLUMNS
+
 REGION_COLUMNS = ("n_regions", "area_min", "area_mean", "area_max")
+#: Per-image aggregates of the object table, in jobs that measure objects.
+OBJECT_AGGREGATES = AGGREGATE_COLUMNS
 
 
 def column_name(class_name: str) -> str:
@@ -30,7 +34,11 @@ def class_keys(class_names: Sequence[str]) -> list[str]:
 
 
 def stats_columns(
-    kind: str, class_names: Sequence[str] | None, *, confidence: bool = False
+    kind: str,
+    class_names: Sequence[str] | None,
+    *,
+    confidence: bool = False,
+    objects: bool = False,
 ) -> list[str]:
     """Statistics columns for a method's output kind, in table order."""
     if kind == "classes":
@@ -40,6 +48,8 @@ def stats_columns(
             cols.append("mean_confidence")
     else:
         cols = list(REGION_COLUMNS)
+    if objects:
+        cols.extend(OBJECT_AGGREGATES)
     cols.append("seconds")
     return cols
 

@@ -41,6 +41,8 @@ class PlanReport(TypedDict):
     output: str
     method: str
     params: dict[str, Any]
+    #: whether a new store of this job gets object tables
+    objects: bool
     images: int
     unreadable_headers: int
     headers_read: int
@@ -73,7 +75,9 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
     plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
     check_tiling(plan, method, params)
     classes = method.classes(params) if method.family != "semantic" else None
-    n_cols = len(stats_columns(method.kind, classes, confidence=method.has_confidence))
+    n_cols = len(
+        stats_columns(method.kind, classes, confidence=method.has_confidence, objects=job.objects)
+    )
     per_bucket: dict[int, int] = {}
     for shard in plan.shards:
         per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
@@ -82,6 +86,7 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
         "output": spec.output,
         "method": method.id,
         "params": params,
+        "objects": job.objects,
         "images": plan.n_images,
         "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
         "headers_read": len(todo),

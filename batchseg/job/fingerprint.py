@@ -29,13 +29,18 @@ def fingerprint(
     method: Method,
     params: dict[str, Any],
     tiling: tuple[int, int] | None = None,
+    objects: bool | None = None,
 ) -> str:
-    """Identity of a job's inputs, method, parameters and tiling (resume refuses another)."""
+    """Identity of a job's inputs, method, parameters, tiling and object tables (resume
+    refuses another). ``objects`` counts only where it differs from the method's default, so
+    stores written before object tables existed keep their identity."""
     h = hashlib.sha256()
     identity = {k: file_identity(v) for k, v in params.items() if k not in method.runtime_params}
     job: dict[str, Any] = {"method": method.id, "params": identity}
     if tiling is not None:
         job["tiling"] = list(tiling)
+    if objects is not None and objects != method.objects_default:
+        job["objects"] = objects
     h.update(json.dumps(job, sort_keys=True, default=str).encode())
     for ref in refs:
         h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
@@ -58,6 +63,10 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
 def describe_difference(
     attrs: dict[str, Any],
     stored_images: list[tuple[str, str]],
@@ -65,6 +74,7 @@ def describe_difference(
     method: Method,
     params: dict[str, Any],
     tiling: tuple[int, int] | None,
+    objects: bool = False,
 ) -> str:
     """What differs between a stored job (its attributes and ``(image_id, uri)`` rows) and a new
     one, in a few words: the method, each changed parameter (old -> new), images added, removed
@@ -107,5 +117,8 @@ def describe_difference(
             f"tile threshold, size {old_tiling[0]}, {old_tiling[1]} -> "
             f"{new_tiling[0]}, {new_tiling[1]}"
         )
+    old_objects = bool(attrs.get("objects", False))
+    if old_objects != objects and old_id == method.id:
+        parts.append(f"object tables {_on(old_objects)} -> {_on(objects)}")
     parts = parts or files
     return "; ".join(parts) if parts else "different inputs, method, parameters or tiling"

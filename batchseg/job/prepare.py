@@ -27,6 +27,8 @@ class PreparedJob:
     params: dict[str, Any]
     refs: list[ImageRef]
     fingerprint: str
+    #: whether a new store of this job gets object tables (a resumed store keeps its own)
+    objects: bool
 
 
 def prepare_job(spec: JobSpec) -> PreparedJob:
@@ -41,16 +43,22 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     method = get_method(spec.method)
     params = method.resolve_params(spec.params)
     method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
+    objects = method.objects(spec.objects)
     refs = discover(spec.input, follow_links=spec.follow_links)
-    fp = fingerprint(refs, method, params, tiling_identity(spec))
-    legacy = _legacy_manifest_refs(spec, refs, fp, method, params)
+    fp = fingerprint(refs, method, params, tiling_identity(spec), objects)
+    legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
     if legacy is not None:
         refs, fp = legacy
-    return PreparedJob(spec, method, params, refs, fp)
+    return PreparedJob(spec, method, params, refs, fp, objects)
 
 
 def _legacy_manifest_refs(
-    spec: JobSpec, refs: list[ImageRef], fp: str, method: Method, params: dict[str, Any]
+    spec: JobSpec,
+    refs: list[ImageRef],
+    fp: str,
+    method: Method,
+    params: dict[str, Any],
+    objects: bool,
 ) -> tuple[list[ImageRef], str] | None:
     """A store written before manifest ids became relative (ids were whole absolute paths)
     resumes with its own ids: the images, method and parameters are the same job."""
@@ -69,7 +77,7 @@ def _legacy_manifest_refs(
     if stored in (None, fp):
         return None
     old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
-    old_fp = fingerprint(old, method, params, tiling_identity(spec))
+    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
     return (old, old_fp) if old_fp == stored else None
 
 

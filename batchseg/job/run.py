@@ -69,7 +69,9 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
         except OSError as exc:
             raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
     with store_lock(spec.output) as lock:
-        job = _Job(spec, ready.method, ready.params, ready.refs, ready.fingerprint, lock)
+        job = _Job(
+            spec, ready.method, ready.params, ready.refs, ready.fingerprint, ready.objects, lock
+        )
         return _run_locked(job, started, on_progress)
 
 
@@ -98,6 +100,7 @@ def _existing_store(job: _Job) -> zarr.Group | None:
             job.method,
             job.params,
             tiling_identity(spec),
+            job.objects,
         )
         raise StoreError(
             f"{spec.output} holds another job ({difference}); "
@@ -246,6 +249,7 @@ def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str,
         label_dtypes=tuple(b["dtype"] for b in attrs["buckets"]),
         n_classes=len(attrs.get("classes") or []),
         n_columns=len(attrs["stats_columns"]),
+        objects=bool(attrs.get("objects", False)),
         max_pixels=job.spec.max_pixels,
         io_threads=job.spec.io_threads,
     )
@@ -283,7 +287,9 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
     plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
     check_tiling(plan, method, params)
     classes = method.classes(params)
-    columns = stats_columns(method.kind, classes, confidence=method.has_confidence)
+    columns = stats_columns(
+        method.kind, classes, confidence=method.has_confidence, objects=job.objects
+    )
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
     meta = {
         "job": spec.to_dict(),
@@ -291,6 +297,7 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
         "classes": classes,
         "colours": [list(c) for c in default_class_colours(classes)] if classes else None,
         "fingerprint": fp,
+        "objects": job.objects,
         "versions": package_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -306,6 +313,7 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
         stats_columns=columns,
         confidence=method.has_confidence,
         overwrite=spec.overwrite,
+        objects=job.objects,
     )
     log.info(
         "planned %s: %s, %s of <= %d (%.1f s)",

@@ -49,6 +49,8 @@ class JobSpec:
     retry_failed: bool = True
     #: follow folder symlinks that lead out of the input folder during discovery
     follow_links: bool = False
+    #: measure every object into the store's object table; None: the method's default
+    objects: bool | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
     #: images with more pixels are segmented tile by tile; 0 = never tile
@@ -86,6 +88,7 @@ class JobSpec:
             "retry_failed": self.retry_failed,
             # recorded only when set, so the specs of existing stores stay byte-identical
             **({"follow_links": True} if self.follow_links else {}),
+            **({"objects": self.objects} if self.objects is not None else {}),
             "max_pixels": self.max_pixels,
             "io_threads": self.io_threads,
             "tile_threshold": self.tile_threshold,
@@ -103,7 +106,9 @@ class JobSpec:
 
 _LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
 #: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
-SPEC_KEYS = tuple(JobSpec(input="", method="", output="", follow_links=True).to_dict())
+SPEC_KEYS = tuple(
+    JobSpec(input="", method="", output="", follow_links=True, objects=True).to_dict()
+)
 _TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
 _PATH_KEYS = ("input", "output", *_TLS_KEYS)
 _STR_KEYS = ("input", "method", "output", "scheduler", *_TLS_KEYS)
@@ -201,8 +206,8 @@ def build_spec(
         or not 256 <= tile <= 16384
     ):
         raise UsageError(f"'tile_size' must be a multiple of 256 in [256, 16384], got {tile!r}")
-    for key in ("overwrite", "retry_failed", "follow_links"):
-        if key in merged and not isinstance(merged[key], bool):
+    for key in ("overwrite", "retry_failed", "follow_links", "objects"):
+        if merged.get(key) is not None and not isinstance(merged[key], bool):
             raise UsageError(f"{key!r} must be true or false, got {merged[key]!r}")
     merged["params"] = dict(merged.get("params") or {})
     profile = _resolve_cluster(merged, data, overrides or {}, source)

@@ -150,6 +150,9 @@ class Method:
     untiled_reason: str = "it has no tiled form"
     #: the model runs on GPUs when workers have them (GPU resources, model warm-up)
     uses_gpu: bool = False
+    #: region methods whose regions are objects (cells, blobs): a per-object table is written
+    #: unless ``--no-objects``; superpixel methods measure objects only with ``--objects``
+    objects_default: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -158,6 +161,18 @@ class Method:
             )
         if self.kind not in get_args(OutputKind):
             raise ValueError(f"method {self.id!r}: kind {self.kind!r} is not classes or regions")
+        if self.objects_default and self.kind != "regions":
+            raise ValueError(f"method {self.id!r}: only region methods measure objects")
+
+    def objects(self, requested: bool | None) -> bool:
+        """Whether a job measures objects: ``requested`` (``--objects``/``--no-objects``) or
+        this method's default. Class maps have no objects: asking for them is a UsageError."""
+        if requested and self.kind != "regions":
+            raise UsageError(
+                f"method {self.id} makes class maps; objects are measured on region labels "
+                "(e.g. skimage.objects, skimage.watershed)"
+            )
+        return self.objects_default if requested is None else bool(requested)
 
     def runner(self, params: Mapping[str, Any]) -> Runner:
         """A runner for ``params`` (semantic methods cache theirs per worker process)."""

@@ -143,6 +143,7 @@ METHODS.append(
         max_label=_objects_max,
         family="threshold",
         tiled=tiled.OBJECTS,
+        objects_default=True,
     )
 )
 
@@ -179,6 +180,7 @@ METHODS.append(
         family="edge",
         untiled_reason="filling holes needs the whole image",
         check=_check_canny,
+        objects_default=True,
     )
 )
 
@@ -251,6 +253,7 @@ METHODS.append(
         ),
         family="region",
         tiled=tiled.WATERSHED,
+        objects_default=True,
     )
 )
 

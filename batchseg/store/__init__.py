@@ -59,6 +59,7 @@ from batchseg.store.layout import (
     table_codec,
     table_codecs,
 )
+from batchseg.store.objects import objects_frame
 from batchseg.store.paths import is_url, normalise, path_exists, remove
 from batchseg.store.read import (
     ImageInfo,
@@ -92,6 +93,7 @@ from batchseg.store.write import (
     drop_scratch,
     mark_pending,
     read_scratch_tile,
+    read_tile,
     record_shard_failure,
     write_shard,
     write_tile,
@@ -133,6 +135,7 @@ __all__ = [
     "needs_work",
     "normalise",
     "normalise_status",
+    "objects_frame",
     "open_group",
     "path_exists",
     "pyramid_array",
@@ -142,6 +145,7 @@ __all__ = [
     "read_labels",
     "read_scratch_tile",
     "read_table",
+    "read_tile",
     "record_shard_failure",
     "remove",
     "shard_status",

@@ -17,6 +17,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from batchseg.errors import StoreError
 from batchseg.job.faults import fault
 from batchseg.job.plan import Bucket, Plan
+from batchseg.store.objects import OBJECTS
 from batchseg.store.paths import normalise, path_exists, remove
 
 SCHEMA_VERSION = 1
@@ -49,6 +50,16 @@ CATALOGUE, STATS, LABELS, CONFIDENCE, PYRAMID, SCRATCH = (
     "pyramid",
     "scratch",
 )
+
+
+#: Attributes of the ``objects`` group: what its files are, for readers that do not know batchseg.
+OBJECTS_ATTRS = {
+    "batchseg_objects": {
+        "format": "parquet",
+        "parts": "part-*.parquet",
+        "rows": "one per object per image (non-zero labels), skimage.measure.regionprops_table",
+    }
+}
 
 
 def catalogue_node(name: str) -> str:
@@ -150,6 +161,7 @@ def create(
     stats_columns: Sequence[str],
     confidence: bool,
     overwrite: bool = False,
+    objects: bool = False,
 ) -> zarr.Group:
     """Write the catalogue and empty arrays for ``plan``; the store is then all pending.
 
@@ -180,6 +192,8 @@ def create(
     st.attrs["columns"] = list(stats_columns)
     labels = root.create_group(LABELS)
     conf = root.create_group(CONFIDENCE) if confidence else None
+    if objects:  # a group, so that zarr lists it; its parts are Parquet files, not arrays
+        root.create_group(OBJECTS, attributes=OBJECTS_ATTRS)
     for b, dtype in zip(plan.buckets, label_dtypes, strict=True):
         if (b.height, b.width) == (0, 0):
             continue

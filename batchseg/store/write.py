@@ -6,7 +6,7 @@ a missing chunk is always damage (see :func:`batchseg.store.read.read_checked`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from batchseg.job.plan import Bucket, Shard
+from batchseg.store import objects
 from batchseg.store.layout import (
     DONE,
     EMPTY,
@@ -41,6 +42,8 @@ class ShardBlock:
     stats: np.ndarray  # (S, columns) float64
     status: np.ndarray  # (S,) int8
     errors: np.ndarray  # (S,) object (str)
+    #: the shard's object table (columns), None when the job measures no objects
+    objects: Mapping[str, np.ndarray] | None = None
 
 
 @lru_cache(maxsize=64)
@@ -63,7 +66,7 @@ def write_shard(
     shard: Shard,
     block: ShardBlock,
 ) -> None:
-    """Write one shard's results: labels and statistics first, status last.
+    """Write one shard's results: labels, statistics and object table first, status last.
 
     A crash before the status write leaves the rows pending, so a rerun redoes them.
     """
@@ -78,6 +81,8 @@ def write_shard(
             block.confidence
         )
     _open_array(path, STATS, store_id)[rows] = block.stats
+    if block.objects is not None:
+        objects.write_part(path, objects.shard_part_name(shard.index), block.objects)
     _open_array(path, catalogue_node("error"), store_id)[rows] = block.errors
     _open_array(path, catalogue_node("status"), store_id)[rows] = block.status
 
@@ -112,6 +117,12 @@ def write_tile(
         _open_array(path, pyramid_node(bucket.name, level), store_id)[
             0, y0 : y0 + sub.shape[0], x0 : x0 + sub.shape[1]
         ] = sub
+
+
+def read_tile(path: str, store_id: str, bucket: Bucket, window: tuple[slice, slice]) -> np.ndarray:
+    """A window of a tiled image's final labels (any window, not only whole tiles)."""
+    ys, xs = window
+    return np.asarray(_open_array(path, map_node(bucket.name), store_id)[0, ys, xs])
 
 
 def read_scratch_tile(

@@ -109,8 +109,19 @@ def main() -> None:
         if not manifest.exists():
             write_manifest(manifest, n)
         wall, rss, _ = measured(
-            [str(Path(PY).with_name("batchseg")), "-q", "run", str(manifest), "-m", "skimage.otsu",
-             "-o", str(work / f"dry_{n}.zarr"), "--dry-run", "--workers", "2"]
+            [
+                str(Path(PY).with_name("batchseg")),
+                "-q",
+                "run",
+                str(manifest),
+                "-m",
+                "skimage.otsu",
+                "-o",
+                str(work / f"dry_{n}.zarr"),
+                "--dry-run",
+                "--workers",
+                "2",
+            ]
         )
         store_path = work / f"store_{n}.zarr"
         wall2, rss2, text = measured([PY, "-c", PLAN_AND_CREATE, str(manifest), str(store_path)])
@@ -135,16 +146,28 @@ def main() -> None:
                 query_hits=int(hits),
             )
             wall_cli, _, _ = measured(
-                [str(Path(PY).with_name("batchseg")), "query", str(store_path), "--where",
-                 "fraction_foreground > 0.3", "--columns", "fraction_foreground", "--limit", "10",
-                 "--format", "csv"]
+                [
+                    str(Path(PY).with_name("batchseg")),
+                    "query",
+                    str(store_path),
+                    "--where",
+                    "fraction_foreground > 0.3",
+                    "--columns",
+                    "fraction_foreground",
+                    "--limit",
+                    "10",
+                    "--format",
+                    "csv",
+                ]
             )
             row["query_cli_wall_s"] = round(wall_cli, 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
     (out / "scale.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| images | dry-run wall s | dry-run peak MiB | plan s | plan+create store s | peak MiB | tasks |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| images | dry-run wall s | dry-run peak MiB | plan s | plan+create store s | peak MiB | tasks |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['images']:,} | {r['dry_run_wall_s']} | {r['dry_run_peak_rss_mib']} | {r['plan_s']} | "

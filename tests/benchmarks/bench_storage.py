@@ -50,9 +50,22 @@ def run_store(batchseg: str, images: Path, method: str, store: Path, log: Path) 
     t0 = time.perf_counter()
     with open(log, "ab") as fh:
         proc = subprocess.run(
-            [batchseg, "-q", "run", str(images), "-m", method, "-o", str(store),
-             "--workers", str(bc.n_cores()), "--overwrite"],
-            stdout=fh, stderr=fh, check=False,
+            [
+                batchseg,
+                "-q",
+                "run",
+                str(images),
+                "-m",
+                method,
+                "-o",
+                str(store),
+                "--workers",
+                str(bc.n_cores()),
+                "--overwrite",
+            ],
+            stdout=fh,
+            stderr=fh,
+            check=False,
         )
     if proc.returncode != 0:
         raise RuntimeError(f"batchseg run {method} exited {proc.returncode}; see {log}")
@@ -98,8 +111,9 @@ def measure_codecs(maps: list[np.ndarray]) -> dict[str, dict[str, float]]:
     return out
 
 
-def main(data: Path, work: Path, *, limit: int | None, methods: tuple[str, ...] = METHODS,
-         log=print) -> dict[str, Any]:  # noqa: ANN001
+def main(
+    data: Path, work: Path, *, limit: int | None, methods: tuple[str, ...] = METHODS, log=print
+) -> dict[str, Any]:  # noqa: ANN001
     images = bc.build_image_set(data, work / "storage", repeats=1, limit=limit)
     batchseg = str(Path(sys.executable).with_name("batchseg"))
     results: dict[str, Any] = {}
@@ -124,8 +138,10 @@ def main(data: Path, work: Path, *, limit: int | None, methods: tuple[str, ...] 
             "store_codec_on_tightest_dtype_ratio": tight_bytes / raw,
             "codecs": measure_codecs(maps),
         }
-        log(f"  storage {method}: {label_bytes / raw:.3f} of raw uint8 "
-            f"({label_bytes / 1e6:.2f} MB on disk, {len(maps)} images)")
+        log(
+            f"  storage {method}: {label_bytes / raw:.3f} of raw uint8 "
+            f"({label_bytes / 1e6:.2f} MB on disk, {len(maps)} images)"
+        )
     return results
 
 

@@ -39,7 +39,11 @@ def _single(paths: list[str], out: str, method: str, params: str, **_: Any) -> d
     for i, p in enumerate(paths):
         bc.process_one(p, i, out, method, params)
     wall = time.perf_counter() - t0
-    return {"startup_s": 0.0, "compute_s": wall, "cpu_per_wall": (time.process_time() - cpu0) / wall}
+    return {
+        "startup_s": 0.0,
+        "compute_s": wall,
+        "cpu_per_wall": (time.process_time() - cpu0) / wall,
+    }
 
 
 def _single_timed(paths: list[str], out: str, method: str, params: str, **_: Any) -> dict[str, Any]:
@@ -140,8 +144,12 @@ def _dask_tasks(
     cluster, client = _local_cluster(workers)
     t1 = time.perf_counter()
     # warm the workers (imports, registry) with one small task each
-    dask.compute(*[delayed(bc.process_many)([(i, p)], out, method, params) for i, p in
-                   enumerate(paths[:workers])])
+    dask.compute(
+        *[
+            delayed(bc.process_many)([(i, p)], out, method, params)
+            for i, p in enumerate(paths[:workers])
+        ]
+    )
     items = list(enumerate(paths))
     shard = max(1, math.ceil(len(paths) / (workers * 8)))
     timings = {}

@@ -143,7 +143,9 @@ def main() -> None:
         print(json.dumps(run), flush=True)
         report["runs"].append(run)
         shutil.rmtree(work / f"{method}.zarr", ignore_errors=True)
-    report["launcher_peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    report["launcher_peak_rss_mib"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     report["cpu_count"] = os.cpu_count()
     (out / f"tiled-{args.side}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -60,7 +60,6 @@ def _last_json(text: str) -> dict[str, Any]:
     raise RuntimeError("no JSON result line")
 
 
-
 def _timed(cmd: list[str], logf: Path, what: str) -> tuple[Any, float, float, float]:
     """Run ``cmd``; (process, wall s, CPU s of its process tree, load average before)."""
     load = os.getloadavg()[0]
@@ -81,9 +80,22 @@ def run_contender(
     """One contender in a fresh process; ``wall_s`` is timed from outside (start-up included)."""
     target = out / "labels" / method / name
     shutil.rmtree(target, ignore_errors=True)
-    cmd = [sys.executable, "-m", "tests.benchmarks.bench_throughput", name, "--method", method,
-           "--images", str(listing), "--out", str(target), "--workers", str(workers),
-           "--chunk", str(chunk)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.benchmarks.bench_throughput",
+        name,
+        "--method",
+        method,
+        "--images",
+        str(listing),
+        "--out",
+        str(target),
+        "--workers",
+        str(workers),
+        "--chunk",
+        str(chunk),
+    ]
     proc, wall, cpu, load = _timed(cmd, logf, f"{name} {method}")
     result = _last_json(proc.stdout)
     result.update(wall_s=wall, cpu_s=cpu, load_before=load)
@@ -91,17 +103,26 @@ def run_contender(
     return result
 
 
-def run_batchseg(
-    method: str, images: Path, out: Path, workers: int, logf: Path
-) -> dict[str, Any]:
+def run_batchseg(method: str, images: Path, out: Path, workers: int, logf: Path) -> dict[str, Any]:
     """``batchseg run`` (console script, embedded cluster) from process start to exit."""
     import zarr
 
     store = out / "stores" / f"{method}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     exe = str(Path(sys.executable).with_name("batchseg"))
-    cmd = [exe, "-q", "run", str(images), "-m", method, "-o", str(store),
-           "--workers", str(workers), "--overwrite"]
+    cmd = [
+        exe,
+        "-q",
+        "run",
+        str(images),
+        "-m",
+        method,
+        "-o",
+        str(store),
+        "--workers",
+        str(workers),
+        "--overwrite",
+    ]
     proc, wall, cpu, load = _timed(cmd, logf, f"batchseg {method}")
     root = zarr.open_group(str(store), mode="r")
     attrs = dict(root.attrs["batchseg"])
@@ -121,7 +142,9 @@ def run_batchseg(
         "startup_s": run["seconds"] - run["execute_seconds"],
         "shard_size": attrs["shard_size"],
         "n_shards": attrs["n_shards"],
-        "buckets": [(b["name"], b["n_shards"], b["shard_size"], b["dtype"]) for b in attrs["buckets"]],
+        "buckets": [
+            (b["name"], b["n_shards"], b["shard_size"], b["dtype"]) for b in attrs["buckets"]
+        ],
         "seconds_column_mean": float(seconds.mean()),
         "label_bytes": bc.dir_bytes(store / "labels"),
     }
@@ -148,8 +171,10 @@ def throughput(method: str, ctx: dict[str, Any], contenders: list[str]) -> dict[
     order = ["batchseg", *contenders]
     for name in order:
         if name == "ray_data" and not ctx["have_ray"]:
-            log("  ray_data: skipped (ray is not installed; pip install -r "
-                "tests/benchmarks/requirements.txt)")
+            log(
+                "  ray_data: skipped (ray is not installed; pip install -r "
+                "tests/benchmarks/requirements.txt)"
+            )
             continue
         if name == "batchseg":
             rows[name] = best_of(
@@ -159,9 +184,11 @@ def throughput(method: str, ctx: dict[str, Any], contenders: list[str]) -> dict[
         else:
             rows[name] = best_of(lambda name=name: run_contender(name, *common), ctx["repeat"])
         r = rows[name]
-        log(f"  {name}: {n / r['wall_s']:.2f} images/s end to end "
+        log(
+            f"  {name}: {n / r['wall_s']:.2f} images/s end to end "
             f"({r['wall_s']:.1f} s, start-up {r['startup_s']:.1f} s), "
-            f"{n / r['compute_s']:.2f} images/s compute")
+            f"{n / r['compute_s']:.2f} images/s compute"
+        )
     return summarise(method, rows, n, cores, r1)
 
 
@@ -170,19 +197,21 @@ def summarise(method: str, rows: dict[str, Any], n: int, cores: int, r1: float) 
     table = []
 
     def add(key: str, e2e: float | None, compute: float | None, raw: dict[str, Any] | None):
-        table.append({
-            "contender": key,
-            "label": LABELS[key],
-            "images_per_s": e2e,
-            "compute_images_per_s": compute,
-            "vs_r1": e2e / r1 if e2e else None,
-            "vs_ideal": e2e / ideal if e2e else None,
-            "compute_vs_ideal": compute / ideal if compute else None,
-            "wall_s": raw.get("wall_s") if raw else None,
-            "cpu_ms_per_image": 1e3 * raw["cpu_s"] / n if raw and "cpu_s" in raw else None,
-            "startup_s": raw.get("startup_s") if raw else None,
-            "load_before": raw.get("load_before") if raw else None,
-        })
+        table.append(
+            {
+                "contender": key,
+                "label": LABELS[key],
+                "images_per_s": e2e,
+                "compute_images_per_s": compute,
+                "vs_r1": e2e / r1 if e2e else None,
+                "vs_ideal": e2e / ideal if e2e else None,
+                "compute_vs_ideal": compute / ideal if compute else None,
+                "wall_s": raw.get("wall_s") if raw else None,
+                "cpu_ms_per_image": 1e3 * raw["cpu_s"] / n if raw and "cpu_s" in raw else None,
+                "startup_s": raw.get("startup_s") if raw else None,
+                "load_before": raw.get("load_before") if raw else None,
+            }
+        )
 
     s = rows["single"]
     add("single", n / s["wall_s"], r1, s)
@@ -214,8 +243,16 @@ def summarise(method: str, rows: dict[str, Any], n: int, cores: int, r1: float) 
         )
         if "ray_data" in by:
             targets["batchseg_over_ray"] = by["ray_data"]["batchseg_over_this"]
-    return {"method": method, "images": n, "cores": cores, "r1": r1, "ideal": ideal,
-            "table": table, "targets": targets, "raw": rows}
+    return {
+        "method": method,
+        "images": n,
+        "cores": cores,
+        "r1": r1,
+        "ideal": ideal,
+        "table": table,
+        "targets": targets,
+        "raw": rows,
+    }
 
 
 def overhead(ctx: dict[str, Any], bs_row: dict[str, Any] | None) -> dict[str, Any]:
@@ -243,11 +280,15 @@ def overhead(ctx: dict[str, Any], bs_row: dict[str, Any] | None) -> dict[str, An
     }
     for k, v in steps.items():
         log(f"  single loop {k}: {1e3 * v:.2f} ms/image")
-    log(f"  single loop total: {1e3 * loop_per_image:.2f} ms/image; batchseg seconds column "
+    log(
+        f"  single loop total: {1e3 * loop_per_image:.2f} ms/image; batchseg seconds column "
         f"(decode+kernel+stats) {1e3 * bs_row['seconds_column_mean']:.2f} ms; batchseg execute "
-        f"phase {1e3 * bs_worker_s:.2f} worker-ms/image")
-    log(f"  dask per-task overhead: {1e3 * tasks['per_task_overhead_s']:.2f} worker-ms/task "
-        f"(1-image tasks vs shards of {tasks['shard_size']})")
+        f"phase {1e3 * bs_worker_s:.2f} worker-ms/image"
+    )
+    log(
+        f"  dask per-task overhead: {1e3 * tasks['per_task_overhead_s']:.2f} worker-ms/task "
+        f"(1-image tasks vs shards of {tasks['shard_size']})"
+    )
     return result
 
 
@@ -364,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="../shared/data", help="folder with camvid/ and bsds500/")
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--quick", action="store_true", help="small image set (~1-2 minutes)")
-    ap.add_argument("--repeats", type=int, default=3,
-                    help="copies of CamVid val in the set (3: 303 + 100 BSDS = 403 images)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="copies of CamVid val in the set (3: 303 + 100 BSDS = 403 images)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="runs per parallel contender (best)")
     ap.add_argument("--chunk", type=int, default=8, help="images per Pool chunk / Ray batch")
     ap.add_argument("--methods", default=",".join(THROUGHPUT_METHODS))
@@ -386,8 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     logf.write_text("")
     have_ray = importlib.util.find_spec("ray") is not None
     ctx = {
-        "images": images, "listing": listing, "out": out, "logf": logf, "n_images": len(paths),
-        "cores": bc.n_cores(), "chunk": args.chunk, "repeat": args.repeat, "have_ray": have_ray,
+        "images": images,
+        "listing": listing,
+        "out": out,
+        "logf": logf,
+        "n_images": len(paths),
+        "cores": bc.n_cores(),
+        "chunk": args.chunk,
+        "repeat": args.repeat,
+        "have_ray": have_ray,
     }
     import dask
     import distributed
@@ -395,27 +447,38 @@ def main(argv: list[str] | None = None) -> int:
     import skimage
     import zarr
 
-    versions = {"dask": dask.__version__, "distributed": distributed.__version__,
-                "zarr": zarr.__version__, "numcodecs": numcodecs.__version__,
-                "skimage": skimage.__version__, "numpy": np.__version__}
+    versions = {
+        "dask": dask.__version__,
+        "distributed": distributed.__version__,
+        "zarr": zarr.__version__,
+        "numcodecs": numcodecs.__version__,
+        "skimage": skimage.__version__,
+        "numpy": np.__version__,
+    }
     if have_ray:
         import ray
 
         versions["ray"] = ray.__version__
     results: dict[str, Any] = {
         "environment": {
-            "cores": ctx["cores"], "platform": platform.platform(), "python":
-            platform.python_version(), "versions": versions,
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_at_start": os.getloadavg(),
+            "cores": ctx["cores"],
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "versions": versions,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "load_at_start": os.getloadavg(),
         },
         "n_images": len(paths),
         "image_set": f"CamVid val x{repeats}"
-        + (f" (first {limit})" if limit else "") + " + BSDS500 val"
+        + (f" (first {limit})" if limit else "")
+        + " + BSDS500 val"
         + (f" (first {limit})" if limit else ""),
         "throughput": [],
     }
-    log(f"{len(paths)} images, {ctx['cores']} cores; Ray Data: "
-        f"{'ray ' + versions['ray'] if have_ray else 'not installed, skipped'}")
+    log(
+        f"{len(paths)} images, {ctx['cores']} cores; Ray Data: "
+        f"{'ray ' + versions['ray'] if have_ray else 'not installed, skipped'}"
+    )
     contenders = [c for c in args.contenders.split(",") if c]
     otsu_bs = None
     for method in [m for m in args.methods.split(",") if m]:

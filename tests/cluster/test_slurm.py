@@ -42,10 +42,11 @@ from tests.helpers.stores import assert_same_store, status_counts
 pytestmark = pytest.mark.integration
 
 BATCHSEG = str(Path(sys.executable).with_name("batchseg"))
-#: Enough SLIC work for ~20 s on two single-core workers (~22 images/s here), so that a worker
-#: job can be cancelled early and its replacement joins while most shards are still to do.
-N_IMAGES = 400
-SHAPES = [(240, 320), (320, 240)]
+#: Enough SLIC work (~30 ms an image here) for ~15 s on one single-core worker, so that a worker
+#: job can be cancelled early and its replacement (~8 s to join) comes while shards are still to
+#: do; small enough that the undisturbed run takes seconds, not half a minute.
+N_IMAGES = 500
+SHAPES = [(160, 200), (200, 160)]
 SHARD = 4
 JOBS = 2
 #: Seconds a job's workers must be gone before batchseg replaces it (default 15 s).

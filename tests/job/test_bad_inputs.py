@@ -55,7 +55,11 @@ def _good(folder: Path, n: int = 3, seed: int = 1) -> list[str]:
 
 def _run(source: Path | str, out: Path, address: str, **kw) -> tuple[object, dict[str, dict]]:
     spec = JobSpec(
-        input=str(source), method="skimage.otsu", output=str(out), profile=AddressProfile(address), **kw
+        input=str(source),
+        method="skimage.otsu",
+        output=str(out),
+        profile=AddressProfile(address),
+        **kw,
     )
     result = run_job(spec)
     table = batchseg.open(str(out)).table()

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 def _spec(collection: Path, out: Path, address: str, method: str = "skimage.otsu", **kw) -> JobSpec:
-    return JobSpec(input=str(collection), method=method, output=str(out), profile=AddressProfile(address), **kw)
+    return JobSpec(
+        input=str(collection), method=method, output=str(out), profile=AddressProfile(address), **kw
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,12 @@ def test_unknown_method_and_param_are_usage_errors(collection, tmp_path, cluster
 def test_embedded_cluster_default(collection, tmp_path):
     out = tmp_path / "out.zarr"
     result = run_job(
-        JobSpec(input=str(collection), method="skimage.yen", output=str(out), profile=LocalProfile(workers=2))
+        JobSpec(
+            input=str(collection),
+            method="skimage.yen",
+            output=str(out),
+            profile=LocalProfile(workers=2),
+        )
     )
     assert result.exit_code == 0 and result.done == 24
     root = zarr.open_group(str(out), mode="r")  # plain zarr reads the store

@@ -26,11 +26,13 @@ import numpy as np
 from distributed import Client, Future
 
 from batchseg import store
-from batchseg.engine.execute import JobContext, ShardSummary
+from batchseg.engine.execute import JobContext, ShardSummary, object_rows
 from batchseg.engine.graph import context_task
+from batchseg.engine.objects import object_aggregates
 from batchseg.engine.stats import class_stats_from_counts, region_stats_from_areas
 from batchseg.engine.tiled import worker as tiles
 from batchseg.engine.tiled.grid import grid_shape, stitch
+from batchseg.engine.tiled.objects import merge_partials
 from batchseg.errors import one_line
 from batchseg.job.faults import fault
 from batchseg.job.plan import Shard
@@ -160,7 +162,7 @@ def run_tiled(
     phase = _Phase(client, ctx if ctx_ref is None else ctx_ref, retries, resources, token)
     log.info("%s: %d x %d pixels in %d tiles of %d", image_id, *shape, n_tiles, bucket.tile)
     try:
-        row = _segment(phase, ctx, shard, n_tiles)
+        row, objects = _segment(phase, ctx, shard, n_tiles)
     except OSError as exc:
         return exc  # storage: the job stops, stored results are kept
     except Exception as exc:  # noqa: BLE001 - this image fails alone
@@ -168,11 +170,14 @@ def run_tiled(
         log.error("%s failed: %s", image_id, message)
         _write_row(ctx, shard, None, message)
         return ShardSummary(shard.index, 0, 1, time.perf_counter() - start, {image_id: message})
-    _write_row(ctx, shard, row, "")
+    _write_row(ctx, shard, row, "", objects)
     return ShardSummary(shard.index, 1, 0, time.perf_counter() - start)
 
 
-def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.ndarray:
+def _segment(
+    phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int
+) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """The image's statistics row and, in jobs that measure objects, its object table."""
     method = get_method(ctx.method_id)
     params = ctx.params
     spec = spec_for(method, params)
@@ -181,6 +186,7 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
     every = range(n_tiles)
     info: dict[str, Any] = {}
     seconds = 0.0
+    objects: dict[str, np.ndarray] | None = None
     if spec.reduce == "histogram":
         ranges = phase.map("tile-range", tiles.tile_range, [(shard, k) for k in every])
         lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
@@ -233,16 +239,29 @@ def _segment(phase: _Phase, ctx: JobContext, shard: Shard, n_tiles: int) -> np.n
         store.drop_scratch(ctx.store, bucket)
         stats = region_stats_from_areas(joined.areas)
         extra: list[float] = []
+        if ctx.objects:  # after stitching: objects crossing tiles are measured once
+            t0 = time.perf_counter()
+            parts = phase.map("tile-measure", tiles.measure_tile, [(shard, k) for k in every])
+            objects = merge_partials(parts)
+            extra.extend(object_aggregates(objects["area"]))
+            seconds += time.perf_counter() - t0
     else:
         counts = np.sum([o.counts for o in outcomes], axis=0)
         stats = class_stats_from_counts(counts, ctx.n_classes)
         extra = []
         if method.has_confidence:
             extra.append(sum(o.confidence_sum for o in outcomes) / (shape[0] * shape[1]) / 255.0)
-    return np.concatenate([stats, extra, [seconds]])
+    return np.concatenate([stats, extra, [seconds]]), objects
 
 
-def _write_row(ctx: JobContext, shard: Shard, row: np.ndarray | None, error: str) -> None:
+def _write_row(
+    ctx: JobContext,
+    shard: Shard,
+    row: np.ndarray | None,
+    error: str,
+    objects: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write the image's row; its object table first (empty when it failed)."""
     S = ctx.shard_size
     stats = np.full((S, ctx.n_columns), np.nan)
     status = np.zeros(S, dtype=np.int8)
@@ -260,5 +279,14 @@ def _write_row(ctx: JobContext, shard: Shard, row: np.ndarray | None, error: str
         S,
         bucket,
         shard,
-        store.ShardBlock(None, None, stats, status, errors),
+        store.ShardBlock(
+            None,
+            None,
+            stats,
+            status,
+            errors,
+            object_rows(shard.image_ids, {0: objects} if objects is not None else {})
+            if ctx.objects
+            else None,
+        ),
     )

@@ -17,6 +17,7 @@ import numpy as np
 from batchseg import store
 from batchseg.engine.execute import JobContext
 from batchseg.engine.tiled.grid import Tile, tile_at
+from batchseg.engine.tiled.objects import HALO, tile_partials
 from batchseg.errors import ImageError
 from batchseg.io import windowed
 from batchseg.job.plan import Bucket, Shard
@@ -163,6 +164,21 @@ def relabel_tile(ctx: JobContext, shard: Shard, index: int, lut: np.ndarray) -> 
     dtype = np.dtype(ctx.label_dtypes[shard.bucket])
     store.write_tile(ctx.store, ctx.store_id, bucket, t.core, lut[local].astype(dtype))
     return time.perf_counter() - start
+
+
+def measure_tile(ctx: JobContext, shard: Shard, index: int) -> dict[str, np.ndarray]:
+    """Mergeable measurements of the objects' parts in one tile of the final labels
+    (:func:`~batchseg.engine.tiled.objects.tile_partials`), read with a ring of
+    :data:`~batchseg.engine.tiled.objects.HALO` pixels so that perimeters add up exactly."""
+    bucket = ctx.buckets[shard.bucket]
+    H, W = bucket.height, bucket.width
+    t = tile_at((H, W), bucket.tile, 0, index)
+    y0, y1 = max(0, t.y0 - HALO), min(H, t.y1 + HALO)
+    x0, x1 = max(0, t.x0 - HALO), min(W, t.x1 + HALO)
+    context = store.read_tile(ctx.store, ctx.store_id, bucket, (slice(y0, y1), slice(x0, x1)))
+    core = (slice(t.y0 - y0, t.y1 - y0), slice(t.x0 - x0, t.x1 - x0))
+    image = _read(ctx, shard, _core_box(t))
+    return tile_partials(context[core], image, (t.y0, t.x0), context=context, core=core)
 
 
 def semantic_tile(ctx: JobContext, shard: Shard, index: int) -> TileOutcome:

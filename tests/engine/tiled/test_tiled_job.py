@@ -18,6 +18,7 @@ from PIL import Image
 
 import batchseg
 from batchseg.cluster.profiles import AddressProfile
+from batchseg.engine.objects import measure_objects
 from batchseg.engine.stats import region_stats
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
@@ -119,6 +120,15 @@ def test_objects_equal_whole_image_up_to_renaming(images, tmp_path, cluster_addr
         expected = region_stats(whole)
         got = table.loc[name, ["n_regions", "area_min", "area_mean", "area_max"]].to_numpy()
         np.testing.assert_allclose(got.astype(float), expected)
+        # objects crossing tiles are measured once, as measuring the whole stored map would
+        rows = view.objects(where=f"image_id == {name!r}").sort_values("label")
+        want = measure_objects(tiled, images[name])
+        assert list(rows["label"]) == list(want["label"]) and len(rows) == tiled.max()
+        for column, values in want.items():
+            np.testing.assert_allclose(rows[column].to_numpy(float), values, rtol=1e-9,
+                                       err_msg=column)  # fmt: skip
+        assert table.loc[name, "n_objects"] == len(rows)
+        assert table.loc[name, "object_area_median"] == np.median(want["area"])
 
 
 def _cuts(labels: np.ndarray) -> tuple[float, float]:
