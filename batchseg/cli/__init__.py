@@ -29,6 +29,7 @@ _HELP_ORDER = (
     "methods",
     "status",
     "query",
+    "objects",
     "mask",
     "export",
     "stats",

@@ -24,7 +24,7 @@ from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_sha
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
-from batchseg.methods.base import Method
+from batchseg.methods.base import Method, smallest_uint
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.words import plural
@@ -314,6 +314,9 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
         confidence=method.has_confidence,
         overwrite=spec.overwrite,
         objects=job.objects,
+        class_map_dtype=smallest_uint(len(classes or []))
+        if method.kind == "instances"
+        else None,  # instance methods: the class of every instance pixel
     )
     log.info(
         "planned %s: %s, %s of <= %d (%.1f s)",

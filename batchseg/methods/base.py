@@ -18,9 +18,11 @@ __all__ = ["PRE", "KernelRunner", "Method", "Param", "Runner", "Segmentation", "
 #: present in resolved parameters only when a chain is given.
 PRE = "pre"
 
-OutputKind = Literal["classes", "regions"]
+#: ``classes``: a class per pixel; ``regions``: region ids (0 none); ``instances``: instance
+#: ids (0 none) with a class map of the same pixels and per-instance class, score and box.
+OutputKind = Literal["classes", "regions", "instances"]
 #: What a method is, for listings and orchestration (a closed set, checked on construction).
-Family = Literal["classical", "threshold", "edge", "region", "clustering", "semantic"]
+Family = Literal["classical", "threshold", "edge", "region", "clustering", "semantic", "instance"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 Kernel = Callable[..., np.ndarray]
 Params = Mapping[str, Any]
@@ -33,6 +35,12 @@ class Segmentation:
 
     labels: np.ndarray
     confidence: np.ndarray | None = None  # uint8 0-255, same H x W as labels
+    #: instance methods: the class index of every pixel (0 = background), H x W
+    classes: np.ndarray | None = None
+    #: instance methods: per-instance columns, row ``i`` describing instance id ``i + 1``:
+    #: ``class_index`` (int64), ``score`` (float64) and the detector's box ``box_min_row``,
+    #: ``box_min_col``, ``box_max_row``, ``box_max_col`` (float64 pixels)
+    instances: dict[str, np.ndarray] | None = None
 
 
 class Runner(Protocol):
@@ -161,13 +169,13 @@ class Method:
             )
         if self.kind not in get_args(OutputKind):
             raise ValueError(f"method {self.id!r}: kind {self.kind!r} is not classes or regions")
-        if self.objects_default and self.kind != "regions":
+        if self.objects_default and self.kind == "classes":
             raise ValueError(f"method {self.id!r}: only region methods measure objects")
 
     def objects(self, requested: bool | None) -> bool:
         """Whether a job measures objects: ``requested`` (``--objects``/``--no-objects``) or
         this method's default. Class maps have no objects: asking for them is a UsageError."""
-        if requested and self.kind != "regions":
+        if requested and self.kind == "classes":
             raise UsageError(
                 f"method {self.id} makes class maps; objects are measured on region labels "
                 "(e.g. skimage.objects, skimage.watershed)"
@@ -222,8 +230,8 @@ class Method:
             self.prepare(params, local_workers)
 
     def classes(self, params: Mapping[str, Any]) -> list[str] | None:
-        """Class names for class-map methods, None for region methods."""
-        if self.kind != "classes":
+        """Class names for class-map and instance methods, None for region methods."""
+        if self.kind == "regions":
             return None
         if self.class_names is None:
             raise UsageError(f"method {self.id} declares no class names")
@@ -258,7 +266,7 @@ def smallest_uint(top: int) -> np.dtype:
 
 def _default_classes(method: Method) -> list[str] | None:
     """Class names under default parameters, when they need no model file."""
-    if method.kind != "classes":
+    if method.kind == "regions":
         return None
     try:
         return method.classes(method.resolve_params())

@@ -42,13 +42,14 @@ CATALOGUE_CHUNK = 1 << 16
 #: Smallest chunk side of a tiled image's pyramid level.
 MIN_LEVEL_CHUNK = 64
 
-CATALOGUE, STATS, LABELS, CONFIDENCE, PYRAMID, SCRATCH = (
+CATALOGUE, STATS, LABELS, CONFIDENCE, PYRAMID, SCRATCH, CLASSES = (
     "catalogue",
     "stats",
     "labels",
     "confidence",
     "pyramid",
     "scratch",
+    "classes",
 )
 
 
@@ -67,9 +68,10 @@ def catalogue_node(name: str) -> str:
     return f"{CATALOGUE}/{name}"
 
 
-def map_node(bucket_name: str, *, confidence: bool = False) -> str:
-    """Path of a bucket's label (or confidence) array."""
-    return f"{CONFIDENCE if confidence else LABELS}/{bucket_name}"
+def map_node(bucket_name: str, *, confidence: bool = False, classes: bool = False) -> str:
+    """Path of a bucket's label array (or its confidence, or an instance method's class map)."""
+    group = CONFIDENCE if confidence else CLASSES if classes else LABELS
+    return f"{group}/{bucket_name}"
 
 
 def pyramid_node(bucket_name: str, level: int) -> str:
@@ -162,6 +164,7 @@ def create(
     confidence: bool,
     overwrite: bool = False,
     objects: bool = False,
+    class_map_dtype: np.dtype | None = None,
 ) -> zarr.Group:
     """Write the catalogue and empty arrays for ``plan``; the store is then all pending.
 
@@ -192,6 +195,7 @@ def create(
     st.attrs["columns"] = list(stats_columns)
     labels = root.create_group(LABELS)
     conf = root.create_group(CONFIDENCE) if confidence else None
+    class_maps = root.create_group(CLASSES) if class_map_dtype is not None else None
     if objects:  # a group, so that zarr lists it; its parts are Parquet files, not arrays
         root.create_group(OBJECTS, attributes=OBJECTS_ATTRS)
     for b, dtype in zip(plan.buckets, label_dtypes, strict=True):
@@ -200,6 +204,8 @@ def create(
         bucket_array(labels, b, dtype)
         if conf is not None:
             bucket_array(conf, b, np.dtype(np.uint8))
+        if class_maps is not None and class_map_dtype is not None:
+            bucket_array(class_maps, b, class_map_dtype)
         if b.tile:
             _pyramid_arrays(root.require_group(PYRAMID).create_group(b.name), b, dtype)
     attrs = dict(meta)
