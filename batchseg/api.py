@@ -94,7 +94,8 @@ class StoreView:
 
     @property
     def kind(self) -> str:
-        """``"classes"`` (semantic class maps) or ``"regions"`` (region label maps)."""
+        """``"classes"`` (class maps), ``"regions"`` (region label maps) or ``"instances"``
+        (instance-id maps with a class map beside them, :meth:`class_map`)."""
         return str(self.attrs["method"]["kind"])
 
     @property
@@ -231,6 +232,19 @@ class StoreView:
         """
         return store.read_labels(self._root, image_id, level=level)
 
+    def class_map(self, image_id: str) -> np.ndarray:
+        """The class index of every pixel of an instance method's result (0 = background).
+
+        :meth:`mask` of such a store is the instance-id map (ids 1..n by descending score);
+        this is the class map of the same pixels, and :meth:`classes` names its values.
+
+        Raises
+        ------
+        StoreError
+            As :meth:`mask`, or the store holds no instance results.
+        """
+        return store.read_labels(self._root, image_id, classes=True)
+
     def confidence(self, image_id: str) -> np.ndarray:
         """Per-pixel confidence (uint8 0-255) of a semantic method's class map.
 
@@ -323,7 +337,7 @@ class StoreView:
             "pixels": int((done["height"].astype(np.int64) * done["width"]).sum()),
             "shapes": int(len(self.attrs["buckets"])),
         }
-        if self.kind == "classes":
+        if self.kind in ("classes", "instances"):
             keys = [c[len("pixels_") :] for c in table.columns if c.startswith("pixels_")]
             total = max(1, out["pixels"])
             out["classes"] = {
@@ -334,11 +348,14 @@ class StoreView:
                 }
                 for k in keys
             }
+            if self.kind == "instances":
+                for k in keys:
+                    out["classes"][k]["instances"] = int(done[f"n_{k}"].sum())
             if "mean_confidence" in done:
                 out["mean_confidence"] = (
                     float(done["mean_confidence"].mean()) if len(done) else None
                 )
-        else:
+        if self.kind != "classes":
             n = done["n_regions"]
             out["regions"] = {
                 "total": int(n.sum()),

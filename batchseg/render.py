@@ -39,7 +39,7 @@ BOUNDARY_COLOUR = (255, 255, 0)
 HIGHLIGHT_COLOUR = (255, 0, 255)
 """Outline of the object :func:`overlay` highlights (magenta)."""
 
-_KINDS = ("classes", "regions")
+_KINDS = ("classes", "regions", "instances")  # instance ids are drawn like regions
 _LUT_LIMIT = 1 << 20  # region ids up to this use a lookup table, larger ones np.unique
 _GOLDEN = 0.6180339887498949
 
@@ -157,7 +157,7 @@ def colourise(
     :func:`palette` for classes and :func:`region_colours` for regions.
     """
     labels = _check_labels(labels)
-    _check_kind(kind)
+    kind = _check_kind(kind)
     table = _colour_table(colours) if colours is not None else None
     if labels.size == 0:
         return np.zeros((*labels.shape, 3), dtype=np.uint8)
@@ -204,7 +204,7 @@ def overlay(
     filled, outlined thick in :data:`HIGHLIGHT_COLOUR`; the others keep their thin outline.
     """
     labels = _check_labels(labels)
-    _check_kind(kind)
+    kind = _check_kind(kind)
     alpha = float(alpha)
     if not 0.0 <= alpha <= 1.0:
         raise UsageError(f"alpha must be between 0 and 1, not {alpha}")
@@ -264,9 +264,13 @@ def save_png(array: np.ndarray, path: str | os.PathLike[str]) -> None:
 # ------------------------------------------------------------------------- helpers
 
 
-def _check_kind(kind: str) -> None:
+def _check_kind(kind: str) -> str:
+    """``kind``, with instance ids drawn as regions; UsageError for an unknown kind."""
     if kind not in _KINDS:
-        raise UsageError(f"unknown label kind {kind!r}; expected 'classes' or 'regions'")
+        raise UsageError(
+            f"unknown label kind {kind!r}; expected 'classes', 'regions' or 'instances'"
+        )
+    return "regions" if kind == "instances" else kind
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:

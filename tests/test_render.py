@@ -115,7 +115,7 @@ def test_colourise_bad_input():
     with pytest.raises(UsageError, match="non-negative"):
         colourise(np.array([[-1, 0]]))
     with pytest.raises(UsageError, match="kind"):
-        colourise(np.zeros((2, 2), dtype=np.uint8), kind="instances")
+        colourise(np.zeros((2, 2), dtype=np.uint8), kind="panoptic")
 
 
 def test_overlay_rgb_classes_blends_only_labelled_pixels():

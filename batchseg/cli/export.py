@@ -110,14 +110,19 @@ def _mask(
         raise UsageError("--object highlights an object on an --overlay (not with --confidence)")
     check_png_output(output)
     view = batchseg.open(path)
-    if object_label is not None and view.kind != "regions":
+    if object_label is not None and view.kind == "classes":
         raise UsageError(f"{path} holds class maps; --object needs region labels (objects)")
     if confidence:
         render.save_png(view.confidence(image_id), str(output))
         echo(f"wrote {output}")
         return
     labels = view.mask(image_id, level=level)
-    colours = np.asarray(view.colours, dtype=np.uint8) if view.colours else None
+    # instance ids are drawn like regions: the class colours are for class maps
+    colours = (
+        np.asarray(view.colours, dtype=np.uint8)
+        if view.colours and view.kind == "classes"
+        else None
+    )
     if overlay:
         image = read_overlay_source(view.uri(image_id), labels.shape, level, max_pixels)
         if object_label is not None and not (labels == object_label).any():

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.engine.instances import check_instances, instance_row, object_columns
 from batchseg.engine.objects import empty_columns, object_aggregates
 from batchseg.engine.stats import class_stats, region_stats
 from batchseg.engine.tiled.objects import merge_partials, tile_partials
@@ -43,6 +44,9 @@ class JobContext:
     n_columns: int
     #: measure every object (region methods): a table part per shard, aggregates in the row
     objects: bool = False
+    #: instance methods: the dtype of the class map stored beside the instance ids
+    class_dtype: str | None = None
+    class_names: tuple[str, ...] = ()
     max_pixels: int | None = readers.DEFAULT_MAX_PIXELS
     io_threads: int = 4
 
@@ -100,6 +104,11 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
         if method.has_confidence
         else None
     )
+    class_map = (
+        np.zeros((bucket.shard_size, bucket.height, bucket.width), dtype=ctx.class_dtype)
+        if ctx.class_dtype is not None
+        else None
+    )
     stats = np.full((S, ctx.n_columns), np.nan)
     status = np.zeros(S, dtype=np.int8)
     status[:n] = store.FAILED
@@ -136,7 +145,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
                     batch.append((slot, image, seconds))
                 slot += 1
             if batch:
-                out = _Outputs(labels, confidence, stats, status, objects)
+                out = _Outputs(labels, confidence, class_map, stats, status, objects)
                 _segment_batch(ctx, method, runner, batch, dtype, out, fail)
     summary = ShardSummary(
         shard=shard.index,
@@ -158,6 +167,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
             status,
             errors,
             None if objects is None else object_rows(shard.image_ids, objects),
+            class_map,
         ),
     )
     return summary
@@ -178,6 +188,7 @@ class _Outputs:
 
     labels: np.ndarray
     confidence: np.ndarray | None
+    classes: np.ndarray | None
     stats: np.ndarray
     status: np.ndarray
     objects: dict[int, dict[str, np.ndarray]] | None
@@ -226,7 +237,13 @@ def _segment_batch(
             if lab.size and (lab.min() < 0 or lab.max() > top):
                 raise ValueError(f"label {lab.max()} does not fit the store's {dtype}")
             lab = lab.astype(dtype, copy=False)
-            if method.kind == "classes":
+            if method.kind == "instances":
+                check_instances(lab, result.classes, result.instances)
+                assert out.classes is not None and result.instances is not None
+                assert result.classes is not None
+                row = instance_row(lab, result.classes, result.instances, ctx.n_classes)
+                out.classes[slot] = result.classes
+            elif method.kind == "classes":
                 row = class_stats(lab, ctx.n_classes)
             else:
                 row = region_stats(lab)
@@ -236,6 +253,8 @@ def _segment_batch(
                 extra.append(float(result.confidence.mean()) / 255.0)
             if out.objects is not None:
                 measured = measure(lab, image)
+                if result.instances is not None:
+                    measured = object_columns(measured, result.instances, ctx.class_names)
                 out.objects[slot] = measured
                 extra.extend(object_aggregates(measured["area"]))
             labels[slot] = lab

@@ -41,7 +41,13 @@ def stats_columns(
     objects: bool = False,
 ) -> list[str]:
     """Statistics columns for a method's output kind, in table order."""
-    if kind == "classes":
+    if kind == "instances":  # the ids' region statistics, the class map's, instances per class
+        keys = class_keys(class_names or [])
+        cols = [*REGION_COLUMNS, *(f"pixels_{k}" for k in keys)]
+        cols += [f"fraction_{k}" for k in keys] + [f"n_{k}" for k in keys]
+        if confidence:
+            cols.append("mean_confidence")
+    elif kind == "classes":
         keys = class_keys(class_names or [])
         cols = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
         if confidence:

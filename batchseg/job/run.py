@@ -250,6 +250,10 @@ def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str,
         n_classes=len(attrs.get("classes") or []),
         n_columns=len(attrs["stats_columns"]),
         objects=bool(attrs.get("objects", False)),
+        class_dtype=smallest_uint(len(attrs.get("classes") or [])).str
+        if job.method.kind == "instances"
+        else None,
+        class_names=tuple(attrs.get("classes") or ()),
         max_pixels=job.spec.max_pixels,
         io_threads=job.spec.io_threads,
     )

@@ -22,6 +22,7 @@ from batchseg.store.layout import (
     ATTRS_KEY,
     CATALOGUE,
     CHUNKS_WRITTEN_KEY,
+    CLASSES,
     CONFIDENCE,
     DAMAGED,
     DONE,
@@ -278,7 +279,7 @@ def missing_allowed(root: zarr.Group, info: ImageInfo, *, confidence: bool = Fal
     stores skipped all-zero chunks: a tile of a tiled image may be absent, and an ordinary
     image's map when its statistics say it is all zeros.
     """
-    if confidence or chunks_always_written(root):
+    if confidence or chunks_always_written(root):  # (class maps exist only in new stores)
         return False
     return info.tiled or expect_zero_map(root, info)
 
@@ -318,9 +319,15 @@ def read_checked(
 
 
 def read_labels(
-    root: zarr.Group, image_id: str, *, confidence: bool = False, level: int = 0
+    root: zarr.Group,
+    image_id: str,
+    *,
+    confidence: bool = False,
+    level: int = 0,
+    classes: bool = False,
 ) -> np.ndarray:
-    """The stored label map (or confidence map) of one image, at its original size.
+    """The stored label map (or confidence map, or an instance method's class map) of one
+    image, at its original size.
 
     ``level`` > 0 reads a tiled image's label pyramid (``labels[::2^level, ::2^level]``).
     StoreError when the image is not done, or its data is missing or fails its checksum.
@@ -329,26 +336,30 @@ def read_labels(
     info.require_done()
     assert info.bucket is not None  # a done image has a bucket
     b = info.bucket
-    what = "confidence data" if confidence else "label data"
+    what = "confidence data" if confidence else "class map data" if classes else "label data"
     if confidence and CONFIDENCE not in root:
         raise StoreError("this store has no confidence maps (not a semantic method)")
+    if classes and CLASSES not in root:
+        raise StoreError("this store has no class maps beside its labels (not an instance method)")
     if level:
         levels = b.get("levels") or []
-        if confidence or level not in levels:
+        if confidence or classes or level not in levels:
             have = ", ".join(map(str, levels)) or "none (not a tiled image)"
             raise StoreError(
                 f"image {image_id!r} has no stored label level {level}; levels: {have}"
             )
         arr = array(root, pyramid_node(b["name"], level))
         return read_checked(root, arr, (0, slice(None), slice(None)), info, what)
-    arr = array(root, map_node(b["name"], confidence=confidence))
+    arr = array(root, map_node(b["name"], confidence=confidence, classes=classes))
     row = 0 if info.tiled else info.bucket_row
     return read_checked(root, arr, (row, slice(None), slice(None)), info, what)
 
 
-def label_array(root: zarr.Group, bucket_name: str, *, confidence: bool = False) -> zarr.Array:
-    """A bucket's label (or confidence) array."""
-    return array(root, map_node(bucket_name, confidence=confidence))
+def label_array(
+    root: zarr.Group, bucket_name: str, *, confidence: bool = False, classes: bool = False
+) -> zarr.Array:
+    """A bucket's label (or confidence, or class map) array."""
+    return array(root, map_node(bucket_name, confidence=confidence, classes=classes))
 
 
 def pyramid_array(root: zarr.Group, bucket_name: str, level: int) -> zarr.Array | None:

@@ -17,7 +17,15 @@ import numpy as np
 import zarr
 
 from batchseg.errors import StoreError
-from batchseg.store.layout import CATALOGUE, CONFIDENCE, DONE, KNOWN_STATUS, PENDING, STATS
+from batchseg.store.layout import (
+    CATALOGUE,
+    CLASSES,
+    CONFIDENCE,
+    DONE,
+    KNOWN_STATUS,
+    PENDING,
+    STATS,
+)
 from batchseg.store.read import (
     array,
     attributes,
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MISSING = "label data missing"
 CONF_MISSING = "confidence data missing"
+CLASS_MISSING = "class map data missing"
 CHECKSUM = "checksum mismatch"
 
 
@@ -172,6 +181,8 @@ def _arrays(root: zarr.Group, name: str) -> list[tuple[zarr.Array, str, str]]:
     out = [(label_array(root, name), MISSING, "label data")]
     if CONFIDENCE in root and name in subgroup(root, CONFIDENCE):
         out.append((label_array(root, name, confidence=True), CONF_MISSING, "confidence data"))
+    if CLASSES in root and name in subgroup(root, CLASSES):
+        out.append((label_array(root, name, classes=True), CLASS_MISSING, "class map data"))
     return out
 
 

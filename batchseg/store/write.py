@@ -44,6 +44,8 @@ class ShardBlock:
     errors: np.ndarray  # (S,) object (str)
     #: the shard's object table (columns), None when the job measures no objects
     objects: Mapping[str, np.ndarray] | None = None
+    #: instance methods: the class map of the shard's images (like ``labels``)
+    classes: np.ndarray | None = None
 
 
 @lru_cache(maxsize=64)
@@ -80,6 +82,8 @@ def write_shard(
         _open_array(path, map_node(bucket.name, confidence=True), store_id)[brows] = (
             block.confidence
         )
+    if block.classes is not None and bucket.height > 0:
+        _open_array(path, map_node(bucket.name, classes=True), store_id)[brows] = block.classes
     _open_array(path, STATS, store_id)[rows] = block.stats
     if block.objects is not None:
         objects.write_part(path, objects.shard_part_name(shard.index), block.objects)
