@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 
 from batchseg.errors import StoreError
+from batchseg.store import objects
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,
@@ -117,6 +118,8 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
             _check_tiled(root, b, int(rows[0]), found)
         else:
             _check_bucket(root, b, rows, bucket_row, _zero_ok(root, attrs, b, stats), found)
+    if attrs.get("objects"):
+        _check_objects(path, S, done, found)
     damaged_rows = sorted(found)
     damaged = [(str(ids[r]), found[r]) for r in damaged_rows]
     stale = _table_stale(root, raw, real)
@@ -127,6 +130,19 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     for image_id, reason in damaged:
         log.warning("damaged: %s: %s", image_id, reason)
     return VerifyReport(checked=checked, damaged=damaged, marked=marked, table_stale=stale)
+
+
+def _check_objects(path: str, S: int, done: np.ndarray, found: dict[int, str]) -> None:
+    """Every shard with done rows has its object table, readable and intact; if not, its done
+    rows go to ``found`` (a rerun redoes the shard and rewrites the part whole)."""
+    for k in range(0, -(-len(done) // S)):
+        rows = np.flatnonzero(done[k * S : (k + 1) * S]) + k * S
+        if rows.size == 0:
+            continue
+        reason = objects.part_damage(path, objects.shard_part_name(k))
+        if reason is not None:
+            for r in rows:
+                found.setdefault(int(r), reason)
 
 
 def _chunked(

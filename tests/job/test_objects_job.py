@@ -199,3 +199,42 @@ def test_objects_cli_and_highlighted_overlay(
     assert "object 999 is not in image 'colour/img_000.png'" in missing.output
     no_overlay = run_cli("mask", str(out), "colour/img_000.png", "-o", str(png), "--object", "1")
     assert no_overlay.exit_code == 2
+
+
+def test_verify_finds_lost_and_damaged_parts_and_a_rerun_repairs_them(
+    collection: Path, tmp_path: Path, cluster_address: str
+) -> None:
+    from batchseg.store.verify import verify
+
+    out = tmp_path / "v.zarr"
+    view = _run(collection, out, cluster_address, "skimage.watershed")
+    before = view.objects().sort_values(["image_id", "label"]).reset_index(drop=True)
+    parts = [p for p in sorted((out / "objects").glob("part-*.parquet")) if _ids(p)]
+    assert len(parts) >= 3  # shards with objects (shards never mix shapes)
+    hit = set(before["image_id"][before["image_id"].isin(_ids(parts[0]) | _ids(parts[1]))])
+    parts[0].unlink()
+    data = bytearray(parts[1].read_bytes())
+    data[len(data) // 3] ^= 0x10  # one flipped bit inside a data page
+    parts[1].write_bytes(bytes(data))
+    report = verify(str(out))
+    reasons = {reason.split(" (")[0] for _, reason in report.damaged}
+    assert reasons == {"object table missing", "object table damaged"}, report.damaged
+    assert hit <= {image_id for image_id, _ in report.damaged}
+    assert report.marked == len(report.damaged) <= 6
+    spec = JobSpec(
+        input=str(collection),
+        method="skimage.watershed",
+        output=str(out),
+        shard_size=3,
+        profile=AddressProfile(cluster_address),
+    )
+    assert run_job(spec).done == 11
+    after = batchseg.open(str(out)).objects().sort_values(["image_id", "label"])
+    assert after.reset_index(drop=True).equals(before)
+    assert verify(str(out)).damaged == []
+
+
+def _ids(part: Path) -> set[str]:
+    import pyarrow.parquet as pq
+
+    return set(pq.read_table(part, columns=["image_id"])["image_id"].to_pylist())
