@@ -30,6 +30,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,56 +147,9 @@ def _export(
             seg = label_group.create_group(LABEL_NAME)
             label_shapes = content.write_labels(seg, n_levels, axes)
             colors, properties, listed, total = content.label_table(view)
-            ome: dict[str, Any] = {
-                "version": NGFF_VERSION,
-                "multiscales": [
-                    ngff.multiscale(
-                        image_id,
-                        axes,
-                        n_levels,
-                        translate=True,
-                        kind="mean",
-                        description="2x2 block mean of the level above "
-                        "(edge pixels repeated at odd sizes)",
-                    )
-                ],
-            }
-            if rgb:  # channel colours for viewers; a grey image has no channel axis to describe
-                ome["omero"] = ngff.omero(image_id, content.value_range())
-            root.attrs["ome"] = ome
-            root.attrs["batchseg"] = {
-                "store": store_path if "://" in store_path else os.path.abspath(store_path),
-                "image_id": image_id,
-                "uri": uri,
-                "method": view.attrs["method"],
-                "kind": view.kind,
-                "classes": view.classes,
-                "label_values_listed": listed,
-                "label_values_total": total,
-                "batchseg_version": batchseg.__version__,
-            }
-            label_group.attrs["ome"] = {"version": NGFF_VERSION, "labels": [LABEL_NAME]}
-            image_label: dict[str, Any] = {"version": NGFF_VERSION}
-            if colors:
-                image_label["colors"] = colors
-            if properties:
-                image_label["properties"] = properties
-            image_label["source"] = {"image": "../../"}
-            seg.attrs["ome"] = {
-                "version": NGFF_VERSION,
-                "multiscales": [
-                    ngff.multiscale(
-                        LABEL_NAME,
-                        axes,
-                        n_levels,
-                        translate=False,
-                        kind="nearest",
-                        description="every 2nd pixel of the level above (stride slicing); "
-                        "label values are never interpolated",
-                    )
-                ],
-                "image-label": image_label,
-            }
+            meta = _Meta(store_path, image_id, uri, axes, n_levels, rgb)
+            _write_image_attrs(root, view, content, meta, listed, total)
+            _write_label_attrs(label_group, seg, meta, colors, properties)
             _replace(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -207,6 +161,86 @@ def _export(
         "label_shapes": label_shapes,
         "label_values_listed": listed,
         "label_values_total": total,
+    }
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """What the metadata of one exported image names."""
+
+    store_path: str
+    image_id: str
+    uri: str
+    axes: Any
+    n_levels: int
+    rgb: bool
+
+
+def _write_image_attrs(
+    root: zarr.Group, view: Any, content: Any, meta: _Meta, listed: int, total: int
+) -> None:
+    """The image's NGFF multiscale (and omero channels for RGB) and batchseg's provenance."""
+    import batchseg
+
+    ome: dict[str, Any] = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            ngff.multiscale(
+                meta.image_id,
+                meta.axes,
+                meta.n_levels,
+                translate=True,
+                kind="mean",
+                description="2x2 block mean of the level above (edge pixels repeated at odd sizes)",
+            )
+        ],
+    }
+    if meta.rgb:  # channel colours for viewers; a grey image has no channel axis to describe
+        ome["omero"] = ngff.omero(meta.image_id, content.value_range())
+    root.attrs["ome"] = ome
+    store_path = meta.store_path
+    root.attrs["batchseg"] = {
+        "store": store_path if "://" in store_path else os.path.abspath(store_path),
+        "image_id": meta.image_id,
+        "uri": meta.uri,
+        "method": view.attrs["method"],
+        "kind": view.kind,
+        "classes": view.classes,
+        "label_values_listed": listed,
+        "label_values_total": total,
+        "batchseg_version": batchseg.__version__,
+    }
+
+
+def _write_label_attrs(
+    label_group: zarr.Group,
+    seg: zarr.Group,
+    meta: _Meta,
+    colors: list[Any],
+    properties: list[Any],
+) -> None:
+    """The labels group listing, and the label image's multiscale and image-label metadata."""
+    label_group.attrs["ome"] = {"version": NGFF_VERSION, "labels": [LABEL_NAME]}
+    image_label: dict[str, Any] = {"version": NGFF_VERSION}
+    if colors:
+        image_label["colors"] = colors
+    if properties:
+        image_label["properties"] = properties
+    image_label["source"] = {"image": "../../"}
+    seg.attrs["ome"] = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            ngff.multiscale(
+                LABEL_NAME,
+                meta.axes,
+                meta.n_levels,
+                translate=False,
+                kind="nearest",
+                description="every 2nd pixel of the level above (stride slicing); "
+                "label values are never interpolated",
+            )
+        ],
+        "image-label": image_label,
     }
 
 
