@@ -97,24 +97,12 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     method = get_method(ctx.method_id)
     runner = method.runner(ctx.params)
     batch_size = max(1, int(runner.batch_size))
-    S, n = ctx.shard_size, len(shard)
-    labels = np.zeros((bucket.shard_size, bucket.height, bucket.width), dtype=dtype)
-    confidence = (
-        np.zeros((bucket.shard_size, bucket.height, bucket.width), dtype=np.uint8)
-        if method.has_confidence
-        else None
-    )
-    class_map = (
-        np.zeros((bucket.shard_size, bucket.height, bucket.width), dtype=ctx.class_dtype)
-        if ctx.class_dtype is not None
-        else None
-    )
-    stats = np.full((S, ctx.n_columns), np.nan)
-    status = np.zeros(S, dtype=np.int8)
-    status[:n] = store.FAILED
-    errors = np.full(S, "", dtype=object)
+    n = len(shard)
+    out = _buffers(ctx, method.has_confidence, bucket, dtype, n)
+    labels, confidence, class_map = out.labels, out.confidence, out.classes
+    stats, status, objects = out.stats, out.status, out.objects
+    errors = np.full(ctx.shard_size, "", dtype=object)
     failures: dict[str, str] = {}
-    objects: dict[int, dict[str, np.ndarray]] | None = {} if ctx.objects else None
 
     def fail(slot: int, exc: BaseException) -> None:
         errors[slot] = one_line(exc)
@@ -145,7 +133,6 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
                     batch.append((slot, image, seconds))
                 slot += 1
             if batch:
-                out = _Outputs(labels, confidence, class_map, stats, status, objects)
                 _segment_batch(ctx, method, runner, batch, dtype, out, fail)
     summary = ShardSummary(
         shard=shard.index,
@@ -192,6 +179,23 @@ class _Outputs:
     stats: np.ndarray
     status: np.ndarray
     objects: dict[int, dict[str, np.ndarray]] | None
+
+
+def _buffers(
+    ctx: JobContext, with_confidence: bool, bucket: Bucket, dtype: np.dtype, n: int
+) -> _Outputs:
+    """Empty result buffers of a shard of ``n`` images: every real row failed until done."""
+    maps = (bucket.shard_size, bucket.height, bucket.width)
+    status = np.zeros(ctx.shard_size, dtype=np.int8)
+    status[:n] = store.FAILED
+    return _Outputs(
+        labels=np.zeros(maps, dtype=dtype),
+        confidence=np.zeros(maps, dtype=np.uint8) if with_confidence else None,
+        classes=np.zeros(maps, dtype=ctx.class_dtype) if ctx.class_dtype is not None else None,
+        stats=np.full((ctx.shard_size, ctx.n_columns), np.nan),
+        status=status,
+        objects={} if ctx.objects else None,
+    )
 
 
 def object_rows(
