@@ -6,6 +6,7 @@ per-image aggregates join the image table; resume, failures and refusals keep it
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,22 @@ def collection(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def objects_store(
+    collection: Path, tmp_path_factory: pytest.TempPathFactory, cluster_address: str
+) -> Path:
+    """One skimage.objects store; tests that change it work on a copy."""
+    out = tmp_path_factory.mktemp("objects-store") / "objects.zarr"
+    _run(collection, out, cluster_address, "skimage.objects", params={"min_area": 5})
+    return out
+
+
+def _copy(store_path: Path, tmp_path: Path) -> Path:
+    out = tmp_path / store_path.name
+    shutil.copytree(store_path, out)
+    return out
+
+
 def _run(folder: Path, out: Path, address: str, method: str, **kw: object) -> batchseg.StoreView:
     spec = JobSpec(
         input=str(folder),
@@ -56,14 +73,22 @@ def _image(view: batchseg.StoreView, image_id: str) -> np.ndarray:
     ("method", "kw"),
     [
         ("skimage.watershed", {}),  # objects on by default
-        ("skimage.objects", {"params": {"min_area": 5}}),
+        ("skimage.objects", {"params": {"min_area": 5}}),  # threshold + components
         ("skimage.slic", {"objects": True, "params": {"n_segments": 30}}),  # off by default
     ],
 )
 def test_object_table_equals_regionprops_of_stored_maps(
-    collection: Path, tmp_path: Path, cluster_address: str, method: str, kw: dict
+    collection: Path,
+    tmp_path: Path,
+    cluster_address: str,
+    request: pytest.FixtureRequest,
+    method: str,
+    kw: dict,
 ) -> None:
-    view = _run(collection, tmp_path / "o.zarr", cluster_address, method, **kw)
+    if method == "skimage.objects":  # the module's store
+        view = batchseg.open(str(request.getfixturevalue("objects_store")))
+    else:
+        view = _run(collection, tmp_path / "o.zarr", cluster_address, method, **kw)
     table = view.table().set_index("image_id")
     objects = view.objects()
     assert objects.columns[:3].tolist() == ["image_id", "label", "area"]
@@ -143,10 +168,10 @@ def test_objects_off_and_refusals(collection: Path, tmp_path: Path, cluster_addr
 
 
 def test_rerun_rewrites_a_shard_part_the_same(
-    collection: Path, tmp_path: Path, cluster_address: str
+    collection: Path, tmp_path: Path, cluster_address: str, objects_store: Path
 ) -> None:
-    out = tmp_path / "objects.zarr"
-    view = _run(collection, out, cluster_address, "skimage.objects")
+    out = _copy(objects_store, tmp_path)
+    view = batchseg.open(str(out))
     before = view.objects().sort_values(["image_id", "label"]).reset_index(drop=True)
     # mark one done image pending (as a crash before its status write would): its shard is
     # redone, its part rewritten whole
@@ -160,6 +185,7 @@ def test_rerun_rewrites_a_shard_part_the_same(
         method="skimage.objects",
         output=str(out),
         shard_size=3,
+        params={"min_area": 5},
         profile=AddressProfile(cluster_address),
     )
     result = run_job(spec)
@@ -169,10 +195,9 @@ def test_rerun_rewrites_a_shard_part_the_same(
 
 
 def test_objects_cli_and_highlighted_overlay(
-    collection: Path, tmp_path: Path, cluster_address: str
+    collection: Path, tmp_path: Path, cluster_address: str, objects_store: Path
 ) -> None:
-    out = tmp_path / "cli.zarr"
-    _run(collection, out, cluster_address, "skimage.objects")
+    out = objects_store
     result = run_cli(
         "objects", str(out), "--where", "area > 20 and image_id == 'colour/img_000.png'",
         "--format", "csv", "--columns", "image_id,label,area",
@@ -202,12 +227,12 @@ def test_objects_cli_and_highlighted_overlay(
 
 
 def test_verify_finds_lost_and_damaged_parts_and_a_rerun_repairs_them(
-    collection: Path, tmp_path: Path, cluster_address: str
+    collection: Path, tmp_path: Path, cluster_address: str, objects_store: Path
 ) -> None:
     from batchseg.store.verify import verify
 
-    out = tmp_path / "v.zarr"
-    view = _run(collection, out, cluster_address, "skimage.watershed")
+    out = _copy(objects_store, tmp_path)
+    view = batchseg.open(str(out))
     before = view.objects().sort_values(["image_id", "label"]).reset_index(drop=True)
     parts = [p for p in sorted((out / "objects").glob("part-*.parquet")) if _ids(p)]
     assert len(parts) >= 3  # shards with objects (shards never mix shapes)
@@ -223,9 +248,10 @@ def test_verify_finds_lost_and_damaged_parts_and_a_rerun_repairs_them(
     assert report.marked == len(report.damaged) <= 6
     spec = JobSpec(
         input=str(collection),
-        method="skimage.watershed",
+        method="skimage.objects",
         output=str(out),
         shard_size=3,
+        params={"min_area": 5},
         profile=AddressProfile(cluster_address),
     )
     assert run_job(spec).done == 11
