@@ -1,0 +1,1 @@
+"""Scoring stores against ground truth: metrics (pure numpy), truth matching, the job."""
