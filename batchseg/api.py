@@ -17,6 +17,8 @@ import zarr
 from batchseg import query as query_lang
 from batchseg import store
 from batchseg.errors import QueryError
+from batchseg.store.evaluations import evaluation_columns, evaluation_frame
+from batchseg.store.evaluations import evaluations as store_evaluations
 
 
 class Failure(TypedDict):
@@ -116,7 +118,7 @@ class StoreView:
         list of str
             ``image_id``, ``status``, ``error``, ``height``, ``width``, the statistics, ``uri``.
         """
-        return store.table_columns(self._root)
+        return [*store.table_columns(self._root), *evaluation_columns(self._root)]
 
     def table(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per image: ``image_id``, ``status``, ``error``, size, every statistic, uri.
@@ -143,7 +145,69 @@ class StoreView:
             unknown = sorted(set(columns) - set(self.columns()))
             if unknown:
                 raise QueryError(f"unknown column {unknown[0]!r}")
-        return store.read_table(self._root, columns)
+        scored = evaluation_columns(self._root)
+        base = None if columns is None else [c for c in columns if c not in scored]
+        table = store.read_table(self._root, base)
+        wanted = scored if columns is None else [c for c in columns if c in scored]
+        if not wanted:
+            return table
+        extra = evaluation_frame(self._root, wanted)
+        return table.merge(extra, on="image_id", how="left")
+
+    def evaluate(
+        self,
+        truth: str,
+        *,
+        name: str = "eval",
+        pattern: str | None = None,
+        truth_classes: str | None = None,
+        ignore: Sequence[int] = (),
+        tolerance: float | None = None,
+        scheduler: str | None = None,
+    ) -> dict[str, Any]:
+        """Score the store's done images against ground truth and store the scores.
+
+        Parameters
+        ----------
+        truth : str
+            A folder of truth label images (matched by relative path, any image suffix) or a
+            CSV ``image_id,truth_path``.
+        name : str
+            The evaluation's name: per-image columns ``<name>_<metric>`` join :meth:`table`;
+            evaluating again with a name replaces it.
+        pattern : str, optional
+            Truth file names from an image's stem, e.g. ``{stem}_L.png``; ``*`` matches several
+            annotators (scored each, averaged per image).
+        truth_classes : str, optional
+            CSV ``value,class`` mapping truth grey values or colours to the store's classes
+            (or ``ignore``); without it truth values are class indices.
+        ignore : sequence of int
+            Truth values left out of scoring.
+        tolerance : float, optional
+            Boundary match distance in pixels (default 0.0075 x the image diagonal).
+        scheduler : str, optional
+            Run on this Dask scheduler instead of an embedded local cluster.
+
+        Returns
+        -------
+        dict
+            The dataset result as stored (see README, Evaluation), with ``missing`` (ids without
+            truth) and ``failed`` (id -> error).
+        """
+        from batchseg.cluster.profiles import AddressProfile, LocalProfile
+        from batchseg.evaluate.job import EvalOptions, evaluate_store
+
+        profile = AddressProfile(scheduler) if scheduler else LocalProfile()
+        options = EvalOptions(
+            truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile
+        )
+        out = evaluate_store(self.path, options)
+        self.__dict__.pop("attrs", None)  # the attributes changed
+        return {**out.result, "missing": out.missing, "failed": out.failed}
+
+    def evaluations(self) -> dict[str, dict[str, Any]]:
+        """The stored evaluations by name: dataset results, confusion matrix, truth source."""
+        return store_evaluations(self._root)
 
     def query(self, expr: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of :meth:`table` where the boolean expression ``expr`` holds.

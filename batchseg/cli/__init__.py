@@ -7,6 +7,7 @@ One module per command group registers its commands on :data:`app` (in help orde
 from __future__ import annotations
 
 from batchseg.cli import cluster as _cluster_commands  # noqa: F401 - `cluster show`
+from batchseg.cli import evaluate as _evaluate_commands  # noqa: F401 - `evaluate`
 from batchseg.cli import export as _export_commands  # noqa: F401 - `mask`, `export`
 from batchseg.cli import inspect as _inspect_commands  # noqa: F401 - `status`, `query`, `stats`
 from batchseg.cli import misc as _misc_commands  # noqa: F401 - `methods`, `demo-data`
@@ -30,6 +31,7 @@ _HELP_ORDER = (
     "status",
     "query",
     "objects",
+    "evaluate",
     "mask",
     "export",
     "stats",

@@ -8,8 +8,13 @@ finished since then.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("batchseg")
 
 
 class EtaEstimator:
@@ -56,3 +61,55 @@ class EtaEstimator:
         """``"ETA 42 s"``, or ``"ETA after a few shards"`` while it cannot be estimated yet."""
         left = self.seconds_left()
         return "ETA after a few shards" if left is None else f"ETA {left:.0f} s"
+
+
+@contextmanager
+def progress_reporter(verb: str) -> Iterator[Callable[[int, int, int], None]]:
+    """``update(done, failed, total)``: a rich progress bar on a terminal (``verb`` leads it),
+    a log line every 10 s otherwise; the ETA is shown once a few tasks have finished."""
+    eta = EtaEstimator()
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(
+            TextColumn(verb),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[rate]:.1f} img/s"),
+            TextColumn("{task.fields[eta]}"),
+            transient=False,
+        ) as bar:
+            task = bar.add_task(verb, total=None, failed=0, rate=0.0, eta="")
+
+            def update(done: int, failed: int, total: int) -> None:
+                eta.update(done + failed, total)
+                bar.update(
+                    task,
+                    completed=done + failed,
+                    total=total,
+                    failed=failed,
+                    rate=eta.rate(),
+                    eta=eta.text(),
+                )
+
+            yield update
+        return
+    last = [0.0]
+
+    def log_line(done: int, failed: int, total: int) -> None:
+        eta.update(done + failed, total)
+        now = time.perf_counter()
+        if now - last[0] < 10 and done + failed < total:
+            return
+        last[0] = now
+        log.info(
+            "progress: %d/%d done, %d failed, %.1f images/s, %s",
+            done + failed,
+            total,
+            failed,
+            eta.rate(),
+            eta.text(),
+        )
+
+    yield log_line

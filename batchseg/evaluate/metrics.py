@@ -95,7 +95,12 @@ def region_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         )
     t = np.ascontiguousarray(truth, dtype=np.int64)
     p = np.ascontiguousarray(pred, dtype=np.int64)
-    error, precision, recall = adapted_rand_error(t, p)
+    # skimage (0.24-0.26) divides by the pairs of its *first* argument for what it returns as
+    # precision, although its docstring (and SNEMI3D) define precision over the test image's
+    # pairs: swapped here, so that rand_precision is "pairs joined in both / pairs joined in
+    # the prediction" (over-segmentation: precision near 1). The error itself is symmetric.
+    error, over_truth, over_pred = adapted_rand_error(t, p)
+    precision, recall = over_pred, over_truth
     split, merge = variation_of_information(t, p)
     return {
         "adapted_rand_error": float(error),

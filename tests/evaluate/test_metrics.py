@@ -67,9 +67,11 @@ def test_region_scores_are_skimage_with_its_defaults() -> None:
     s = region_scores(truth, pred)
     error, precision, recall = adapted_rand_error(truth, pred)
     split, merge = variation_of_information(truth, pred)
-    assert (s["adapted_rand_error"], s["rand_precision"], s["rand_recall"]) == (
-        error, precision, recall,
-    )  # fmt: skip
+    assert (s["adapted_rand_error"], s["rand_recall"], s["rand_precision"]) == (
+        error,
+        precision,
+        recall,
+    )  # fmt: skip (skimage's precision is over the truth's pairs: our recall)
     assert (s["vi_split"], s["vi_merge"]) == (split, merge)
     assert s["variation_of_information"] == split + merge
     same = region_scores(truth, truth * 3)  # a renaming is a perfect segmentation
@@ -80,6 +82,8 @@ def test_region_scores_are_skimage_with_its_defaults() -> None:
     over = region_scores(halves, np.arange(16).reshape(4, 4) + 1)  # every pixel its own
     # skimage's entropies are in bits: splitting 8 pixels each into 8 regions is 3 bits
     assert over["vi_merge"] == pytest.approx(0) and over["vi_split"] == pytest.approx(3.0)
+    coarse = region_scores(np.arange(16).reshape(4, 4) // 2, halves)  # pairs of pixels in truth
+    assert coarse["rand_recall"] == 1.0 and coarse["rand_precision"] < 1  # under-segmented
 
 
 def test_boundary_scores_with_tolerance() -> None:

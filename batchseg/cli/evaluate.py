@@ -1,0 +1,176 @@
+"""``batchseg evaluate``: score a store against ground truth; ``--show`` prints stored results."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from batchseg.cli.core import app, guard
+from batchseg.cli.progress import progress_reporter
+from batchseg.cli.text import echo, plural
+from batchseg.errors import UsageError
+
+#: Dataset values printed by the text output, in order (those the evaluation has).
+SHOWN = (
+    "pixel_accuracy",
+    "mean_class_accuracy",
+    "miou",
+    "fw_iou",
+    "mean_dice",
+    "adapted_rand_error",
+    "rand_precision",
+    "rand_recall",
+    "variation_of_information",
+    "vi_split",
+    "vi_merge",
+    "boundary_precision",
+    "boundary_recall",
+    "boundary_f",
+)
+
+
+@app.command()
+def evaluate(
+    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    truth: Annotated[
+        str | None,
+        typer.Option(
+            "--truth",
+            metavar="TRUTH",
+            help="Folder of truth label images (matched by relative path, any image suffix) "
+            "or a CSV image_id,truth_path.",
+        ),
+    ] = None,
+    truth_pattern: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATTERN",
+            help="Truth file from an image's stem: '{stem}_L.png'; '{stem}_*.png' scores "
+            "every annotator and averages.",
+        ),
+    ] = None,
+    truth_classes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MAP.csv",
+            help="CSV value,class: truth grey values or colours (#rrggbb / 'r g b') to the "
+            "store's classes or 'ignore'; default: values are class indices.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[int] | None,
+        typer.Option(metavar="VALUE", help="Truth value left out of scoring (repeatable)."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(help="Evaluation name: per-image columns <name>_<metric>.")
+    ] = "eval",
+    boundary_tolerance: Annotated[
+        float | None,
+        typer.Option(
+            metavar="PX", help="Boundary match distance (default 0.0075 x image diagonal)."
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Embedded cluster: worker processes.")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Attach to this Dask scheduler instead.")
+    ] = None,
+    show: Annotated[
+        bool,
+        typer.Option("--show", help="Print stored evaluations (--name: that one) without scoring."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The whole result as JSON.")] = False,
+) -> None:
+    """Score a store's label maps against ground truth; the per-image scores join the table.
+
+    Exit 3 when some images had no truth or could not be scored (they are listed).
+    """
+    if show:
+        guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
+        return
+    code = guard(
+        lambda: _evaluate(
+            store_path,
+            truth,
+            truth_pattern,
+            truth_classes,
+            ignore or [],
+            name,
+            boundary_tolerance,
+            workers,
+            scheduler,
+            as_json,
+        )  # fmt: skip
+    )
+    raise typer.Exit(code)
+
+
+def _evaluate(
+    path: str,
+    truth: str | None,
+    pattern: str | None,
+    truth_classes: str | None,
+    ignore: list[int],
+    name: str,
+    tolerance: float | None,
+    workers: int | None,
+    scheduler: str | None,
+    as_json: bool,
+) -> int:
+    from batchseg.cluster.profiles import AddressProfile, LocalProfile
+    from batchseg.evaluate.job import EvalOptions, evaluate_store
+
+    if truth is None:
+        raise UsageError("--truth is required (or --show to print stored evaluations)")
+    if tolerance is not None and not tolerance >= 0:
+        raise UsageError(f"--boundary-tolerance must be >= 0, got {tolerance}")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be >= 1")
+    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
+    options = EvalOptions(truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile)
+    with progress_reporter("scoring") as on_progress:
+        result = evaluate_store(path, options, on_progress)
+    if as_json:
+        payload = {**result.result, "missing": result.missing, "failed": result.failed}
+        typer.echo(json.dumps({name: payload}, indent=2))
+    else:
+        _print(name, result.result)
+        if result.missing:
+            echo(
+                f"no truth for {plural(len(result.missing), 'image')}: "
+                + ", ".join(result.missing[:5])
+                + (" ..." if len(result.missing) > 5 else ""),
+                err=True,
+            )
+        for image_id, error in list(result.failed.items())[:5]:
+            echo(f"not scored: {image_id}: {error}", err=True)
+    return result.exit_code
+
+
+def _show(path: str, name: str | None, as_json: bool) -> None:
+    from batchseg.evaluate.job import stored
+
+    found = stored(path, name)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        echo(f"{path}: no evaluations (batchseg evaluate {path} --truth TRUTH)")
+    for key, result in sorted(found.items()):
+        _print(key, result)
+
+
+def _print(name: str, result: dict[str, Any]) -> None:
+    echo(
+        f"evaluation {name!r}: {plural(result.get('images_scored', 0), 'image')} scored "
+        f"against {result.get('truth')}"
+    )
+    for key in SHOWN:
+        value = result.get(key)
+        if isinstance(value, int | float):
+            echo(f"  {key:<26} {value:.4f}")
+    iou = result.get("iou")
+    if isinstance(iou, dict) and iou:
+        parts = [f"{k} {v:.3f}" for k, v in iou.items() if v is not None]
+        echo("  iou: " + ", ".join(parts))

@@ -1,0 +1,194 @@
+"""``batchseg evaluate``: score a store against ground truth as a Dask job, store the scores.
+
+One task per store shard (its done images with truth); tasks return per-image values and
+confusion sums. Dataset values come from the summed confusion matrix (class maps) or the mean
+over images (region and boundary metrics). Results go to the store's evaluations under the
+lock (:mod:`batchseg.store.evaluations`): per-image columns ``<name>_<metric>`` in the table,
+dataset results in the attributes. Nothing else in the store is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from batchseg import store
+from batchseg.cluster.profiles import LocalProfile, Profile
+from batchseg.errors import UsageError
+from batchseg.evaluate.metrics import class_scores
+from batchseg.evaluate.score import EvalContext, Scores
+from batchseg.evaluate.truth import match_truth, read_value_map
+from batchseg.store.evaluations import evaluations, write_evaluation
+from batchseg.store.lock import store_lock
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+Progress = Callable[[int, int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What ``batchseg evaluate`` was asked."""
+
+    truth: str
+    name: str = "eval"
+    pattern: str | None = None
+    truth_classes: str | None = None
+    ignore: tuple[int, ...] = ()
+    tolerance: float | None = None
+    profile: Profile = field(default_factory=LocalProfile)
+
+
+@dataclass
+class EvalResult:
+    """The dataset result as stored (``result``), and what could not be scored."""
+
+    name: str
+    result: dict[str, Any]
+    missing: list[str]
+    failed: dict[str, str]
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.missing or self.failed else 0
+
+
+def evaluate_store(
+    path: str, options: EvalOptions, on_progress: Progress | None = None
+) -> EvalResult:
+    """Score the done images of the store at ``path`` against ``options.truth``."""
+    if not NAME.fullmatch(options.name):
+        raise UsageError(f"--name must match [a-z][a-z0-9_]*, got {options.name!r}")
+    root = store.open_group(path, mode="r")
+    attrs = store.attributes(root)
+    kind = attrs["method"]["kind"]
+    if kind not in ("classes", "regions"):
+        raise UsageError(
+            f"{path} holds {kind} results; scoring them (COCO AP, panoptic quality) is not "
+            "implemented yet"
+        )
+    classes = tuple(attrs.get("classes") or ())
+    value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
+    if value_map is not None and kind != "classes":
+        raise UsageError("--truth-classes is for class maps; region truth is scored as regions")
+    ctx = EvalContext(path, kind, classes, value_map, options.ignore, options.tolerance)
+    plan = store.load_plan(root)
+    table = store.read_table(root, ["status"])
+    done = set(table.loc[table["status"] == "done", "image_id"])
+    ids = [i for s in plan.shards for i in s.image_ids if i in done]
+    truth = match_truth(options.truth, ids, options.pattern)
+    if not truth.files:
+        raise UsageError(
+            f"no truth found for any of the {len(ids)} done images in {options.truth} "
+            "(matched by relative path with any image suffix; see --truth-pattern)"
+        )
+    tasks = [[(i, truth.files[i]) for i in s.image_ids if i in truth.files] for s in plan.shards]
+    tasks = [t for t in tasks if t]
+    with store_lock(path):
+        scores = _run(ctx, tasks, options.profile, on_progress)
+        result = _dataset_result(ctx, options, scores, len(truth.missing))
+        _store(path, options.name, ctx, scores, result)
+    failed = {k: v for s in scores for k, v in s.errors.items()}
+    for image_id in truth.missing[:10]:
+        log.warning("no truth for %s", image_id)
+    return EvalResult(options.name, result, truth.missing, failed)
+
+
+def _run(
+    ctx: EvalContext,
+    tasks: list[list[tuple[str, list[str]]]],
+    profile: Profile,
+    on_progress: Progress | None,
+) -> list[Scores]:
+    from batchseg.cluster.connect import connect
+    from batchseg.engine.evaluate_graph import run_scoring
+
+    total = sum(len(t) for t in tasks)
+    done = failed = 0
+    out: list[Scores] = []
+    handle = connect(profile)
+    try:
+        for k, scores in run_scoring(handle.client, ctx, tasks):
+            if isinstance(scores, BaseException):
+                reason = f"task failed: {scores}"
+                scores = Scores(errors={i: reason for i, _ in tasks[k]})
+            out.append(scores)
+            done += len(scores.image_ids)
+            failed += len(scores.errors)
+            if on_progress is not None:
+                on_progress(done, failed, total)
+    finally:
+        handle.close()
+    return out
+
+
+def _dataset_result(
+    ctx: EvalContext, options: EvalOptions, scores: Sequence[Scores], missing: int
+) -> dict[str, Any]:
+    n = sum(len(s.image_ids) for s in scores)
+    result: dict[str, Any] = {
+        "truth": options.truth,
+        "truth_pattern": options.pattern,
+        "truth_classes": options.truth_classes,
+        "ignore": list(options.ignore),
+        "kind": ctx.kind,
+        "images_scored": n,
+        "images_without_truth": missing,
+        "images_failed": sum(len(s.errors) for s in scores),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if ctx.kind == "classes":
+        total = np.zeros((len(ctx.class_names),) * 2, dtype=np.int64)
+        for s in scores:
+            if s.confusion is not None:
+                total += s.confusion
+        result.update(class_scores(total, ctx.class_names))
+        result["classes"] = list(ctx.class_names)
+        result["confusion_matrix"] = total.tolist()
+    else:
+        values = [v for s in scores for v in s.values]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(np.vstack(values), axis=0) if values else []
+        for metric, value in zip(ctx.metrics, means, strict=False):
+            result[metric] = None if np.isnan(value) else float(value)
+        if options.tolerance is not None:
+            result["boundary_tolerance"] = options.tolerance
+        else:
+            result["boundary_tolerance"] = "0.0075 x image diagonal"
+    return result
+
+
+def _store(path: str, name: str, ctx: EvalContext, scores: Sequence[Scores], result: dict) -> None:
+    started = time.perf_counter()
+    ids = [i for s in scores for i in s.image_ids]
+    metrics = ctx.metrics
+    values = (
+        np.vstack([v for s in scores for v in s.values]) if ids else np.zeros((0, len(metrics)))
+    )
+    root = store.open_group(path, mode="r+")
+    columns = [f"{name}_{m}" for m in metrics]
+    write_evaluation(root, name, ids, columns, values, result)
+    log.info(
+        "stored evaluation %r: %d images (%.1f s)", name, len(ids), time.perf_counter() - started
+    )
+
+
+def stored(path: str, name: str | None = None) -> dict[str, dict[str, Any]]:
+    """Stored evaluations of the store (``name``: that one; UsageError when absent)."""
+    found = evaluations(store.open_group(path, mode="r"))
+    if name is None:
+        return found
+    if name not in found:
+        have = ", ".join(sorted(found)) or "none"
+        raise UsageError(f"{path} has no evaluation {name!r} (evaluations: {have})")
+    return {name: found[name]}

@@ -1,0 +1,128 @@
+"""Score one task's images against their truth (no Dask: the graph layer calls
+:func:`score_images` inside a task). A task returns per-image values and, for class maps, the
+summed confusion matrix: never pixels."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from batchseg import store
+from batchseg.engine.stats import class_keys
+from batchseg.errors import one_line
+from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, region_scores
+from batchseg.evaluate.truth import IGNORE, ValueMap
+
+CLASS_METRICS = ("pixel_accuracy", "mean_class_accuracy", "miou", "fw_iou", "mean_dice")
+REGION_METRICS = (
+    "adapted_rand_error",
+    "rand_precision",
+    "rand_recall",
+    "vi_split",
+    "vi_merge",
+    "variation_of_information",
+    "boundary_precision",
+    "boundary_recall",
+    "boundary_f",
+)
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What every scoring task shares."""
+
+    store: str
+    kind: str  # "classes" (confusion-matrix metrics) or "regions"
+    class_names: tuple[str, ...] = ()
+    value_map: ValueMap | None = None
+    ignore: tuple[int, ...] = ()
+    tolerance: float | None = None
+
+    @property
+    def metrics(self) -> list[str]:
+        """Per-image metric names, in column order (without the evaluation's prefix)."""
+        if self.kind == "classes":
+            return [*CLASS_METRICS, *(f"iou_{k}" for k in class_keys(self.class_names))]
+        return list(REGION_METRICS)
+
+
+@dataclass
+class Scores:
+    """A task's results: per-image values (rows of :attr:`EvalContext.metrics`), the summed
+    confusion matrix (class maps), and the images that could not be scored, with why."""
+
+    image_ids: list[str] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    confusion: np.ndarray | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def read_truth(path: str) -> np.ndarray:
+    """A truth image as stored: palette indices stay indices, RGBA loses alpha."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        array = np.asarray(im)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    return array
+
+
+def score_images(ctx: EvalContext, items: Sequence[tuple[str, Sequence[str]]]) -> Scores:
+    """Score each ``(image_id, truth paths)``: a failing image is recorded, the rest go on."""
+    root = store.open_group(ctx.store, mode="r")
+    out = Scores()
+    n = len(ctx.class_names)
+    if ctx.kind == "classes":
+        out.confusion = np.zeros((n, n), dtype=np.int64)
+    for image_id, paths in items:
+        try:
+            labels = store.read_labels(root, image_id)
+            row, matrix = _score_one(ctx, labels, [read_truth(p) for p in paths])
+        except Exception as exc:  # noqa: BLE001 - recorded per image
+            out.errors[image_id] = one_line(exc)
+            continue
+        out.image_ids.append(image_id)
+        out.values.append(row)
+        if matrix is not None and out.confusion is not None:
+            out.confusion += matrix
+    return out
+
+
+def _score_one(
+    ctx: EvalContext, labels: np.ndarray, truths: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-image values (mean over annotators) and the summed confusion matrix."""
+    rows: list[np.ndarray] = []
+    total: np.ndarray | None = None
+    for truth in truths:
+        if truth.shape[:2] != labels.shape:
+            raise ValueError(
+                f"truth is {truth.shape[0]}x{truth.shape[1]}, prediction "
+                f"{labels.shape[0]}x{labels.shape[1]} (height x width); never resized"
+            )
+        if ctx.kind == "classes":
+            mapped = (ctx.value_map or ValueMap()).apply(truth, ctx.ignore)
+            left_out = mapped == IGNORE
+            matrix = confusion(np.where(left_out, 0, mapped), labels, len(ctx.class_names),
+                               ignore=left_out)  # fmt: skip
+            scores = class_scores(matrix, ctx.class_names)
+            iou = scores["iou"]
+            assert isinstance(iou, dict)
+            values = [scores[m] for m in CLASS_METRICS] + list(iou.values())
+            rows.append(np.array([np.nan if v is None else v for v in values], dtype=float))
+            total = matrix if total is None else total + matrix
+        else:
+            if truth.ndim != 2:
+                raise ValueError("region truth must be a single-channel label image")
+            regions = region_scores(truth, labels)
+            edges = boundary_scores(truth, labels, ctx.tolerance)
+            rows.append(np.array([{**regions, **edges}[m] for m in REGION_METRICS], float))
+    if len(rows) == 1:
+        return rows[0], total
+    with warnings.catch_warnings():  # a metric undefined for every annotator stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.vstack(rows), axis=0), total
