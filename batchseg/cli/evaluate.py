@@ -72,6 +72,14 @@ def evaluate(
             metavar="PX", help="Boundary match distance (default 0.0075 x image diagonal)."
         ),
     ] = None,
+    components: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CLASS",
+            help="Class maps: also score this class's connected components as regions "
+            "(Rand error, VI, boundary F), e.g. the cells of EM slices.",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Embedded cluster: worker processes.")] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Attach to this Dask scheduler instead.")
@@ -101,6 +109,7 @@ def evaluate(
             workers,
             scheduler,
             as_json,
+            components,
         )  # fmt: skip
     )
     raise typer.Exit(code)
@@ -117,6 +126,7 @@ def _evaluate(
     workers: int | None,
     scheduler: str | None,
     as_json: bool,
+    components: str | None = None,
 ) -> int:
     from batchseg.cluster.profiles import AddressProfile, LocalProfile
     from batchseg.evaluate.job import EvalOptions, evaluate_store
@@ -128,7 +138,9 @@ def _evaluate(
     if workers is not None and workers < 1:
         raise UsageError("--workers must be >= 1")
     profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
-    options = EvalOptions(truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile)
+    options = EvalOptions(
+        truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile, components
+    )
     with progress_reporter("scoring") as on_progress:
         result = evaluate_store(path, options, on_progress)
     if as_json:

@@ -24,7 +24,7 @@ from batchseg import store
 from batchseg.cluster.profiles import LocalProfile, Profile
 from batchseg.errors import UsageError
 from batchseg.evaluate.metrics import class_scores
-from batchseg.evaluate.score import EvalContext, Scores
+from batchseg.evaluate.score import REGION_METRICS, EvalContext, Scores
 from batchseg.evaluate.truth import match_truth, read_value_map
 from batchseg.store.evaluations import evaluations, write_evaluation
 from batchseg.store.lock import store_lock
@@ -46,6 +46,8 @@ class EvalOptions:
     ignore: tuple[int, ...] = ()
     tolerance: float | None = None
     profile: Profile = field(default_factory=LocalProfile)
+    #: class maps: also score this class's connected components as regions
+    components: str | None = None
 
 
 @dataclass
@@ -80,7 +82,8 @@ def evaluate_store(
     value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
     if value_map is not None and kind != "classes":
         raise UsageError("--truth-classes is for class maps; region truth is scored as regions")
-    ctx = EvalContext(path, kind, classes, value_map, options.ignore, options.tolerance)
+    component = _component_class(options.components, classes, kind)
+    ctx = EvalContext(path, kind, classes, value_map, options.ignore, options.tolerance, component)
     plan = store.load_plan(root)
     table = store.read_table(root, ["status"])
     done = set(table.loc[table["status"] == "done", "image_id"])
@@ -101,6 +104,17 @@ def evaluate_store(
     for image_id in truth.missing[:10]:
         log.warning("no truth for %s", image_id)
     return EvalResult(options.name, result, truth.missing, failed)
+
+
+def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int | None:
+    if name is None:
+        return None
+    if kind != "classes":
+        raise UsageError("--components is for class maps (region stores are scored as regions)")
+    lowered = [c.lower() for c in classes]
+    if name.lower() not in lowered:
+        raise UsageError(f"--components: {name!r} is not a class ({', '.join(classes)})")
+    return lowered.index(name.lower())
 
 
 def _run(
@@ -154,13 +168,15 @@ def _dataset_result(
         result.update(class_scores(total, ctx.class_names))
         result["classes"] = list(ctx.class_names)
         result["confusion_matrix"] = total.tolist()
-    else:
+    if ctx.kind != "classes" or ctx.components is not None:
         values = [v for s in scores for v in s.values]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            means = np.nanmean(np.vstack(values), axis=0) if values else []
-        for metric, value in zip(ctx.metrics, means, strict=False):
-            result[metric] = None if np.isnan(value) else float(value)
+            means = np.nanmean(np.vstack(values), axis=0) if values else None
+        for k, metric in enumerate(ctx.metrics):
+            if metric in REGION_METRICS and means is not None:  # means over images; class values: from the matrix
+                value = means[k]
+                result[metric] = None if np.isnan(value) else float(value)
         if options.tolerance is not None:
             result["boundary_tolerance"] = options.tolerance
         else:

@@ -40,12 +40,16 @@ class EvalContext:
     value_map: ValueMap | None = None
     ignore: tuple[int, ...] = ()
     tolerance: float | None = None
+    #: class maps: also score the connected components of this class as regions (e.g. the
+    #: cells of an EM slice: Rand error and VI of the segmentation they imply)
+    components: int | None = None
 
     @property
     def metrics(self) -> list[str]:
         """Per-image metric names, in column order (without the evaluation's prefix)."""
         if self.kind == "classes":
-            return [*CLASS_METRICS, *(f"iou_{k}" for k in class_keys(self.class_names))]
+            names = [*CLASS_METRICS, *(f"iou_{k}" for k in class_keys(self.class_names))]
+            return names + (list(REGION_METRICS) if self.components is not None else [])
         return list(REGION_METRICS)
 
 
@@ -92,6 +96,17 @@ def score_images(ctx: EvalContext, items: Sequence[tuple[str, Sequence[str]]]) -
     return out
 
 
+def _component_scores(ctx: EvalContext, truth: np.ndarray, labels: np.ndarray) -> list[float]:
+    """Region and boundary scores of the connected components of class ``ctx.components``
+    (4-connected) in truth and prediction; pixels of other classes are region 0."""
+    from skimage.measure import label
+
+    t = label(truth == ctx.components, connectivity=1)
+    p = label(labels == ctx.components, connectivity=1)
+    both = {**region_scores(t, p), **boundary_scores(t, p, ctx.tolerance)}
+    return [both[m] for m in REGION_METRICS]
+
+
 def _score_one(
     ctx: EvalContext, labels: np.ndarray, truths: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -113,6 +128,8 @@ def _score_one(
             iou = scores["iou"]
             assert isinstance(iou, dict)
             values = [scores[m] for m in CLASS_METRICS] + list(iou.values())
+            if ctx.components is not None:
+                values += _component_scores(ctx, mapped, labels)
             rows.append(np.array([np.nan if v is None else v for v in values], dtype=float))
             total = matrix if total is None else total + matrix
         else:

@@ -97,8 +97,16 @@ def test_class_maps_scored_into_table_and_attributes(stores, tmp_path, cluster_a
     assert worst.exit_code == 0 and len(worst.stdout.splitlines()) == len(truths) + 1
     # a second name coexists; the same name again replaces
     again = run_cli("evaluate", path, "--truth", tmp_path / "truth", "--truth-classes", mapping,
-                    "--name", "second", "--scheduler", cluster_address)  # fmt: skip
+                    "--name", "second", "--components", "foreground",
+                    "--scheduler", cluster_address)  # fmt: skip
     assert again.exit_code == 3 and "miou" in again.stdout
+    from skimage.measure import label
+
+    image_id, truth = next(iter(truths.items()))
+    cells = region_scores(label(truth == 1, connectivity=1),
+                          label(view.mask(image_id) == 1, connectivity=1))  # fmt: skip
+    row = batchseg.open(str(path)).table().set_index("image_id").loc[image_id]
+    assert row["second_adapted_rand_error"] == pytest.approx(cells["adapted_rand_error"])
     assert set(batchseg.open(str(path)).evaluations()) == {"eval", "second"}
     shown = run_cli("evaluate", path, "--show", "--name", "second", "--json")
     assert set(json.loads(shown.stdout)) == {"second"}
