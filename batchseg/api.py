@@ -96,8 +96,9 @@ class StoreView:
 
     @property
     def kind(self) -> str:
-        """``"classes"`` (class maps), ``"regions"`` (region label maps) or ``"instances"``
-        (instance-id maps with a class map beside them, :meth:`class_map`)."""
+        """``"classes"`` (class maps), ``"regions"`` (region label maps), ``"instances"``
+        (instance-id maps with a class map beside them, :meth:`class_map`) or ``"panoptic"``
+        (``class_index * 1000 + instance`` per pixel, ``batchseg panoptic``)."""
         return str(self.attrs["method"]["kind"])
 
     @property
@@ -401,7 +402,7 @@ class StoreView:
             "pixels": int((done["height"].astype(np.int64) * done["width"]).sum()),
             "shapes": int(len(self.attrs["buckets"])),
         }
-        if self.kind in ("classes", "instances"):
+        if self.kind in ("classes", "instances", "panoptic"):
             keys = [c[len("pixels_") :] for c in table.columns if c.startswith("pixels_")]
             total = max(1, out["pixels"])
             out["classes"] = {
@@ -412,9 +413,10 @@ class StoreView:
                 }
                 for k in keys
             }
-            if self.kind == "instances":
+            if self.kind in ("instances", "panoptic"):  # panoptic: thing classes only
                 for k in keys:
-                    out["classes"][k]["instances"] = int(done[f"n_{k}"].sum())
+                    if f"n_{k}" in done:
+                        out["classes"][k]["instances"] = int(done[f"n_{k}"].sum())
             if "mean_confidence" in done:
                 out["mean_confidence"] = (
                     float(done["mean_confidence"].mean()) if len(done) else None

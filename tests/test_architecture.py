@@ -30,7 +30,16 @@ STORE_HOME = "batchseg.store"
 DASK = ("dask", "distributed")
 TORCH = ("torch", "torchvision")
 # top-level nodes of a batchseg store (the layout in batchseg/store's docstring)
-STORE_NODES = ("catalogue", "stats", "labels", "confidence", "pyramid", "scratch", "table", "objects")
+STORE_NODES = (
+    "catalogue",
+    "stats",
+    "labels",
+    "confidence",
+    "pyramid",
+    "scratch",
+    "table",
+    "objects",
+)
 NAMEDTUPLE_API = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
 IMPORT_CALLS = ("importlib.import_module", "import_module", "__import__")
 

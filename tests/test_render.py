@@ -115,7 +115,12 @@ def test_colourise_bad_input():
     with pytest.raises(UsageError, match="non-negative"):
         colourise(np.array([[-1, 0]]))
     with pytest.raises(UsageError, match="kind"):
-        colourise(np.zeros((2, 2), dtype=np.uint8), kind="panoptic")
+        colourise(np.zeros((2, 2), dtype=np.uint8), kind="semantic")
+
+
+def test_panoptic_ids_are_drawn_like_regions():
+    labels = np.array([[0, 1000, 2000, 4001, 4002]], dtype=np.uint32)
+    assert np.array_equal(colourise(labels, kind="panoptic"), colourise(labels, kind="regions"))
 
 
 def test_overlay_rgb_classes_blends_only_labelled_pixels():

@@ -12,7 +12,10 @@ from batchseg.cli import export as _export_commands  # noqa: F401 - `mask`, `exp
 from batchseg.cli import inspect as _inspect_commands  # noqa: F401 - `status`, `query`, `stats`
 from batchseg.cli import misc as _misc_commands  # noqa: F401 - `methods`, `demo-data`
 from batchseg.cli import objects as _objects_commands  # noqa: F401 - `objects`
+from batchseg.cli import panoptic as _panoptic_commands  # noqa: F401 - `panoptic`
+from batchseg.cli import report as _report_commands  # noqa: F401 - `report`
 from batchseg.cli import run as _run_commands  # noqa: F401 - registers `run`
+from batchseg.cli import serve as _serve_commands  # noqa: F401 - `serve`
 from batchseg.cli import verify as _verify_commands  # noqa: F401 - `verify`
 from batchseg.cli.core import (
     EXIT_BROKEN_PIPE,
@@ -31,10 +34,13 @@ _HELP_ORDER = (
     "status",
     "query",
     "objects",
+    "panoptic",
     "evaluate",
     "mask",
     "export",
     "stats",
+    "report",
+    "serve",
     "verify",
     "demo-data",
 )

@@ -1,14 +1,15 @@
-"""Pictures out of a store: ``mask`` (PNG) and ``export`` (OME-Zarr)."""
+"""Pictures out of a store: ``mask`` (PNG) and ``export`` (OME-Zarr, COCO, COCO panoptic)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from batchseg.cli.core import app, guard
-from batchseg.cli.text import echo, plural
+from batchseg.cli.text import echo, plural, printable
 from batchseg.errors import BatchsegError, StoreError, UsageError
 
 
@@ -28,17 +29,26 @@ def check_png_output(output: Path) -> None:
 @app.command()
 def mask(
     store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
-    image_id: Annotated[str, typer.Argument(help="Image id as listed by `batchseg query`.")],
+    image_id: Annotated[
+        str | None,
+        typer.Argument(help="Image id as listed by `batchseg query` (or --where for many)."),
+    ] = None,
     output: Annotated[
-        Path,
+        Path | None,
         typer.Option("--output", "-o", help="PNG file to write (missing folders are created)."),
-    ],
+    ] = None,
     overlay: Annotated[
         bool, typer.Option("--overlay", help="Blend the mask over the source image.")
     ] = False,
     alpha: Annotated[float, typer.Option(help="Overlay opacity 0-1.")] = 0.5,
     confidence: Annotated[
-        bool, typer.Option("--confidence", help="Write the confidence map (semantic) as grey PNG.")
+        bool,
+        typer.Option(
+            "--confidence", help="Write the confidence map (semantic) in viridis with a scale bar."
+        ),
+    ] = False,
+    legend: Annotated[
+        bool, typer.Option("--legend", help="Draw the class colour legend beside the picture.")
     ] = False,
     level: Annotated[
         int,
@@ -60,96 +70,227 @@ def mask(
             "(label as listed by `batchseg objects`).",
         ),
     ] = None,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where", "-w", metavar="EXPR", help="Many images: those this query selects."
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", metavar="DIR", help="--where: folder for one PNG per image."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", metavar="N", help="--where: at most N images.")
+    ] = None,
 ) -> None:
     """Write an image's label map as a colour PNG, or as an overlay on the source image
-    (region and object outlines drawn; --object highlights one object)."""
-    guard(
-        lambda: _mask(
-            store_path,
-            image_id,
-            output,
-            overlay,
-            alpha,
-            confidence,
-            level,
-            max_pixels,
-            object_label,
-        )  # fmt: skip
-    )
+    (region and object outlines drawn; --object highlights one object); --where with
+    --output-dir writes one PNG per selected image."""
+    options = MaskOptions(overlay, alpha, confidence, legend, level, max_pixels, object_label)
+    if where is not None or output_dir is not None:
+        guard(lambda: _mask_many(store_path, image_id, output, where, output_dir, limit, options))
+        return
+    guard(lambda: _mask(store_path, image_id, output, options))
 
 
-def _mask(
-    path: str,
-    image_id: str,
-    output: Path,
-    overlay: bool,
-    alpha: float,
-    confidence: bool,
-    level: int = 0,
-    max_pixels: int | None = None,
-    object_label: int | None = None,
-) -> None:
-    import numpy as np
+@dataclass(frozen=True)
+class MaskOptions:
+    """How ``batchseg mask`` draws each picture."""
 
+    overlay: bool = False
+    alpha: float = 0.5
+    confidence: bool = False
+    legend: bool = False
+    level: int = 0
+    max_pixels: int | None = None
+    object_label: int | None = None
+
+    def check(self) -> MaskOptions:
+        """The options with the default pixel limit; UsageError for bad combinations."""
+        from batchseg.io.read import DEFAULT_MAX_PIXELS
+
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError("--alpha must be between 0 and 1")
+        if self.level < 0:
+            raise UsageError("--level must be >= 0")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise UsageError("--max-pixels must be >= 1")
+        if self.level and self.confidence:
+            raise UsageError(
+                "--level is for label maps only: confidence maps have no stored levels"
+            )
+        if self.object_label is not None and (not self.overlay or self.confidence):
+            raise UsageError(
+                "--object highlights an object on an --overlay (not with --confidence)"
+            )
+        if self.legend and self.confidence:
+            raise UsageError("--legend is for label maps (a confidence map has its scale bar)")
+        return replace(self, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
+
+
+def _mask(path: str, image_id: str | None, output: Path | None, options: MaskOptions) -> None:
     import batchseg
     from batchseg import render
-    from batchseg.io.read import DEFAULT_MAX_PIXELS
-    from batchseg.io.windowed import read_overlay_source
 
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError("--alpha must be between 0 and 1")
-    if level < 0:
-        raise UsageError("--level must be >= 0")
-    if max_pixels is None:
-        max_pixels = DEFAULT_MAX_PIXELS
-    elif max_pixels < 1:
-        raise UsageError("--max-pixels must be >= 1")
-    if level and confidence:
-        raise UsageError("--level is for label maps only: confidence maps have no stored levels")
-    if object_label is not None and (not overlay or confidence):
-        raise UsageError("--object highlights an object on an --overlay (not with --confidence)")
+    if image_id is None or output is None:
+        raise UsageError("give IMAGE_ID and --output F.png (or --where EXPR --output-dir DIR)")
+    options = options.check()
     check_png_output(output)
     view = batchseg.open(path)
-    if object_label is not None and view.kind == "classes":
+    if options.object_label is not None and view.kind == "classes":
         raise UsageError(f"{path} holds class maps; --object needs region labels (objects)")
-    if confidence:
-        render.save_png(view.confidence(image_id), str(output))
-        echo(f"wrote {output}")
-        return
-    labels = view.mask(image_id, level=level)
+    render.save_png(_mask_picture(view, image_id, options), str(output))
+    echo(f"wrote {output}")
+
+
+def _mask_picture(view: Any, image_id: str, options: MaskOptions) -> Any:
+    """The picture ``batchseg mask`` writes for one image (an H x W x 3 uint8 array)."""
+    import numpy as np
+
+    from batchseg import render
+    from batchseg.io.windowed import read_overlay_source
+    from batchseg.report.pictures import legend_entries
+
+    if options.confidence:
+        return render.confidence_picture(view.confidence(image_id))
+    labels = view.mask(image_id, level=options.level)
     # instance ids are drawn like regions: the class colours are for class maps
     colours = (
         np.asarray(view.colours, dtype=np.uint8)
         if view.colours and view.kind == "classes"
         else None
     )
-    if overlay:
-        image = read_overlay_source(view.uri(image_id), labels.shape, level, max_pixels)
-        if object_label is not None and not (labels == object_label).any():
+    if options.overlay:
+        image = read_overlay_source(
+            view.uri(image_id), labels.shape, options.level, options.max_pixels
+        )
+        label = options.object_label
+        if label is not None and not (labels == label).any():
             top = int(labels.max()) if labels.size else 0
             raise StoreError(
-                f"object {object_label} is not in image {image_id!r} (labels 1..{top}"
-                f"{' at this level' if level else ''}); list them with batchseg objects"
+                f"object {label} is not in image {image_id!r} (labels 1..{top}"
+                f"{' at this level' if options.level else ''}); list them with batchseg objects"
             )
         picture = render.overlay(
-            image, labels, colours, kind=view.kind, alpha=alpha, highlight=object_label
+            image, labels, colours, kind=view.kind, alpha=options.alpha, highlight=label
         )
     else:
         picture = render.colourise(labels, colours, kind=view.kind)
-    render.save_png(picture, str(output))
-    echo(f"wrote {output}")
+    if options.legend:
+        title = "classes" if view.kind == "classes" else "regions (colours arbitrary)"
+        picture = render.with_legend(picture, legend_entries(view, options.overlay), title)
+    return picture
+
+
+def mask_file_names(image_ids: list[str]) -> list[str]:
+    """A relative PNG path per image id for ``--output-dir``: the id's folders kept, its
+    suffix replaced by ``.png`` (``cam/a.jpg`` -> ``cam/a.png``); ``..``, ``.`` and empty
+    segments are neutralised so every name stays inside the folder; clashes get ``~N``."""
+    names: list[str] = []
+    used: set[str] = set()
+    for image_id in image_ids:
+        parts = [p for p in image_id.replace("\\", "/").split("/") if p not in ("", ".")]
+        parts = ["__" if p == ".." else p.replace(":", "_") for p in parts] or ["image"]
+        stem = parts[-1].rsplit(".", 1)[0] if "." in parts[-1].lstrip(".") else parts[-1]
+        base = "/".join([*parts[:-1], stem or "image"])
+        name, n = f"{base}.png", 1
+        while name.lower() in used:
+            n += 1
+            name = f"{base}~{n}.png"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+def _mask_many(
+    path: str,
+    image_id: str | None,
+    output: Path | None,
+    where: str | None,
+    output_dir: Path | None,
+    limit: int | None,
+    options: MaskOptions,
+) -> None:
+    import batchseg
+    from batchseg import render
+    from batchseg.errors import one_line
+    from batchseg.report.rows import plan_query, select
+
+    if image_id is not None or output is not None:
+        raise UsageError("--where/--output-dir write many images: no IMAGE_ID or --output")
+    if where is None or output_dir is None:
+        raise UsageError("give both --where EXPR and --output-dir DIR")
+    if limit is not None and limit < 0:
+        raise UsageError("--limit must be >= 0")
+    options = options.check()
+    if options.object_label is not None:
+        raise UsageError("--object is for one image (IMAGE_ID), not --where")
+    view = batchseg.open(path)
+    plan = plan_query(view.columns(), where, "status", None)
+    chosen = select(plan, view.table(plan.read)).rows
+    done = chosen[chosen["status"] == "done"]
+    ids = [str(i) for i in done["image_id"]][:limit]
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BatchsegError(f"cannot create {output_dir}: {exc.strerror or exc}") from None
+    root = output_dir.resolve()
+    failures: list[tuple[str, str]] = []
+    for name, image in zip(mask_file_names(ids), ids, strict=True):
+        target = (root / name).resolve()
+        if root not in target.parents:  # never outside the folder (names are sanitised too)
+            failures.append((image, "its file name leaves the output folder"))
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            render.save_png(_mask_picture(view, image, options), str(target))
+        except (BatchsegError, OSError) as exc:
+            failures.append((image, one_line(exc)))
+    skipped = len(chosen) - len(done)
+    echo(
+        f"wrote {plural(len(ids) - len(failures), 'PNG')} to {output_dir} "
+        f"({plural(len(chosen), 'matching image')}"
+        + (f", {skipped} not done" if skipped else "")
+        + (f", {len(failures)} failed" if failures else "")
+        + ")"
+    )
+    for image, error in failures[:5]:
+        echo(f"  {printable(image)}: {error}", err=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+EXPORT_FORMATS = ("ome-zarr", "coco", "coco-panoptic")
 
 
 @app.command()
 def export(
     store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
-    image_id: Annotated[str, typer.Argument(help="Image id as listed by `batchseg query`.")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Image to write (OUT.zarr or OUT.ome.zarr).")
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="OUT.zarr (ome-zarr), F.json (coco) or a folder (coco-panoptic).",
+        ),
     ],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format: ome-zarr.")] = (
-        "ome-zarr"
-    ),
+    image_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="IMAGE_ID",
+            help="Image id as listed by `batchseg query` (coco formats: or --all).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="ome-zarr; coco (instance stores: COCO JSON with RLE masks); coco-panoptic "
+            "(panoptic stores: PNG per image + panoptic.json).",
+        ),
+    ] = "ome-zarr",
     levels: Annotated[
         int | None,
         typer.Option(help="Pyramid levels, factor 2 each (default: down to <= 256 px, at most 8)."),
@@ -157,22 +298,64 @@ def export(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output.")
     ] = False,
+    all_images: Annotated[
+        bool, typer.Option("--all", help="coco formats: export every done image.")
+    ] = False,
 ) -> None:
-    """Write one image and its labels as OME-Zarr (NGFF 0.5) pyramids for viewers."""
-    guard(lambda: _export(store_path, image_id, output, fmt, levels, overwrite))
+    """Write one image and its labels as OME-Zarr (NGFF 0.5) pyramids for viewers, or instance
+    and panoptic results in COCO formats."""
+    guard(lambda: _export(store_path, image_id, output, fmt, levels, overwrite, all_images))
 
 
 def _export(
-    path: str, image_id: str, output: Path, fmt: str, levels: int | None, overwrite: bool
+    path: str,
+    image_id: str | None,
+    output: Path,
+    fmt: str,
+    levels: int | None,
+    overwrite: bool,
+    all_images: bool = False,
 ) -> None:
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"--format must be ome-zarr, coco or coco-panoptic, got {fmt!r}")
+    if fmt != "ome-zarr":
+        _export_coco(path, image_id, output, fmt, levels, overwrite, all_images)
+        return
     from batchseg.export.ome_zarr import export_ome_zarr
 
-    if fmt != "ome-zarr":
-        raise UsageError(f"--format must be ome-zarr, got {fmt!r}")
+    if all_images or image_id is None:
+        raise UsageError("--format ome-zarr exports one IMAGE_ID (--all is for the coco formats)")
     result = export_ome_zarr(path, image_id, output, levels=levels, overwrite=overwrite)
     shape = "x".join(str(s) for s in result["image_shapes"][0])
     echo(
         f"wrote {output}: image {shape} in {plural(int(result['levels']), 'level')}, labels "
         f"'segmentation' ({result['label_values_listed']} of {result['label_values_total']} "
         "label values listed)"
+    )
+
+
+def _export_coco(
+    path: str,
+    image_id: str | None,
+    output: Path,
+    fmt: str,
+    levels: int | None,
+    overwrite: bool,
+    all_images: bool,
+) -> None:
+    from batchseg.export.coco import export_coco, export_coco_panoptic
+
+    if levels is not None:
+        raise UsageError("--levels is for --format ome-zarr")
+    if all_images == (image_id is not None):
+        raise UsageError(f"--format {fmt} exports one IMAGE_ID or --all (not both)")
+    if fmt == "coco":
+        done = export_coco(path, image_id, output, overwrite=overwrite)
+        what = plural(done["annotations"], "annotation")
+    else:
+        done = export_coco_panoptic(path, image_id, output, overwrite=overwrite)
+        what = plural(done["segments"], "segment")
+    echo(
+        f"wrote {output}: {plural(done['images'], 'image')}, {what}, "
+        f"{plural(done['categories'], 'category', 'categories')}"
     )

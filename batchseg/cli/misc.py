@@ -31,12 +31,16 @@ def _methods(method_id: str | None, as_json: bool) -> None:
     chosen = [get_method(method_id)] if method_id is not None else all_methods()
     # the class names of pretrained weights need torch: only for JSON or one method
     full = as_json or method_id is not None
-    info = [describe([m], classes=full or m.family != "semantic")[0] for m in chosen]
+    info = [
+        describe([m], classes=full or m.family not in ("semantic", "instance"))[0] for m in chosen
+    ]
     if as_json:
         typer.echo(json.dumps(info, indent=2, default=str))
         return
     for m in info:
-        output = "class map" if m["kind"] == "classes" else "region labels"
+        output = {"classes": "class map", "instances": "instance labels"}.get(
+            m["kind"], "region labels"
+        )
         typer.echo(f"{m['id']}  [{m['family']}, {output}]  {m['description']}")
         if m["classes"]:
             more = " ..." if len(m["classes"]) > 12 else ""

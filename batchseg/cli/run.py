@@ -81,6 +81,14 @@ OverwriteOption = Annotated[
     bool | None,
     typer.Option("--overwrite", help="Replace an existing store instead of resuming it."),
 ]
+AppendOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--append",
+        help="Add the input's images that the store does not hold yet (same method and "
+        "parameters); stored images are kept as they are.",
+    ),
+]
 RetryFailedOption = Annotated[
     bool | None,
     typer.Option(
@@ -161,6 +169,7 @@ def run(
     cluster: ClusterOption = None,
     shard_size: ShardSizeOption = None,
     overwrite: OverwriteOption = None,
+    append: AppendOption = None,
     retry_failed: RetryFailedOption = None,
     max_pixels: MaxPixelsOption = None,
     follow_links: FollowLinksOption = None,
@@ -238,6 +247,13 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
             f"{result.store}: {counts}; {result.processed} processed in {result.seconds:.1f} s "
             f"({result.images_per_second:.1f} images/s)"
         )
+    if result.added:
+        echo(f"{result.store}: appended {plural(result.added, 'new image')}")
+    if result.gone:
+        echo(
+            f"{result.store}: {plural(result.gone, 'stored image')} no longer in the input "
+            "(kept in the store)"
+        )
     if result.failed:
         echo(f"see failures: batchseg status {result.store}", err=True)
     return result.exit_code
@@ -245,7 +261,8 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
 
 def _print_plan(r: PlanReport) -> None:
     objects = "; object tables on" if r["objects"] else ""
-    echo(f"plan for {r['output']}: {r['method']} {r['params']}{objects}")
+    what = "append to" if r.get("append") else "plan for"
+    echo(f"{what} {r['output']}: {r['method']} {r['params']}{objects}")
     echo(
         f"  {plural(r['images'], 'image')} ({plural(r['headers_read'], 'header')} read, "
         f"{r['unreadable_headers']} unreadable) in {plural(r['buckets'], 'shape bucket')}"
@@ -263,12 +280,31 @@ def _print_plan(r: PlanReport) -> None:
     )
     if r["existing_store"]:
         e = r["existing_store"]
-        what = "resumable" if e["same_job"] else "ANOTHER job: refused without --overwrite"
+        if e["same_job"]:
+            what = "resumable"
+        elif e.get("appendable"):
+            what = "same method and parameters, other images: --append adds them"
+        else:
+            what = "ANOTHER job: refused without --overwrite"
         echo(
             f"  existing store ({what}): {e['done']} done, {e['failed']} failed, "
             f"{e['pending']} pending"
         )
+        if "new" in e:
+            _print_append(e.get("new", 0), e.get("stored", 0), e.get("gone", []))
     echo(f"  planned in {r['plan_seconds']:.2f} s")
+
+
+def _print_append(new: int, stored: int, gone: list[str], shown: int = 20) -> None:
+    """The ``--append`` part of a dry run: new, stored and gone images (the first gone ids)."""
+    echo(
+        f"  append: {plural(new, 'new image')}, {stored - len(gone)} already stored, "
+        f"{plural(len(gone), 'stored image')} no longer in the input (kept)"
+    )
+    for image_id in gone[:shown]:
+        echo(f"    gone: {image_id}")
+    if len(gone) > shown:
+        echo(f"    ... and {len(gone) - shown} more (--json lists every one)")
 
 
 @contextmanager

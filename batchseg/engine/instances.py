@@ -26,6 +26,9 @@ INSTANCE_COLUMNS = (
     "box_max_col",
 )
 _PER_INSTANCE = INSTANCE_COLUMNS[1:]
+#: Per-instance columns a method may add: ``mask_area``, the pixels of the instance's whole
+#: mask before higher-scored instances took theirs (the panoptic merge's own area).
+OPTIONAL_COLUMNS = ("mask_area",)
 
 
 def check_instances(
@@ -80,4 +83,7 @@ def object_columns(
     out["class_index"] = kinds
     for column in _PER_INSTANCE[1:]:
         out[column] = np.asarray(instances[column], dtype=np.float64)[index]
+    for column in OPTIONAL_COLUMNS:  # kept when the method gives them
+        if column in instances:
+            out[column] = np.asarray(instances[column], dtype=np.float64)[index]
     return out

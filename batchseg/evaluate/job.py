@@ -174,7 +174,9 @@ def _dataset_result(
             warnings.simplefilter("ignore", RuntimeWarning)
             means = np.nanmean(np.vstack(values), axis=0) if values else None
         for k, metric in enumerate(ctx.metrics):
-            if metric in REGION_METRICS and means is not None:  # means over images; class values: from the matrix
+            if (
+                metric in REGION_METRICS and means is not None
+            ):  # means over images; class values: from the matrix
                 value = means[k]
                 result[metric] = None if np.isnan(value) else float(value)
         if options.tolerance is not None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
 from batchseg.engine.stats import stats_columns
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import UNREADABLE, Plan, auto_shard_size, plan_shards
-from batchseg.job.prepare import check_tiling, prepare_job
+from batchseg.job import append
+from batchseg.job.plan import UNREADABLE, Plan, auto_shard_size, extend_plan, plan_shards
+from batchseg.job.prepare import PreparedJob, check_tiling, prepare_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods.base import Method
+from batchseg.store.table import published_status
 
 
 class BucketCount(TypedDict):
@@ -32,6 +34,13 @@ class ExistingStore(TypedDict):
     done: int
     failed: int
     pending: int
+    #: the store's method and parameters: only the images differ (``--append`` adds them)
+    appendable: NotRequired[bool]
+    #: images of the input the store does not hold, and how many it holds already
+    new: NotRequired[int]
+    stored: NotRequired[int]
+    #: stored image ids that are not in the input (an append keeps them)
+    gone: NotRequired[list[str]]
 
 
 class PlanReport(TypedDict):
@@ -55,6 +64,8 @@ class PlanReport(TypedDict):
     label_bytes_uncompressed: int
     stats_bytes_uncompressed: int
     existing_store: ExistingStore | None
+    #: with ``--append`` to an existing store of this job: the plan is the new images' only
+    append: bool
     plan_seconds: float
 
 
@@ -63,47 +74,54 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
 
     Headers are read by threads in this process (no cluster); sizes given by a manifest's
     width/height columns are not read at all. With ``--overwrite``, an output that may not be
-    replaced is refused here already.
+    replaced is refused here already. With ``--append`` to a store of the same method and
+    parameters, only the new images are planned (after the store's shards).
     """
     started = time.perf_counter()
     job = prepare_job(spec)
-    spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
+    spec, method, params = job.spec, job.method, job.params
+    existing, stored = _existing_summary(job)
+    refs = job.refs if stored is None else append.compare(stored, job.refs).new
     todo = [r for r in refs if r.height is None or r.width is None]
     shapes = _header_shapes(spec, refs, todo, header_threads)
-    size = spec.shard_size or auto_shard_size(len(refs), _slots(spec))
     threshold = spec.tile_threshold or None
-    plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
+    if stored is None:
+        size = spec.shard_size or auto_shard_size(len(refs), _slots(spec))
+        plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
+    else:  # only the new images: shards after the store's last
+        plan = extend_plan(stored, refs, shapes, tile_threshold=threshold, tile_size=spec.tile_size)
     check_tiling(plan, method, params)
+    shards = plan.shards[len(stored.shards) if stored is not None else 0 :]
     classes = method.classes(params) if method.family != "semantic" else None
     n_cols = len(
         stats_columns(method.kind, classes, confidence=method.has_confidence, objects=job.objects)
     )
     per_bucket: dict[int, int] = {}
-    for shard in plan.shards:
+    for shard in shards:
         per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
+    tiled = [b for b in plan.buckets if b.tile and b.index in per_bucket]
     return {
         "input": spec.input,
         "output": spec.output,
         "method": method.id,
         "params": params,
         "objects": job.objects,
-        "images": plan.n_images,
+        "images": sum(per_bucket.values()),
         "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
         "headers_read": len(todo),
-        "buckets": len(plan.buckets),
+        "buckets": len(per_bucket),
         "largest_buckets": [
             {"shape": [plan.buckets[i].height, plan.buckets[i].width], "images": n}
             for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
         ],
         "shard_size": plan.shard_size,
-        "tasks": len(plan.shards),
-        "tiled_images": [
-            {"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in plan.buckets if b.tile
-        ],
-        "table_rows": plan.n_rows,
+        "tasks": len(shards),
+        "tiled_images": [{"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in tiled],
+        "table_rows": len(shards) * plan.shard_size,
         "label_bytes_uncompressed": _label_bytes(plan, per_bucket, method, params),
-        "stats_bytes_uncompressed": plan.n_rows * n_cols * 8,
-        "existing_store": _existing_summary(spec, fp),
+        "stats_bytes_uncompressed": len(shards) * plan.shard_size * n_cols * 8,
+        "existing_store": existing,
+        "append": stored is not None,
         "plan_seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -156,17 +174,30 @@ def _label_bytes(
     return label_bytes
 
 
-def _existing_summary(spec: JobSpec, fp: str) -> ExistingStore | None:
+def _existing_summary(job: PreparedJob) -> tuple[ExistingStore | None, Plan | None]:
+    """The store at the output (counts of its published rows), and its plan when ``--append``
+    adds to it (same method and parameters, other images)."""
+    spec = job.spec
     if not store.exists(spec.output) or spec.overwrite:
-        return None
+        return None, None
     root = store.open_group(spec.output, mode="r")
-    status = store.shard_status(root)
-    return {
-        "same_job": store.attributes(root).get("fingerprint") == fp,
+    attrs = store.attributes(root)
+    status = published_status(root)
+    summary: ExistingStore = {
+        "same_job": attrs.get("fingerprint") == job.fingerprint,
         "done": int((status == store.DONE).sum()),
         "failed": int((status == store.FAILED).sum()),
         "pending": int((status == store.PENDING).sum()),
     }
+    if summary["same_job"] and not spec.append:
+        return summary, None
+    stored = store.load_plan(root)
+    summary["appendable"] = summary["same_job"] or append.same_job(attrs, stored, job)
+    if not spec.append or not summary["appendable"]:
+        return summary, None
+    change = append.compare(stored, job.refs)
+    summary["new"], summary["stored"], summary["gone"] = len(change.new), change.stored, change.gone
+    return summary, stored
 
 
 def _n_tiles(bucket: Any) -> int:

@@ -1,6 +1,7 @@
 """Fault injection for the crash tests: ``BATCHSEG_FAULT=<point>`` SIGKILLs the process there.
 
 Points: ``planning`` (after the header scan), ``creating`` (store half-written),
+``appending`` (an append's new rows and arrays written, its plan not yet published),
 ``before-execute``, ``after-shards-<n>`` (after n images reported), ``tiled-stitch`` (a tiled
 image's tiles written, not yet stitched), ``finalise``, ``consolidating`` (a new consolidated
 table half-written beside the old one), ``consolidated`` (switched to it, the old one not yet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from batchseg.io.sources import ImageRef
@@ -34,6 +35,19 @@ def fingerprint(
     """Identity of a job's inputs, method, parameters, tiling and object tables (resume
     refuses another). ``objects`` counts only where it differs from the method's default, so
     stores written before object tables existed keep their identity."""
+    pairs = ((ref.image_id, ref.uri) for ref in refs)
+    return fingerprint_pairs(pairs, method, params, tiling, objects)
+
+
+def fingerprint_pairs(
+    images: Iterable[tuple[str, str]],
+    method: Method,
+    params: dict[str, Any],
+    tiling: tuple[int, int] | None = None,
+    objects: bool | None = None,
+) -> str:
+    """:func:`fingerprint` of ``(image_id, uri)`` pairs given in image id order (the order of
+    :func:`~batchseg.io.sources.discover`), e.g. the rows a store holds."""
     h = hashlib.sha256()
     identity = {k: file_identity(v) for k, v in params.items() if k not in method.runtime_params}
     job: dict[str, Any] = {"method": method.id, "params": identity}
@@ -42,9 +56,9 @@ def fingerprint(
     if objects is not None and objects != method.objects_default:
         job["objects"] = objects
     h.update(json.dumps(job, sort_keys=True, default=str).encode())
-    for ref in refs:
-        h.update(ref.image_id.encode("utf-8", "surrogateescape") + b"\0")
-        h.update(ref.uri.encode("utf-8", "surrogateescape") + b"\0")
+    for image_id, uri in images:
+        h.update(image_id.encode("utf-8", "surrogateescape") + b"\0")
+        h.update(uri.encode("utf-8", "surrogateescape") + b"\0")
     return h.hexdigest()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchseg.io.sources import ImageRef, paused_gc
 
@@ -162,3 +162,56 @@ def _plan_shards(
         buckets.append(Bucket(b_index, h, w, 1, 1, tile=tile_size))
         shards.append(Shard(len(shards), b_index, 0, (ref.image_id,), (ref.uri,)))
     return Plan(shard_size, tuple(buckets), tuple(shards))
+
+
+def extend_plan(
+    plan: Plan,
+    refs: Sequence[ImageRef],
+    shapes: Sequence[tuple[int, ...]],
+    *,
+    max_shard_pixels: int = DEFAULT_MAX_SHARD_PIXELS,
+    tile_threshold: int | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+) -> Plan:
+    """``plan`` with new images ``refs`` (of ``shapes``) in new shards after its last one.
+
+    Existing shards keep their index and rows. New images of a shape join the bucket of that
+    shape with the largest shards (as new shards at its end) when its shard size is at least
+    what a fresh plan of them would choose, else they get a new bucket (a new label array).
+    Huge images get a tiled bucket each, after the ordinary ones, as in :func:`plan_shards`.
+    """
+    with paused_gc():
+        fresh = _plan_shards(
+            refs, shapes, plan.shard_size, max_shard_pixels, tile_threshold, tile_size
+        )
+    buckets = list(plan.buckets)
+    shards = list(plan.shards)
+    by_shape: dict[tuple[int, int], Bucket] = {}
+    for b in plan.buckets:  # the bucket with the largest shards of each shape
+        key = (b.height, b.width)
+        if not b.tile and (key not in by_shape or b.shard_size > by_shape[key].shard_size):
+            by_shape[key] = b
+    for nb in fresh.buckets:
+        mine = [s for s in fresh.shards if s.bucket == nb.index]
+        old = None if nb.tile else by_shape.get((nb.height, nb.width))
+        if old is not None and old.shard_size >= nb.shard_size:
+            target, first = old, old.n_shards
+            members = [i for s in mine for i in zip(s.image_ids, s.uris, strict=True)]
+            size = old.shard_size
+            parts = [members[j : j + size] for j in range(0, len(members), size)]
+            buckets[old.index] = replace(old, n_shards=old.n_shards + len(parts))
+        else:
+            target, first = replace(nb, index=len(buckets)), 0
+            parts = [list(zip(s.image_ids, s.uris, strict=True)) for s in mine]
+            buckets.append(target)
+        for j, part in enumerate(parts):
+            shards.append(
+                Shard(
+                    index=len(shards),
+                    bucket=target.index,
+                    bucket_shard=first + j,
+                    image_ids=tuple(i for i, _ in part),
+                    uris=tuple(u for _, u in part),
+                )
+            )
+    return Plan(plan.shard_size, tuple(buckets), tuple(shards))

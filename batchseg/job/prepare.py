@@ -15,6 +15,7 @@ from batchseg.job.plan import Plan
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
+from batchseg.store import grow as growing
 from batchseg.store.replace import check_replaceable
 
 
@@ -71,11 +72,13 @@ def _legacy_manifest_refs(
     try:
         if not store.exists(spec.output):
             return None
-        stored = store.attributes(store.open_group(spec.output, mode="r")).get("fingerprint")
+        root = store.open_group(spec.output, mode="r")
+        stored = store.attributes(root).get("fingerprint")
+        first = growing.first_image(root) if stored not in (None, fp) else None
     except Exception:  # noqa: BLE001 - unreadable: the run itself reports it
         return None
-    if stored in (None, fp):
-        return None
+    if stored in (None, fp) or first is None or first[0] != first[1]:
+        return None  # the same job, or a store whose ids are not whole paths
     old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
     old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
     return (old, old_fp) if old_fp == stored else None

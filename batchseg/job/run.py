@@ -18,14 +18,15 @@ import zarr
 from batchseg import store
 from batchseg.engine.stats import stats_columns
 from batchseg.errors import StoreError, one_line
+from batchseg.job import append
 from batchseg.job.faults import fault
-from batchseg.job.fingerprint import describe_difference, tiling_identity
 from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.methods.base import Method, smallest_uint
 from batchseg.render import default_class_colours
+from batchseg.store import grow as growing
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.words import plural
 
@@ -46,6 +47,8 @@ class JobResult:
     processed: int
     seconds: float
     nothing_to_do: bool = False  # a resume of a finished store: no cluster, no run recorded
+    added: int = 0  # images this run appended to the store (``--append``)
+    gone: int = 0  # stored images no longer in the input (``--append``; they stay stored)
 
     @property
     def images_per_second(self) -> float:
@@ -75,9 +78,9 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
         return _run_locked(job, started, on_progress)
 
 
-def _existing_store(job: _Job) -> zarr.Group | None:
-    """The store to resume, None when a new one is to be written; refuses another job's store,
-    naming what differs."""
+def _existing_store(job: _Job) -> tuple[zarr.Group, Plan] | None:
+    """The store to resume (or append to) and its plan, None when a new one is to be written;
+    refuses another job's store, naming what differs."""
     spec, fp = job.spec, job.fingerprint
     if spec.overwrite or not store.exists(spec.output):
         if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
@@ -91,22 +94,12 @@ def _existing_store(job: _Job) -> zarr.Group | None:
         return None
     root = store.open_group(spec.output, mode="r+")
     attrs = store.attributes(root)
+    plan = store.load_plan(root)
     if attrs.get("fingerprint") != fp:
-        stored = store.load_plan(root)
-        difference = describe_difference(
-            attrs,
-            [(i, u) for s in stored.shards for i, u in zip(s.image_ids, s.uris, strict=True)],
-            job.refs,
-            job.method,
-            job.params,
-            tiling_identity(spec),
-            job.objects,
-        )
-        raise StoreError(
-            f"{spec.output} holds another job ({difference}); "
-            "use --overwrite to replace it or choose another --output"
-        )
-    return root
+        same = append.same_job(attrs, plan, job)
+        if not (same and spec.append):
+            raise append.refusal(job, attrs, plan, same=same)
+    return root, plan
 
 
 @dataclass(frozen=True)
@@ -121,15 +114,20 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
     from batchseg.engine import graph
 
     spec = job.spec
-    root = _existing_store(job)
-    if root is not None:
-        plan = store.load_plan(root)
-        if not _todo(plan, store.shard_status(root), spec.retry_failed):
+    existing = _existing_store(job)
+    change = None
+    if existing is not None:
+        root, plan = existing
+        change = _input_change(job, root, plan)
+        if not (change and change.new) and not _todo(
+            plan, store.shard_status(root), spec.retry_failed
+        ):
             # nothing to segment: no cluster, no run of 0 images recorded
             log.info("nothing to do: every image of %s is finished", spec.output)
             job.lock.check()
             result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
-            return replace(result, nothing_to_do=True)
+            gone = len(change.gone) if change else 0
+            return replace(result, nothing_to_do=True, gone=gone)
     with children_ignore_sigint():
         handle = cluster_mod.connect(
             spec.profile,
@@ -140,16 +138,33 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
-        if root is not None:
-            log.info("resuming %s", spec.output)
-        else:
+        if existing is None:
             plan, root = _plan_and_create(job, handle, graph)
+        elif change is not None and change.new:
+            plan = append.grow_store(job, job.lock, handle, graph, root, plan, change)
+        else:
+            log.info("resuming %s", spec.output)
         todo = _todo(plan, store.shard_status(root), spec.retry_failed)
         processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress)
     finally:
         handle.close()
     job.lock.check()  # finalising writes the store's attributes
-    return _finalise(spec, root, plan, processed, exec_seconds, time.perf_counter() - started)
+    result = _finalise(spec, root, plan, processed, exec_seconds, time.perf_counter() - started)
+    if change is None:
+        return result
+    return replace(result, added=len(change.new), gone=len(change.gone))
+
+
+def _input_change(job: _Job, root: zarr.Group, plan: Plan) -> append.InputChange | None:
+    """With ``--append`` to a store of other images: what the input adds and lacks. Rows of
+    an interrupted append (never published) are discarded first, with or without it."""
+    job.lock.check()
+    growing.discard_unpublished(root)
+    if not job.spec.append or store.attributes(root).get("fingerprint") == job.fingerprint:
+        return None
+    change = append.compare(plan, job.refs)
+    log.info("appending to %s: %s", job.spec.output, change.describe())
+    return change
 
 
 @contextlib.contextmanager
@@ -241,7 +256,8 @@ def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str,
 
     return JobContext(
         store=job.spec.output,
-        store_id=attrs["store_id"],
+        # the workers' cache key of opened arrays: it changes when an append grows them
+        store_id=f"{attrs['store_id']}-{attrs['n_shards']}",
         method_id=job.method.id,
         params=run_params,
         shard_size=plan.shard_size,

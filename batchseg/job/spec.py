@@ -46,6 +46,8 @@ class JobSpec:
     params: dict[str, Any] = field(default_factory=dict)
     shard_size: int | None = None
     overwrite: bool = False
+    #: add the input's images that the store does not hold yet to an existing store
+    append: bool = False
     retry_failed: bool = True
     #: follow folder symlinks that lead out of the input folder during discovery
     follow_links: bool = False
@@ -85,6 +87,7 @@ class JobSpec:
             "scheduler": p.address if isinstance(p, AddressProfile) else None,
             "shard_size": self.shard_size,
             "overwrite": self.overwrite,
+            **({"append": True} if self.append else {}),
             "retry_failed": self.retry_failed,
             # recorded only when set, so the specs of existing stores stay byte-identical
             **({"follow_links": True} if self.follow_links else {}),
@@ -107,7 +110,7 @@ class JobSpec:
 _LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
 #: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
 SPEC_KEYS = tuple(
-    JobSpec(input="", method="", output="", follow_links=True, objects=True).to_dict()
+    JobSpec(input="", method="", output="", append=True, follow_links=True, objects=True).to_dict()
 )
 _TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
 _PATH_KEYS = ("input", "output", *_TLS_KEYS)
@@ -206,9 +209,11 @@ def build_spec(
         or not 256 <= tile <= 16384
     ):
         raise UsageError(f"'tile_size' must be a multiple of 256 in [256, 16384], got {tile!r}")
-    for key in ("overwrite", "retry_failed", "follow_links", "objects"):
+    for key in ("overwrite", "append", "retry_failed", "follow_links", "objects"):
         if merged.get(key) is not None and not isinstance(merged[key], bool):
             raise UsageError(f"{key!r} must be true or false, got {merged[key]!r}")
+    if merged.get("append") and merged.get("overwrite"):
+        raise UsageError("--append adds to an existing store, --overwrite replaces it: give one")
     merged["params"] = dict(merged.get("params") or {})
     profile = _resolve_cluster(merged, data, overrides or {}, source)
     for key in (*_LOCAL_KEYS, "scheduler", "cluster"):

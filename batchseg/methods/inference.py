@@ -3,7 +3,8 @@
 :class:`SemanticRunner` is what :mod:`batchseg.methods.semantic` builds (once per worker
 process and parameters): it normalises images (:func:`batchseg.io.normalise.model_rgb`),
 batches images of one shape, runs the network (torch, imported lazily) and turns logits
-into class labels and a 0-255 confidence map. A batch that fails is retried image by image.
+into class labels and a 0-255 confidence map. A batch that fails is retried image by image
+(:class:`BatchRunner`, which the instance runner of :mod:`batchseg.methods.instance` shares).
 """
 
 from __future__ import annotations
@@ -53,29 +54,19 @@ def _labels_and_confidence(logits: Any) -> tuple[Any, Any]:
     return labels, total.reciprocal_()
 
 
-class SemanticRunner:
-    """Segments batches with one loaded network; built once per process per parameters."""
+class BatchRunner:
+    """Batches images of one shape through ``_infer``; a failed batch is retried image by image.
 
-    def __init__(
-        self,
-        loaded: models.LoadedModel,
-        *,
-        device: str,
-        precision: str,
-        preprocess: models.Preprocess,
-        batch_size: int,
-        channels_last: bool,
-        class_names: list[str] | None = None,
-    ) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.num_classes = loaded.num_classes
-        self.device = device
-        self.precision = precision
-        self.preprocess = preprocess
-        self.batch_size = int(batch_size)
-        self.channels_last = channels_last and device.startswith("cuda")
-        self.class_names = class_names
+    Subclasses set ``device``, ``precision`` and ``batch_size`` and implement ``_infer``
+    (same-shape arrays of :func:`batchseg.io.normalise.model_rgb` in, one Segmentation each).
+    """
+
+    device: str
+    precision: str
+    batch_size: int
+
+    def _infer(self, arrays: list[np.ndarray]) -> list[Segmentation]:
+        raise NotImplementedError
 
     # one result per image; exceptions are returned, never raised
     def segment_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation | Exception]:
@@ -127,6 +118,31 @@ class SemanticRunner:
         return torch.autocast(
             device_type="cuda" if self.device.startswith("cuda") else "cpu", dtype=dtype
         )
+
+
+class SemanticRunner(BatchRunner):
+    """Segments batches with one loaded network; built once per process per parameters."""
+
+    def __init__(
+        self,
+        loaded: models.LoadedModel,
+        *,
+        device: str,
+        precision: str,
+        preprocess: models.Preprocess,
+        batch_size: int,
+        channels_last: bool,
+        class_names: list[str] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.num_classes = loaded.num_classes
+        self.device = device
+        self.precision = precision
+        self.preprocess = preprocess
+        self.batch_size = int(batch_size)
+        self.channels_last = channels_last and device.startswith("cuda")
+        self.class_names = class_names
 
     def _forward(self, arrays: list[np.ndarray]) -> Any:
         """Float logits (N, C, H, W) of same-shape RGB arrays at their own size (no grad)."""

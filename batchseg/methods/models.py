@@ -72,6 +72,37 @@ class LoadedModel:
 # --------------------------------------------------------------------------- helpers
 
 
+def import_torch(what: str = "semantic methods") -> Any:
+    """The torch module; UsageError naming ``what`` needs it when torch/torchvision are missing."""
+    try:
+        import torch
+        import torchvision  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(
+            f"{what} need torch and torchvision ({exc}); install batchseg[torch]"
+        ) from None
+    return torch
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a CUDA device, else ``cpu``; ``cuda`` is checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' requested but torch sees no CUDA device")
+    return device
+
+
+def check_precision(precision: str, device: str) -> None:
+    """UsageError for a precision the device cannot run (fp16 on the CPU)."""
+    if precision == "fp16" and device == "cpu":
+        raise UsageError(
+            "precision 'fp16' needs a CUDA device; on the CPU use precision=bf16 or fp32"
+        )
+
+
 def is_weights_path(weights: str) -> bool:
     """True when ``weights`` names a state_dict file rather than a torchvision weights name."""
     if os.sep in weights or "/" in weights or (os.altsep and os.altsep in weights):
@@ -144,6 +175,24 @@ def cached_weights_file(member: Any) -> str:
     return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(member.url))
 
 
+def weights_identity(builder: str, weights: str) -> tuple[Any, ...]:
+    """What identifies the weights of a torchvision builder (cache keys).
+
+    ``("state_dict", path, mtime, size)`` for a file; ``("weights", member, cached file,
+    (mtime, size) or None)`` for a weights name, so that refilling the cache reloads.
+    """
+    if is_weights_path(weights):
+        return ("state_dict", *file_identity(weights, "state_dict file"))
+    member = resolve_weights(builder, weights)
+    cached = cached_weights_file(member)
+    try:
+        st = os.stat(cached)
+        stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    return ("weights", repr(member), cached, stamp)
+
+
 #: Seconds the launcher waits on the network when it fetches missing weights.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -192,7 +241,7 @@ def _preprocess_from_transforms(member: Any) -> Preprocess:
     )
 
 
-def _load_checkpoint(path: str) -> dict[str, Any]:
+def load_checkpoint(path: str) -> dict[str, Any]:
     """The state_dict in ``path`` (also unwraps {"model": sd} / {"state_dict": sd})."""
     import torch
 
@@ -228,7 +277,7 @@ def _head_shape(builder: str, state: dict[str, Any], path: str) -> tuple[int, bo
 
 def inspect_state_dict(builder: str, path: str) -> tuple[int, bool]:
     """(num_classes, has auxiliary classifier) read from the checkpoint's tensor shapes."""
-    return _head_shape(builder, _load_checkpoint(path), path)
+    return _head_shape(builder, load_checkpoint(path), path)
 
 
 def _finish(model: Any, device: str, channels_last: bool) -> Any:
@@ -253,7 +302,7 @@ def model_from_state_dict(builder: str, weights: str) -> tuple[Any, int, str]:
     from torchvision.models import get_model
 
     path = file_identity(weights, "state_dict file")[0]
-    state = _load_checkpoint(path)
+    state = load_checkpoint(path)
     n, has_aux = _head_shape(builder, state, weights)
     kwargs: dict[str, Any] = {"num_classes": n}
     if _family(builder) != "lraspp":

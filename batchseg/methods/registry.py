@@ -51,8 +51,8 @@ def _load_builtin() -> None:
     with _BUILTIN_LOCK:
         if _builtin_loaded:
             return
-        from batchseg.methods import classical, semantic
+        from batchseg.methods import classical, instance, semantic
 
-        for method in (*classical.METHODS, *semantic.METHODS):
+        for method in (*classical.METHODS, *semantic.METHODS, *instance.METHODS):
             register(method)
         _builtin_loaded = True

@@ -10,7 +10,6 @@ the weights' identity (file path, mtime and size), the device and the precision.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -133,34 +132,6 @@ def parse_resize(value: str) -> tuple[int, ...] | None | str:
     return size
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device 'cuda' requested but torch sees no CUDA device")
-    return device
-
-
-def _check_precision(precision: str, device: str) -> None:
-    if precision == "fp16" and device == "cpu":
-        raise UsageError(
-            "precision 'fp16' needs a CUDA device; on the CPU use precision=bf16 or fp32"
-        )
-
-
-def _import_torch() -> Any:
-    try:
-        import torch
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(
-            f"semantic methods need torch and torchvision ({exc}); install batchseg[torch]"
-        ) from None
-    return torch
-
-
 # --------------------------------------------------------------------------- model identity
 
 
@@ -170,18 +141,7 @@ def _model_identity(method: Method, params: Mapping[str, Any]) -> tuple[Any, ...
         if not params["model"]:
             raise UsageError("method torchscript needs model=PATH (a TorchScript file)")
         return ("torchscript", *models.file_identity(params["model"], "TorchScript model"))
-    builder = method.extra["builder"]
-    weights = params["weights"]
-    if models.is_weights_path(weights):
-        return ("state_dict", *models.file_identity(weights, "state_dict file"))
-    member = models.resolve_weights(builder, weights)
-    cached = models.cached_weights_file(member)
-    try:
-        st = os.stat(cached)
-        stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = None
-    return ("weights", repr(member), cached, stamp)
+    return models.weights_identity(method.extra["builder"], params["weights"])
 
 
 def _load(method: Method, params: Mapping[str, Any], device: str, cl: bool) -> models.LoadedModel:
@@ -192,7 +152,7 @@ def _load(method: Method, params: Mapping[str, Any], device: str, cl: bool) -> m
 
 def _num_classes_on_client(method: Method, params: Mapping[str, Any]) -> tuple[int, list[str]]:
     """(num_classes, default names) without building the network where possible."""
-    _import_torch()
+    models.import_torch()
     ident = _model_identity(method, params)
     if ident[0] == "weights":
         member = models.resolve_weights(method.extra["builder"], params["weights"])
@@ -235,12 +195,12 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
     """
     params = method.resolve_params(params)
     parse_resize(params["resize"])
-    _import_torch()
+    models.import_torch()
     if params["device"] == "cuda" and local_workers:
-        _resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
+        models.resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
     # remote workers (a scheduler address, SLURM/PBS, Kubernetes) may have GPUs this machine lacks
     if params["device"] == "cpu":
-        _check_precision(params["precision"], "cpu")
+        models.check_precision(params["precision"], "cpu")
     ident = _model_identity(method, params)
     _class_names(method, params)
     if ident[0] == "weights":  # a weights name: its file is cached (or downloaded) now
@@ -260,11 +220,11 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
 
 
 def _make_runner(method: Method, raw: Mapping[str, Any]) -> SemanticRunner:
-    torch = _import_torch()
+    torch = models.import_torch()
     params = method.resolve_params(raw)
-    device = _resolve_device(params["device"])
+    device = models.resolve_device(params["device"])
     precision = params["precision"]
-    _check_precision(precision, device)
+    models.check_precision(precision, device)
     resize = parse_resize(params["resize"])
     if params["threads"] > 0 and torch.get_num_threads() != params["threads"]:
         torch.set_num_threads(params["threads"])

@@ -207,14 +207,14 @@ def create(
         if class_maps is not None and class_map_dtype is not None:
             bucket_array(class_maps, b, class_map_dtype)
         if b.tile:
-            _pyramid_arrays(root.require_group(PYRAMID).create_group(b.name), b, dtype)
+            pyramid_arrays(root.require_group(PYRAMID).create_group(b.name), b, dtype)
     attrs = dict(meta)
     attrs.update(
         store_id=uuid.uuid4().hex,
         schema_version=SCHEMA_VERSION,
         shard_size=S,
         stats_columns=list(stats_columns),
-        buckets=[_bucket_attrs(b, dt) for b, dt in zip(plan.buckets, label_dtypes, strict=True)],
+        buckets=[bucket_attrs(b, dt) for b, dt in zip(plan.buckets, label_dtypes, strict=True)],
         n_images=plan.n_images,
         n_shards=len(plan.shards),
         runs=[],
@@ -224,7 +224,17 @@ def create(
     return root
 
 
-def _bucket_attrs(b: Bucket, dtype: np.dtype) -> dict[str, Any]:
+def published_rows(attrs: Mapping[str, Any]) -> int:
+    """Table rows readers may see: those of the published plan (``n_shards`` whole shards).
+
+    A store being grown (``run --append``) has longer per-row arrays until its new plan is
+    published by one attribute write; rows past this count are not part of the store yet.
+    """
+    return int(attrs["n_shards"]) * int(attrs["shard_size"])
+
+
+def bucket_attrs(b: Bucket, dtype: np.dtype) -> dict[str, Any]:
+    """The attributes of one bucket (``attrs["buckets"][i]``)."""
     out: dict[str, Any] = {
         "index": b.index,
         "name": b.name,
@@ -242,32 +252,15 @@ def _bucket_attrs(b: Bucket, dtype: np.dtype) -> dict[str, Any]:
 def _catalogue(root: zarr.Group, plan: Plan, header_errors: Mapping[str, str]) -> None:
     """The planner's per-row arrays, and the task-written status/error (all pending)."""
     rows, S = plan.n_rows, plan.shard_size
-    ids = np.full(rows, "", dtype=object)
-    uris = np.full(rows, "", dtype=object)
-    bucket = np.full(rows, -1, dtype=np.int32)
-    bucket_row = np.full(rows, -1, dtype=np.int64)
-    heights = np.zeros(rows, dtype=np.uint32)
-    widths = np.zeros(rows, dtype=np.uint32)
-    for shard in plan.shards:
-        b = plan.buckets[shard.bucket]
-        r0, n = shard.index * S, len(shard)
-        ids[r0 : r0 + n] = shard.image_ids
-        uris[r0 : r0 + n] = shard.uris
-        bucket[r0 : r0 + n] = shard.bucket
-        bucket_row[r0 : r0 + n] = np.arange(n) + shard.bucket_shard * b.shard_size
-        heights[r0 : r0 + n], widths[r0 : r0 + n] = b.height, b.width
+    columns = catalogue_columns(plan, 0)
     big = max(1, min(rows, CATALOGUE_CHUNK))
     cat = root.create_group(CATALOGUE)
-    for name, text in (("image_id", ids), ("uri", uris)):
+    for name in ("image_id", "uri"):
         cat.create_array(
             name, shape=(rows,), chunks=(big,), dtype=str, fill_value="", compressors=text_codecs()
-        )[:] = text
-    for name, data in (
-        ("height", heights),
-        ("width", widths),
-        ("bucket", bucket),
-        ("bucket_row", bucket_row),
-    ):
+        )[:] = columns[name]
+    for name in ("height", "width", "bucket", "bucket_row"):
+        data = columns[name]
         arr = cat.create_array(
             name, shape=(rows,), chunks=(big,), dtype=data.dtype, compressors=table_codecs()
         )
@@ -288,7 +281,38 @@ def _catalogue(root: zarr.Group, plan: Plan, header_errors: Mapping[str, str]) -
         _mark_header_failures(plan, status, error, header_errors)
 
 
-def _pyramid_arrays(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
+def catalogue_columns(plan: Plan, first_shard: int) -> dict[str, np.ndarray]:
+    """The planner's catalogue values of rows ``[first_shard * S, plan.n_rows)``: image_id,
+    uri, height, width, bucket and bucket_row (padding rows: bucket -1)."""
+    S = plan.shard_size
+    start = first_shard * S
+    rows = plan.n_rows - start
+    ids = np.full(rows, "", dtype=object)
+    uris = np.full(rows, "", dtype=object)
+    bucket = np.full(rows, -1, dtype=np.int32)
+    bucket_row = np.full(rows, -1, dtype=np.int64)
+    heights = np.zeros(rows, dtype=np.uint32)
+    widths = np.zeros(rows, dtype=np.uint32)
+    for shard in plan.shards[first_shard:]:
+        b = plan.buckets[shard.bucket]
+        r0, n = shard.index * S - start, len(shard)
+        ids[r0 : r0 + n] = shard.image_ids
+        uris[r0 : r0 + n] = shard.uris
+        bucket[r0 : r0 + n] = shard.bucket
+        bucket_row[r0 : r0 + n] = np.arange(n) + shard.bucket_shard * b.shard_size
+        heights[r0 : r0 + n], widths[r0 : r0 + n] = b.height, b.width
+    return {
+        "image_id": ids,
+        "uri": uris,
+        "height": heights,
+        "width": widths,
+        "bucket": bucket,
+        "bucket_row": bucket_row,
+    }
+
+
+def pyramid_arrays(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
+    """The arrays of a tiled image's label pyramid, one per level, in ``group``."""
     for level in pyramid_levels(b.height, b.width, b.tile):
         f = 1 << level
         group.create_array(

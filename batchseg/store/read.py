@@ -35,6 +35,7 @@ from batchseg.store.layout import (
     STATUS_NAMES,
     catalogue_node,
     map_node,
+    published_rows,
     pyramid_node,
 )
 from batchseg.store.paths import normalise
@@ -152,9 +153,11 @@ def normalise_status(status: np.ndarray, real: np.ndarray | None = None) -> np.n
 
 
 def shard_status(root: zarr.Group) -> np.ndarray:
-    """Status per table row (task-written arrays): padding rows EMPTY, unknown codes DAMAGED."""
-    status = read_array(root, catalogue_node("status"), slice(None))
-    bucket = read_array(root, catalogue_node("bucket"), slice(None))
+    """Status per table row of the published plan (rows an unfinished append wrote are not
+    seen): padding rows EMPTY, unknown codes DAMAGED."""
+    rows = slice(0, published_rows(attributes(root)))
+    status = read_array(root, catalogue_node("status"), rows)
+    bucket = read_array(root, catalogue_node("bucket"), rows)
     return normalise_status(status, bucket >= 0)
 
 
@@ -167,8 +170,9 @@ def needs_work(status: np.ndarray, *, retry_failed: bool = False) -> np.ndarray:
 
 
 def find_row(root: zarr.Group, image_id: str) -> int:
-    """Table row of ``image_id``; StoreError when absent."""
-    ids = read_array(root, catalogue_node("image_id"), slice(None), dtype=object)
+    """Table row of ``image_id`` in the published plan; StoreError when absent."""
+    rows = slice(0, published_rows(attributes(root)))
+    ids = read_array(root, catalogue_node("image_id"), rows, dtype=object)
     hits = np.flatnonzero(ids == image_id)
     if hits.size == 0:
         from batchseg.words import did_you_mean
@@ -213,6 +217,37 @@ def image_info(root: zarr.Group, image_id: str) -> ImageInfo:
     index = int(read_array(cat, "bucket", row))
     bucket = dict(attributes(root)["buckets"][index]) if index >= 0 else None
     return ImageInfo(image_id, row, status, error, bucket, int(read_array(cat, "bucket_row", row)))
+
+
+def image_infos(root: zarr.Group) -> list[ImageInfo]:
+    """The catalogue entry of every image (padding rows left out), in table order.
+
+    One pass over the catalogue (no per-id scan, unlike :func:`image_info`): for jobs that
+    visit many images by id. Images of one bucket share one bucket-attributes dict.
+    """
+    attrs = attributes(root)
+    rows = slice(0, published_rows(attrs))
+    cat = subgroup(root, CATALOGUE)
+    bucket = read_array(cat, "bucket", rows)
+    real = np.flatnonzero(bucket >= 0)
+    codes = read_array(cat, "status", rows)
+    ids = read_array(cat, "image_id", rows, dtype=object)
+    errors = read_array(cat, "error", rows, dtype=object)
+    bucket_row = read_array(cat, "bucket_row", rows)
+    buckets = [dict(b) for b in attrs["buckets"]]
+    out = []
+    for r in real:
+        code = int(codes[r])
+        status = code if code in KNOWN_STATUS else DAMAGED
+        error = str(errors[r] or "")
+        if status == DAMAGED:
+            error = f"unknown status code {code} in the store (run batchseg verify)"
+        out.append(
+            ImageInfo(
+                str(ids[r]), int(r), status, error, buckets[int(bucket[r])], int(bucket_row[r])
+            )
+        )
+    return out
 
 
 def image_uri(root: zarr.Group, image_id: str) -> str:
@@ -350,7 +385,20 @@ def read_labels(
             )
         arr = array(root, pyramid_node(b["name"], level))
         return read_checked(root, arr, (0, slice(None), slice(None)), info, what)
-    arr = array(root, map_node(b["name"], confidence=confidence, classes=classes))
+    return read_map(root, info, confidence=confidence, classes=classes)
+
+
+def read_map(
+    root: zarr.Group, info: ImageInfo, *, confidence: bool = False, classes: bool = False
+) -> np.ndarray:
+    """:func:`read_labels` at level 0 for an image whose :class:`ImageInfo` is known (from
+    :func:`image_infos`): the label map, or its confidence or class map, checked."""
+    info.require_done()
+    assert info.bucket is not None  # a done image has a bucket
+    what = "confidence data" if confidence else "class map data" if classes else "label data"
+    if (confidence and CONFIDENCE not in root) or (classes and CLASSES not in root):
+        raise StoreError(f"this store has no {'confidence' if confidence else 'class'} maps")
+    arr = array(root, map_node(info.bucket["name"], confidence=confidence, classes=classes))
     row = 0 if info.tiled else info.bucket_row
     return read_checked(root, arr, (row, slice(None), slice(None)), info, what)
 

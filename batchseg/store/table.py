@@ -28,6 +28,7 @@ from batchseg.store.layout import (
     STATS,
     STATUS_NAMES,
     catalogue_node,
+    published_rows,
     table_codecs,
 )
 from batchseg.store.read import (
@@ -37,7 +38,6 @@ from batchseg.store.read import (
     missing_chunks,
     normalise_status,
     read_array,
-    shard_status,
     stat_names,
     subgroup,
     update_attributes,
@@ -92,10 +92,10 @@ def consolidate(root: zarr.Group, status: np.ndarray | None = None, *, force: bo
     The new table is written beside the old one; one attribute write switches to it, then
     the old one is removed.
     """
-    bucket = read_array(root, catalogue_node("bucket"))
+    rows = published_rows(attributes(root))
+    bucket = read_array(root, catalogue_node("bucket"), slice(0, rows))
     real = bucket >= 0
-    if status is None:
-        status = shard_status(root)
+    status = published_status(root) if status is None else status[:rows]
     if not force and _still_valid(root, status, real):
         log.debug("consolidated table is current; not rewritten")
         return False
@@ -114,7 +114,18 @@ def consolidate(root: zarr.Group, status: np.ndarray | None = None, *, force: bo
     return True
 
 
+def published_status(root: zarr.Group) -> np.ndarray:
+    """Status per published table row (see :func:`~batchseg.store.layout.published_rows`):
+    padding rows EMPTY, unknown codes DAMAGED. Rows of an append still being prepared are not
+    part of it."""
+    rows = slice(0, published_rows(attributes(root)))
+    status = read_array(root, catalogue_node("status"), rows)
+    return normalise_status(status, read_array(root, catalogue_node("bucket"), rows) >= 0)
+
+
 def _write_table(table: zarr.Group, root: zarr.Group, status: np.ndarray, real: np.ndarray) -> None:
+    """The consolidated copy of the published rows (``real`` marks those holding an image)."""
+    rows = slice(0, real.size)
     n = int(real.sum())
     big = max(1, min(n, CATALOGUE_CHUNK * 16))
     ncols = array(root, STATS).shape[1]
@@ -132,16 +143,16 @@ def _write_table(table: zarr.Group, root: zarr.Group, status: np.ndarray, real: 
 
     put("status", status[real], (big,), np.int8, PENDING)
     for name in ("height", "width"):
-        put(name, read_array(root, catalogue_node(name))[real], (big,), np.uint32, 0)
+        put(name, read_array(root, catalogue_node(name), rows)[real], (big,), np.uint32, 0)
     fault("consolidating")
     small = (max(1, min(n, CATALOGUE_CHUNK)),)
     for source, name in ((catalogue_node("error"), "error"), (catalogue_node("uri"), "uri")):
-        put(name, read_array(root, source, dtype=object)[real], small, str, "")
+        put(name, read_array(root, source, rows, dtype=object)[real], small, str, "")
     # one chunk column per statistic: a query reads only the columns it uses
-    stats = read_array(root, STATS)[real]
+    stats = read_array(root, STATS, rows)[real]
     put("stats", stats.reshape(n, ncols), (big, 1), np.float64, np.nan)
     # image ids as Arrow-style offsets + UTF-8 bytes: decoded without a Python str per row
-    ids = read_array(root, catalogue_node("image_id"), dtype=object)[real]
+    ids = read_array(root, catalogue_node("image_id"), rows, dtype=object)[real]
     encoded = [str(x).encode("utf-8", "surrogateescape") for x in ids]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
@@ -178,6 +189,7 @@ def read_table(
     if t is not None and not _complete(root, t, [names[i] for i in picked], wanted):
         log.warning("the consolidated table has lost chunks; reading the per-shard arrays")
         t = None
+    rows = slice(None)  # the consolidated table holds the published rows only
     if t is not None:
         keep: Any = slice(None)
         status = normalise_status(read_array(t, "status"))
@@ -186,10 +198,11 @@ def read_table(
         stats = array(t, "stats")
     else:
         cat = subgroup(root, CATALOGUE)
-        bucket = read_array(cat, "bucket")
+        rows = slice(0, published_rows(attributes(root)))
+        bucket = read_array(cat, "bucket", rows)
         keep = slice(None) if include_empty else bucket >= 0
-        status = normalise_status(read_array(cat, "status"), bucket >= 0)[keep]
-        ids = read_array(cat, "image_id", dtype=object)[keep]
+        status = normalise_status(read_array(cat, "status", rows), bucket >= 0)[keep]
+        ids = read_array(cat, "image_id", rows, dtype=object)[keep]
         source = {name: array(cat, name) for name in ("error", "height", "width", "uri")}
         stats = array(root, STATS)
     data: dict[str, Any] = {
@@ -198,21 +211,21 @@ def read_table(
     }
     for name in ("error", "height", "width"):
         if wanted is None or name in wanted:
-            data[name] = _read(source[name], name)[keep]
+            data[name] = _read(source[name], name, rows)[keep]
     if picked:
         try:
             if len(picked) == len(names):
-                block = np.asarray(stats[...])
+                block = np.asarray(stats[rows])
             else:
                 cols = np.asarray(picked, dtype=np.intp)
-                block = np.asarray(stats.get_orthogonal_selection((slice(None), cols)))
+                block = np.asarray(stats.get_orthogonal_selection((rows, cols)))
         except (ValueError, RuntimeError) as exc:
             raise StoreError(f"store statistics are damaged: {exc}") from None
         block = block[keep]
         for j, i in enumerate(picked):
             data[names[i]] = block[:, j]
     if wanted is None or "uri" in wanted:
-        data["uri"] = np.asarray(_read(source["uri"], "uri"), dtype=object)[keep]
+        data["uri"] = np.asarray(_read(source["uri"], "uri", rows), dtype=object)[keep]
     return pd.DataFrame(data)
 
 
@@ -237,9 +250,9 @@ def _complete(root: zarr.Group, t: zarr.Group, stats: list[str], wanted: set[str
     return True
 
 
-def _read(arr: zarr.Array, name: str) -> np.ndarray:
+def _read(arr: zarr.Array, name: str, rows: slice) -> np.ndarray:
     try:
-        return np.asarray(arr[...])
+        return np.asarray(arr[rows])
     except (ValueError, RuntimeError) as exc:
         raise StoreError(f"store column {name!r} is damaged: {exc}") from None
 

@@ -26,6 +26,7 @@ from batchseg.store.layout import (
     KNOWN_STATUS,
     PENDING,
     STATS,
+    published_rows,
 )
 from batchseg.store.read import (
     array,
@@ -98,9 +99,10 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     attrs = attributes(root)
     S = int(attrs["shard_size"])
     cat = subgroup(root, CATALOGUE)
-    bucket = read_array(cat, "bucket")
-    bucket_row = read_array(cat, "bucket_row")
-    ids = read_array(cat, "image_id", dtype=object)
+    published = slice(0, published_rows(attrs))  # not the rows of an unfinished append
+    bucket = read_array(cat, "bucket", published)
+    bucket_row = read_array(cat, "bucket_row", published)
+    ids = read_array(cat, "image_id", published, dtype=object)
     real = bucket >= 0
     found: dict[int, str] = {}
     raw = _chunked(array(cat, "status"), S, len(bucket), PENDING, np.int8, found, "status damaged")

@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from batchseg.engine.execute import measure
 from batchseg.engine.objects import measure_objects
 from batchseg.io.read import read_image

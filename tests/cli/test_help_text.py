@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 from batchseg.cli import app
 
 COMMANDS = [
-    [], ["run"], ["methods"], ["status"], ["query"], ["mask"], ["export"], ["stats"],
-    ["verify"], ["demo-data"], ["cluster"], ["cluster", "show"],
+    [], ["run"], ["methods"], ["status"], ["query"], ["objects"], ["panoptic"], ["evaluate"],
+    ["mask"], ["export"], ["stats"], ["report"], ["serve"], ["verify"], ["demo-data"],
+    ["cluster"], ["cluster", "show"],
 ]  # fmt: skip
 
 

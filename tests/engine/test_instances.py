@@ -75,3 +75,12 @@ def test_inconsistent_instance_output_is_an_error() -> None:
         check_instances(ids, classes, {k: v[:2] for k, v in instances.items()})
     with pytest.raises(ValueError, match="outside the 2 classes"):
         instance_row(ids, classes, instances, 2)
+
+
+def test_mask_area_is_kept_when_the_method_gives_it() -> None:
+    ids, classes, instances = _scene()
+    measured = measure_objects(ids, np.full(ids.shape, 7, np.uint8))
+    assert "mask_area" not in object_columns(measured, instances, ["bg", "person", "car"])
+    instances["mask_area"] = np.array([20.0, 12.0, 5.0, 4.0])
+    out = object_columns(measured, instances, ["bg", "person", "car"])
+    assert list(out["mask_area"]) == [20.0, 12.0, 5.0]

@@ -62,6 +62,7 @@ def test_family_is_a_closed_set() -> None:
         "region",
         "clustering",
         "semantic",
+        "instance",
     }
 
 

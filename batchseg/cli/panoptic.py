@@ -1,0 +1,106 @@
+"""``batchseg panoptic``: merge a semantic store and an instance store into a panoptic store."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from batchseg.cli.core import app, guard
+from batchseg.cli.text import echo, plural
+from batchseg.errors import UsageError
+
+
+@app.command()
+def panoptic(
+    semantic: Annotated[
+        str,
+        typer.Option(metavar="STORE", help="Store of a semantic method (class maps)."),
+    ],
+    instances: Annotated[
+        str,
+        typer.Option(metavar="STORE", help="Store of an instance method, same images."),
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", metavar="STORE", help="Panoptic store to write.")
+    ],
+    things: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CLASSES",
+            help="Comma-separated thing classes (default: the instance store's classes "
+            "but background); other semantic classes are stuff.",
+        ),
+    ] = None,
+    overlap: Annotated[
+        float,
+        typer.Option(help="Drop an instance when more than this fraction of it is taken."),
+    ] = 0.5,
+    min_stuff_area: Annotated[
+        int, typer.Option(help="Smallest stuff region kept, pixels (smaller ones are void).")
+    ] = 4096,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes of the embedded cluster (default: one per core)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Attach to an existing Dask scheduler (tcp://host:8786).")
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output store.")
+    ] = False,
+) -> None:
+    """Merge semantic and instance results of the same images into panoptic labels
+    (class_index * 1000 + instance) with per-class statistics and one object row per segment."""
+    code = guard(
+        lambda: _panoptic(
+            semantic,
+            instances,
+            output,
+            things,
+            overlap,
+            min_stuff_area,
+            workers,
+            scheduler,
+            overwrite,
+        )  # fmt: skip
+    )
+    raise typer.Exit(code)
+
+
+def _panoptic(
+    semantic: str,
+    instances: str,
+    output: str,
+    things: str | None,
+    overlap: float,
+    min_stuff_area: int,
+    workers: int | None,
+    scheduler: str | None,
+    overwrite: bool,
+) -> int:
+    from batchseg.cluster.profiles import AddressProfile, LocalProfile
+    from batchseg.job.panoptic import PanopticSpec, run_panoptic
+
+    if workers is not None and scheduler is not None:
+        raise UsageError("--workers is for the embedded cluster; it cannot go with --scheduler")
+    if workers is not None and not 1 <= workers <= 1024:
+        raise UsageError(f"--workers must be in [1, 1024], got {workers}")
+    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
+    names = None
+    if things is not None:
+        names = tuple(n.strip() for n in things.split(",") if n.strip())
+        if not names:
+            raise UsageError("--things needs at least one class name")
+    spec = PanopticSpec(
+        semantic, instances, output, names, overlap, min_stuff_area, profile, overwrite
+    )
+    result = run_panoptic(spec)
+    if result.nothing_to_do:
+        echo(f"nothing to do: every image of {result.store} is finished")
+    else:
+        echo(
+            f"{result.store}: {plural(result.done, 'image')} done, {result.failed} failed, "
+            f"{result.pending} pending ({result.seconds:.1f} s)"
+        )
+    return result.exit_code

@@ -1,0 +1,117 @@
+"""The report's gallery: which images it shows and their source | labels | overlay thumbnails.
+
+Only the gallery's images are decoded: the selection comes from the table (a query with
+``--where``/``--sort``, or a seeded sample of the done images), then each chosen image's
+labels are read once and its source decoded once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from batchseg.cli.query_output import cell
+from batchseg.errors import BatchsegError, one_line
+from batchseg.report import pictures, rows
+from batchseg.report.index import CatalogueIndex, IndexedView
+
+log = logging.getLogger(__name__)
+
+#: Statistics shown under each thumbnail (besides the id and status).
+STATS_PER_CARD = 6
+
+
+@dataclass
+class Card:
+    """One gallery entry: the image id, its key statistics and its thumbnails (data URIs)."""
+
+    image_id: str
+    status: str
+    stats: list[tuple[str, str]]
+    images: dict[str, str] = field(default_factory=dict)
+    problem: str = ""
+
+
+@dataclass
+class Gallery:
+    """The gallery's caption (how images were chosen) and its cards."""
+
+    caption: str
+    cards: list[Card]
+
+
+def choose(
+    view: Any, where: str | None, sort: str | None, sample: int, seed: int = 0
+) -> tuple[str, rows.Selection, dict[str, str]]:
+    """The gallery's rows: the ``where`` selection sorted by ``sort`` (first ``sample``), or,
+    without either, a seeded random sample of ``sample`` done images in id order; and the
+    error of each chosen image that failed."""
+    if where or sort:
+        plan = rows.plan_query(view.columns(), where, None, sort)
+        table = view.table([*plan.read, "error"])
+        selection = rows.select(plan, table, limit=sample)
+        what = f"where {where}" if where else "all images"
+        order = f", sorted by {sort}" if sort else ""
+        caption = f"{what}{order}: first {len(selection.rows)} of {selection.total:,}"
+    else:
+        plan = rows.plan_query(view.columns(), "status == 'done'", None, None)
+        table = view.table([*plan.read, "error"])
+        done = np.flatnonzero((table["status"] == "done").to_numpy())
+        rng = np.random.default_rng(seed)
+        picked = np.sort(rng.choice(done, size=min(sample, done.size), replace=False))
+        table = table.iloc[picked]
+        selection = rows.Selection(int(done.size), rows.select(plan, table).rows)
+        caption = f"a random sample (seed {seed}) of {len(picked)} of {done.size:,} done images"
+    chosen = set(selection.rows["image_id"].astype(str))
+    shown = table[table["image_id"].astype(str).isin(chosen)]
+    errors = {str(i): str(e or "") for i, e in zip(shown["image_id"], shown["error"], strict=True)}
+    return caption, selection, errors
+
+
+def build(
+    view: Any,
+    where: str | None = None,
+    sort: str | None = None,
+    sample: int = 48,
+    seed: int = 0,
+    size: int = 160,
+) -> Gallery:
+    """The gallery: chosen rows and their thumbnails (``size`` px longest side)."""
+    caption, selection, errors = choose(view, where, sort, sample, seed)
+    records = selection.records()
+    statuses = {str(r["image_id"]): str(r.get("status") or "") for r in records}
+    if records:  # one catalogue read instead of a scan per image
+        index = CatalogueIndex(view.group)
+        view = IndexedView(view.path, index, lambda i: (statuses[i], errors.get(i, "")))
+    cards = []
+    for record in records:
+        image_id = str(record.pop("image_id"))
+        status = str(record.pop("status", "")) or "unknown"
+        stats = [(k, cell(v)) for k, v in record.items() if k not in ("error", "uri")]
+        card = Card(image_id, status, stats[:STATS_PER_CARD])
+        try:
+            if status == "done":
+                thumbs = pictures.triptych(view, image_id, size)
+                card.images = {
+                    "source": pictures.data_uri(thumbs["source"], "jpeg"),
+                    "labels": pictures.data_uri(thumbs["mask"], "png"),
+                    "overlay": pictures.data_uri(thumbs["overlay"], "jpeg"),
+                }
+            else:
+                card.problem = errors.get(image_id) or status
+        except (BatchsegError, OSError) as exc:
+            card.problem = one_line(exc)
+            log.debug("gallery: %s", card.problem)
+        cards.append(card)
+    broken = [c for c in cards if c.problem and c.status == "done"]
+    if broken:
+        log.warning(
+            "gallery: %d of %d images could not be drawn (first: %s)",
+            len(broken),
+            len(cards),
+            broken[0].problem,
+        )
+    return Gallery(caption, cards)

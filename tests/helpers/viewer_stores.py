@@ -1,0 +1,52 @@
+"""Small finished stores for the report and web-app tests, built once per test session.
+
+A real ``run_job`` on 12 small images (plus one broken file, which fails) attached to the
+session's cluster: ``objects`` (``skimage.objects`` with object tables: region labels,
+outlines, objects) and ``classes`` (``skimage.otsu``: a class map with two classes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.images import write_collection
+
+BROKEN = "grey/broken.png"
+_BUILT: dict[str, Path] = {}
+
+
+def viewer_store(factory: pytest.TempPathFactory, address: str, kind: str) -> Path:
+    """The session's store of ``kind`` (``objects`` or ``classes``), built on first use."""
+    if kind in _BUILT:
+        return _BUILT[kind]
+    from batchseg.cluster.profiles import AddressProfile
+    from batchseg.job.run import run_job
+    from batchseg.job.spec import JobSpec
+
+    root = factory.mktemp(f"viewer-{kind}")
+    images = root / "images"
+    write_collection(images, n=12, seed=3)
+    (images / BROKEN).write_bytes(b"\x89PNG\r\n\x1a\nnot a png at all")
+    method, extra = (
+        ("skimage.objects", {"objects": True})
+        if kind == "objects"
+        else (
+            "skimage.otsu",
+            {},
+        )
+    )
+    out = root / f"{kind}.zarr"
+    spec = JobSpec(
+        input=str(images),
+        method=method,
+        output=str(out),
+        profile=AddressProfile(address),
+        shard_size=4,
+        **extra,
+    )
+    result = run_job(spec)
+    assert (result.done, result.failed) == (12, 1), result
+    _BUILT[kind] = out
+    return out
