@@ -6,7 +6,7 @@ Each rule is one test; a failure lists every violation as ``module: what``.
   under ``if TYPE_CHECKING:`` never run and do not count);
 - no module uses another module's underscore names (``from m import _x``, ``alias._x`` on an
   imported ``batchseg`` module; dunders are fine);
-- no module over 500 lines;
+- no module over 500 lines, no function over 80;
 - only ``batchseg/engine/`` and ``batchseg/cluster/`` import dask/distributed;
 - only ``batchseg/methods/`` imports torch/torchvision, and only lazily (inside a function);
 - only ``batchseg/store/`` spells Zarr paths inside a store (``"catalogue/..."``, ``f"labels/{b}"``,
@@ -24,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "batchseg"
 MAX_LINES = 500
+MAX_FUNCTION_LINES = 80
 DASK_HOMES = ("batchseg.engine", "batchseg.cluster")
 TORCH_HOME = "batchseg.methods"
 STORE_HOME = "batchseg.store"
@@ -291,6 +292,18 @@ def sizes(pkg: Package) -> list[str]:
     ]
 
 
+def long_functions(pkg: Package) -> list[str]:
+    return [
+        f"{m.name}.{node.name}: {node.end_lineno - node.lineno + 1} lines "
+        f"(at most {MAX_FUNCTION_LINES})"
+        for m in pkg.modules.values()
+        for node in ast.walk(m.tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
 def dask_imports(pkg: Package) -> list[str]:
     return [
         f"{m.name}: imports {imp.target} (line {imp.line}); only {' and '.join(DASK_HOMES)} may"
@@ -381,6 +394,7 @@ RULES: dict[str, Callable[[Package], list[str]]] = {
     "import cycles": cycles,
     "underscore names of other modules": private_names,
     f"modules over {MAX_LINES} lines": sizes,
+    f"functions over {MAX_FUNCTION_LINES} lines": long_functions,
     "dask/distributed outside engine/ and cluster/": dask_imports,
     "torch outside methods/ or not lazy": torch_imports,
     "Zarr store paths outside store/": store_paths,

@@ -90,10 +90,7 @@ def evaluate(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The whole result as JSON.")] = False,
 ) -> None:
-    """Score a store's label maps against ground truth; the per-image scores join the table.
-
-    Exit 3 when some images had no truth or could not be scored (they are listed).
-    """
+    """Score a store's label maps against ground truth (exit 3: some images not scored)."""
     if show:
         guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
         return

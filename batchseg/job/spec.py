@@ -301,25 +301,37 @@ def _resolve_cluster(
         _no_local_sizes(merged, overrides, replaced, hint)
         return AddressProfile(target)
     if name == "local":
-        sizes = {key: merged.get(key) for key in _LOCAL_KEYS}
-        for key in _LOCAL_KEYS:
-            if key not in table or overrides.get(key) is not None:
-                continue  # the flag wins
-            if data.get(key) not in (None, table[key]) and not (key == "gpus" and not data[key]):
-                raise UsageError(f"{key!r} is given both at the top and in [cluster] of {source}")
-            sizes[key] = table[key]
-        return LocalProfile(
-            workers=sizes["workers"],
-            threads_per_worker=sizes["threads_per_worker"],
-            gpus=sizes["gpus"] or 0,
-            dashboard_address=table.get("dashboard_address"),
-        )
+        return _local_profile(merged, data, overrides, table, source)
     profile = parse_profile(table)  # validates values, not only names and types
     what = "n_workers" if name == "kubernetes" else "cores, processes and gpus"
     _no_local_sizes(merged, overrides, replaced, f"for profile {name!r} give {what} in [cluster]")
     if name == "kubernetes" and merged.get("tls_ca_file"):
         raise UsageError("TLS files are not supported with the kubernetes profile")
     return profile
+
+
+def _local_profile(
+    merged: Mapping[str, Any],
+    data: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    table: Mapping[str, Any],
+    source: str,
+) -> LocalProfile:
+    """The embedded cluster's sizes: flags, then the spec's top-level keys or its local
+    ``[cluster]`` table (the same key in both is an error unless equal)."""
+    sizes = {key: merged.get(key) for key in _LOCAL_KEYS}
+    for key in _LOCAL_KEYS:
+        if key not in table or overrides.get(key) is not None:
+            continue  # the flag wins
+        if data.get(key) not in (None, table[key]) and not (key == "gpus" and not data[key]):
+            raise UsageError(f"{key!r} is given both at the top and in [cluster] of {source}")
+        sizes[key] = table[key]
+    return LocalProfile(
+        workers=sizes["workers"],
+        threads_per_worker=sizes["threads_per_worker"],
+        gpus=sizes["gpus"] or 0,
+        dashboard_address=table.get("dashboard_address"),
+    )
 
 
 def _no_local_sizes(
