@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 from importlib import metadata
 
@@ -23,6 +24,12 @@ _PACKAGES = (
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that shape results (absent ones skipped)."""
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    """Read once per process (about 0.1 s of package metadata parsing)."""
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for name in _PACKAGES:
         try:
