@@ -38,8 +38,9 @@ class Segmentation:
     #: instance methods: the class index of every pixel (0 = background), H x W
     classes: np.ndarray | None = None
     #: instance methods: per-instance columns, row ``i`` describing instance id ``i + 1``:
-    #: ``class_index`` (int64), ``score`` (float64) and the detector's box ``box_min_row``,
-    #: ``box_min_col``, ``box_max_row``, ``box_max_col`` (float64 pixels)
+    #: ``class_index`` (int64), ``score`` (float64), the detector's box ``box_min_row``,
+    #: ``box_min_col``, ``box_max_row``, ``box_max_col`` (float64 pixels) and optionally
+    #: ``mask_area`` (int64: the whole thresholded mask, before overlaps were resolved)
     instances: dict[str, np.ndarray] | None = None
 
 

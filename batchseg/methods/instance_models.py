@@ -200,7 +200,11 @@ class InstanceRunner(BatchRunner):
             masks = masks[:, 0]
         if tuple(masks.shape[-2:]) != (height, width):
             raise RuntimeError(f"masks of shape {tuple(masks.shape)} for a {height}x{width} image")
-        ids, visible = paint_instances(masks[order] > self.mask_threshold)
+        binary = masks[order] > self.mask_threshold
+        ids, visible = paint_instances(binary)
+        # each kept instance's whole thresholded mask, before higher scores took their pixels
+        # (the panoptic merge's overlap test needs it)
+        mask_area = binary.flatten(1).sum(dim=1)[visible].cpu().numpy().astype(np.int64)
         order = order[visible]
         dev = ids.device
         conf = (scores[order].double() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
@@ -217,6 +221,7 @@ class InstanceRunner(BatchRunner):
             "box_min_col": boxes[:, 0].copy(),
             "box_max_row": boxes[:, 3].copy(),
             "box_max_col": boxes[:, 2].copy(),
+            "mask_area": mask_area,
         }
         return Segmentation(
             labels=ids.to(small).cpu().numpy().astype(self.label_dtype, copy=False),

@@ -235,7 +235,8 @@ def test_runner_output_contract():
         assert seg.labels.dtype == np.uint8 and seg.classes is not None
         assert seg.classes.dtype == np.uint8 and seg.confidence is not None
         assert seg.confidence.dtype == np.uint8
-        assert seg.instances is not None and set(seg.instances) == set(INSTANCE_COLUMNS)
+        assert seg.instances is not None
+        assert set(seg.instances) == {*INSTANCE_COLUMNS, "mask_area"}
         # B (0.95) is id 1, A (0.9) id 2, D (0.5) id 3; C (hidden) and E (0.49) are gone
         expected = np.zeros((6, 8), np.uint8)
         expected[0:3, 0:4] = 2
@@ -255,6 +256,8 @@ def test_runner_output_contract():
         assert table["box_min_col"].tolist() == [2, 0, 0]  # x1
         assert table["box_max_row"].tolist() == [4, 3, 6]  # y2
         assert table["box_max_col"].tolist() == [6, 4, 4]  # x2
+        # whole masks: A keeps 8 of its 12 pixels under B, but its mask_area is 12
+        assert table["mask_area"].tolist() == [12, 12, 2]
     # nothing above the threshold: empty maps and an empty table
     strict = tiny_runner(FixedDetector(), score_threshold=0.99, max_detections=1000)
     (seg,) = strict.segment_batch([image])
