@@ -39,6 +39,8 @@ class StatusReport(TypedDict):
     damaged: int
     failures: list[Failure]
     damaged_images: list[str]
+    #: stored images that the input of the last ``run --append`` no longer listed (kept)
+    gone_at_last_append: NotRequired[int]
 
 
 class Summary(TypedDict):
@@ -365,7 +367,7 @@ class StoreView:
         counts = table["status"].value_counts()
         failed = table[table["status"] == "failed"]
         damaged = table[table["status"] == "damaged"]
-        return {
+        report: StatusReport = {
             "store": self.path,
             "images": int(len(table)),
             "done": int(counts.get("done", 0)),
@@ -378,6 +380,10 @@ class StoreView:
             ],
             "damaged_images": [str(i) for i in damaged["image_id"]],
         }
+        appends = self.attrs.get("appends") or []
+        if appends:
+            report["gone_at_last_append"] = int(appends[-1].get("gone", 0))
+        return report
 
     def summary(self) -> Summary:
         """Dataset-level summary: per-class pixels or region-count distribution, throughput.

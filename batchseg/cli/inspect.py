@@ -56,6 +56,9 @@ def _status(path: str, as_json: bool, *, show_all: bool = False, verify: bool = 
         f"{report['failed']} failed, {report['pending']} pending"
         + (f", {damaged} damaged" if damaged else "")
     )
+    gone = int(report.get("gone_at_last_append") or 0)
+    if gone:
+        echo(f"  {plural(gone, 'stored image')} no longer in the last append's input (kept)")
     pairs = [(f["image_id"], f["error"]) for f in report["failures"]]
     broken = [
         (str(i), "unknown status code; the next run segments it again")

@@ -244,6 +244,9 @@ def test_removed_images_are_kept_and_reported(tmp_path, cluster_address):
     assert "2 stored images no longer in the input (kept in the store)" in done.output
     view = batchseg.open(str(out))
     assert view.attrs["appends"][-1]["gone"] == 2 and len(view.table()) == 7
+    assert view.status()["gone_at_last_append"] == 2
+    status = run_cli("status", out)
+    assert "2 stored images no longer in the last append's input (kept)" in status.output
     for image_id, want in masks.items():  # still stored and readable
         np.testing.assert_array_equal(view.mask(image_id), want)
     again = run_cli(*base, "--append")
