@@ -140,6 +140,49 @@ def default_class_colours(names: Sequence[str]) -> list[tuple[int, int, int]]:
     return out
 
 
+def read_class_colours(path: str, names: Sequence[str]) -> list[tuple[int, int, int]]:
+    """Class colours from a CSV (``class,r,g,b`` or ``class,color`` with ``#rrggbb``), in the
+    order of ``names``; classes the file does not list keep :func:`default_class_colours`.
+    A class the store does not have, or a bad colour, is a UsageError naming the line."""
+    import csv
+
+    colours = default_class_colours(names)
+    index = {str(n).strip().lower(): i for i, n in enumerate(names)}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise UsageError(f"cannot read colours {path}: {exc.strerror or exc}") from None
+    if rows and rows[0] and rows[0][0].strip().lower() in ("class", "name"):
+        rows = rows[1:]
+    for line, row in enumerate(rows, start=2):
+        cells = [c.strip() for c in row if c.strip()]
+        if not cells:
+            continue
+        name = cells[0].lower()
+        if name not in index:
+            raise UsageError(
+                f"{path}:{line}: class {cells[0]!r} is not a class of the method "
+                f"({', '.join(map(str, names))})"
+            )
+        colours[index[name]] = _parse_colour(cells[1:], path, line)
+    return colours
+
+
+def _parse_colour(cells: Sequence[str], path: str, line: int) -> tuple[int, int, int]:
+    try:
+        if len(cells) == 1 and cells[0].startswith("#") and len(cells[0]) == 7:
+            h = cells[0]
+            return (int(h[1:3], 16), int(h[3:5], 16), int(h[5:7], 16))
+        if len(cells) == 3:
+            r, g, b = (int(c) for c in cells)
+            if all(0 <= v <= 255 for v in (r, g, b)):
+                return (r, g, b)
+    except ValueError:
+        pass
+    raise UsageError(f"{path}:{line}: colour must be r,g,b (0-255) or #rrggbb, got {cells}")
+
+
 def _candidate_colours():
     yield from _DISTINCT
     i = len(_DISTINCT) + 1

@@ -223,3 +223,20 @@ def test_save_png_colourised_and_bad_arrays(tmp_path):
     with pytest.raises(UsageError):
         save_png(np.zeros((2, 2, 3), dtype=np.uint16), str(tmp_path / "x.png"))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_class_colours_from_csv(tmp_path):
+    from batchseg.render import read_class_colours
+
+    path = tmp_path / "camvid.csv"
+    path.write_text("class,r,g,b\nRoad,128,64,128\n\ncar,#400080\n")
+    names = ["background", "road", "car", "tree"]
+    colours = read_class_colours(str(path), names)
+    defaults = default_class_colours(names)
+    assert colours == [defaults[0], (128, 64, 128), (64, 0, 128), defaults[3]]
+    path.write_text("class,r,g,b\nsky,1,2,3\n")
+    with pytest.raises(UsageError, match=r"camvid.csv:2: class 'sky' is not a class"):
+        read_class_colours(str(path), names)
+    path.write_text("road,300,0,0\n")  # no header; out of range
+    with pytest.raises(UsageError, match="colour must be r,g,b"):
+        read_class_colours(str(path), names)

@@ -114,6 +114,14 @@ ObjectsOption = Annotated[
         "skimage.objects, watershed and canny; off for superpixel methods).",
     ),
 ]
+ColorsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--colors",
+        metavar="FILE.csv",
+        help="Class colours stored with a new store: class,r,g,b or class,#rrggbb.",
+    ),
+]
 IoThreadsOption = Annotated[int | None, typer.Option(help="Decoding threads per task.")]
 TileThresholdOption = Annotated[
     int | None,
@@ -174,6 +182,7 @@ def run(
     max_pixels: MaxPixelsOption = None,
     follow_links: FollowLinksOption = None,
     objects: ObjectsOption = None,
+    colors: ColorsOption = None,
     io_threads: IoThreadsOption = None,
     tile_threshold: TileThresholdOption = None,
     tile_size: TileSizeOption = None,

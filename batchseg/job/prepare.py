@@ -9,6 +9,7 @@ from typing import Any
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
+from batchseg.errors import UsageError
 from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover
 from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.plan import Plan
@@ -45,6 +46,8 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     params = method.resolve_params(spec.params)
     method.validate(params, local_workers=isinstance(spec.profile, LocalProfile))
     objects = method.objects(spec.objects)
+    if spec.colors:
+        _check_colours(spec.colors, method, params)
     refs = discover(spec.input, follow_links=spec.follow_links)
     fp = fingerprint(refs, method, params, tiling_identity(spec), objects)
     legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
@@ -82,6 +85,16 @@ def _legacy_manifest_refs(
     old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
     old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
     return (old, old_fp) if old_fp == stored else None
+
+
+def _check_colours(path: str, method: Method, params: dict[str, Any]) -> None:
+    """``--colors`` names classes of the method: checked before anything is created."""
+    from batchseg.render import read_class_colours
+
+    classes = method.classes(params)
+    if not classes:
+        raise UsageError(f"--colors is for class maps; method {method.id} makes region labels")
+    read_class_colours(path, classes)
 
 
 def canonical_output(spec: JobSpec) -> JobSpec:

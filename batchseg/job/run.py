@@ -25,7 +25,7 @@ from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, pre
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.methods.base import Method, smallest_uint
-from batchseg.render import default_class_colours
+from batchseg.render import default_class_colours, read_class_colours
 from batchseg.store import grow as growing
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.words import plural
@@ -315,7 +315,7 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
         "job": spec.to_dict(),
         "method": {"id": method.id, "kind": method.kind, "family": method.family, "params": params},
         "classes": classes,
-        "colours": [list(c) for c in default_class_colours(classes)] if classes else None,
+        "colours": [list(c) for c in _colours(spec, classes)] if classes else None,
         "fingerprint": fp,
         "objects": job.objects,
         "versions": package_versions(),
@@ -347,6 +347,13 @@ def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Gro
         time.perf_counter() - t0,
     )
     return plan, root
+
+
+def _colours(spec: JobSpec, classes: list[str]) -> list[tuple[int, int, int]]:
+    """The classes' colours: ``--colors FILE.csv`` where given, the defaults elsewhere."""
+    if spec.colors:
+        return read_class_colours(spec.colors, classes)
+    return default_class_colours(classes)
 
 
 def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException) -> None:

@@ -53,6 +53,8 @@ class JobSpec:
     follow_links: bool = False
     #: measure every object into the store's object table; None: the method's default
     objects: bool | None = None
+    #: CSV of class colours (``class,r,g,b`` or ``class,#rrggbb``) stored for the classes
+    colors: str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     io_threads: int = 4
     #: images with more pixels are segmented tile by tile; 0 = never tile
@@ -92,6 +94,7 @@ class JobSpec:
             # recorded only when set, so the specs of existing stores stay byte-identical
             **({"follow_links": True} if self.follow_links else {}),
             **({"objects": self.objects} if self.objects is not None else {}),
+            **({"colors": self.colors} if self.colors else {}),
             "max_pixels": self.max_pixels,
             "io_threads": self.io_threads,
             "tile_threshold": self.tile_threshold,
@@ -110,11 +113,13 @@ class JobSpec:
 _LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
 #: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
 SPEC_KEYS = tuple(
-    JobSpec(input="", method="", output="", append=True, follow_links=True, objects=True).to_dict()
+    JobSpec(
+        input="", method="", output="", append=True, follow_links=True, objects=True, colors="c"
+    ).to_dict()
 )
 _TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
-_PATH_KEYS = ("input", "output", *_TLS_KEYS)
-_STR_KEYS = ("input", "method", "output", "scheduler", *_TLS_KEYS)
+_PATH_KEYS = ("input", "output", "colors", *_TLS_KEYS)
+_STR_KEYS = ("input", "method", "output", "scheduler", "colors", *_TLS_KEYS)
 #: Inclusive ranges of the job's own integer keys (the cluster's are in INT_RANGES). Beyond
 #: them a job cannot run well: 2^63-1 images per shard overflowed the store's row count after
 #: creating half of it; with 10^8 the job ran 100 s before every image failed.
