@@ -66,6 +66,8 @@ class Summary(TypedDict):
     seconds_per_image: NotRequired[dict[str, float] | None]
     runs: NotRequired[list[dict[str, Any]]]
     last_run_images_per_second: NotRequired[float]
+    #: stored evaluations by name: their dataset values (no confusion matrix; see evaluations())
+    evaluations: NotRequired[dict[str, dict[str, Any]]]
 
 
 class StoreView:
@@ -439,6 +441,12 @@ class StoreView:
         out["runs"] = runs
         if runs:
             out["last_run_images_per_second"] = runs[-1]["images_per_second"]
+        scored = self.evaluations()
+        if scored:
+            out["evaluations"] = {
+                name: {k: v for k, v in e.items() if k not in ("confusion_matrix", "node")}
+                for name, e in scored.items()
+            }
         return out
 
 

@@ -247,3 +247,13 @@ def _stats(path: str, as_json: bool) -> None:
             f"  last run: {plural(int(last['processed']), 'image')} in {last['seconds']:.1f} s "
             f"({last['images_per_second']:.2f} images/s)"
         )
+    for name, e in (s.get("evaluations") or {}).items():
+        values = [
+            f"{k} {e[k]:.4f}"
+            for k in ("pixel_accuracy", "miou", "adapted_rand_error", "boundary_f")
+            if isinstance(e.get(k), int | float)
+        ]
+        echo(
+            f"  evaluation {name!r}: {plural(int(e.get('images_scored', 0)), 'image')}; "
+            + ", ".join(values)
+        )

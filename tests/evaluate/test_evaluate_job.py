@@ -111,6 +111,10 @@ def test_class_maps_scored_into_table_and_attributes(stores, tmp_path, cluster_a
     shown = run_cli("evaluate", path, "--show", "--name", "second", "--json")
     assert set(json.loads(shown.stdout)) == {"second"}
     assert "second_miou" in batchseg.open(str(path)).columns()
+    stats = json.loads(run_cli("stats", path, "--json").stdout)
+    assert set(stats["evaluations"]) == {"eval", "second"}
+    assert stats["evaluations"]["eval"]["miou"] == pytest.approx(want["miou"])
+    assert "evaluation 'second'" in run_cli("stats", path).stdout
 
 
 def test_bad_truth_is_reported_without_damage(stores, tmp_path, cluster_address):
