@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def free_ports(n: int) -> list[int]:
@@ -65,11 +66,18 @@ def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
 
 
 def wait_idle(address: str, timeout: float = 60) -> None:
-    """Until the scheduler holds no task: shards orphaned by a killed launcher have ended."""
+    """Until the scheduler holds no task and no worker still runs one: shards orphaned by a
+    killed launcher have ended. (The scheduler forgets a dead client's tasks at once, but a
+    worker finishes a task it already runs, as "cancelled", and that task writes the store.)"""
     from distributed import Client
+
+    def busy(dask_worker: Any) -> int:
+        return len(dask_worker.state.executing) + len(dask_worker.state.long_running)
 
     with Client(address, timeout="10s") as c:
         deadline = time.monotonic() + timeout
-        while c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)):
+        while c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) or any(
+            c.run(busy).values()
+        ):
             assert time.monotonic() < deadline, "tasks still running on the cluster"
             time.sleep(0.05)
