@@ -60,7 +60,7 @@ def _model_only(args: tuple[list[str], str, str, int, Any]) -> tuple[float, floa
     model.load_state_dict(torch.load(weights, weights_only=True))
     model.eval().to(device)
     tensors = [
-        torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
+        torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
         for f in files
     ]
     with torch.inference_mode():
