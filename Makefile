@@ -37,6 +37,8 @@ demo: install
 	@echo "  batchseg mask $(DEMO)/regions.zarr retina/retina_0011.png -o $(DEMO)/overlays/slic_retina.png --overlay"
 	@echo "  batchseg stats $(DEMO)/out.zarr"
 	@echo "  batchseg export $(DEMO)/regions.zarr hubble/hubble_0005.png -o $(DEMO)/hubble.ome.zarr"
+	@echo "  batchseg report $(DEMO)/regions.zarr -o $(DEMO)/report.html   # one file: plots, gallery"
+	@echo "  batchseg serve $(DEMO)/regions.zarr     # browse and query at http://127.0.0.1:8765"
 	@echo "  batchseg methods    # then e.g. batchseg run $(DEMO)/images -m skimage.watershed -o $(DEMO)/ws.zarr"
 	@echo "Semantic methods (torchvision.*) are not in the demo: their weights are not bundled and download on first use."
 
