@@ -177,6 +177,8 @@ def children_ignore_sigint() -> Generator[None, None, None]:
         yield  # signal handlers belong to the main thread
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed outside Python: restore Python's own Ctrl-C handler
+        previous = signal.default_int_handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield

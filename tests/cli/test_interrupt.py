@@ -21,6 +21,13 @@ N = 120
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|WARNING|DEBUG) batchseg")
 
 
+def _default_sigint() -> None:
+    """The child starts with SIGINT at its default, as from a terminal's shell: a process that
+    inherits SIGINT *ignored* keeps ignoring it (Python installs no KeyboardInterrupt handler),
+    and an earlier test in this pytest process may have left it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_resumes(tmp_path: Path, cluster_address: str) -> None:
     from batchseg.demo import make_collection
 
@@ -29,8 +36,9 @@ def test_ctrl_c_prints_one_line_and_resumes(tmp_path: Path, cluster_address: str
     command = [sys.executable, "-m", "batchseg.cli", "run", str(images), "-m", "skimage.slic"]
     command += ["-o", str(out), "--workers", "1", "--shard-size", "2"]
     job = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
+        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
     seen = ""
     while "progress:" not in seen:  # the first shard is stored: the run is well under way
         line = job.stderr.readline()  # type: ignore[union-attr]
