@@ -123,7 +123,7 @@ class StoreView:
         list of str
             ``image_id``, ``status``, ``error``, ``height``, ``width``, the statistics, ``uri``.
         """
-        return [*store.table_columns(self._root), *evaluation_columns(self._root)]
+        return [*store.table_columns(self._root), *evaluation_columns(self._root, self.attrs)]
 
     def table(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """One row per image: ``image_id``, ``status``, ``error``, size, every statistic, uri.
@@ -150,13 +150,13 @@ class StoreView:
             unknown = sorted(set(columns) - set(self.columns()))
             if unknown:
                 raise QueryError(f"unknown column {unknown[0]!r}")
-        scored = evaluation_columns(self._root)
+        scored = evaluation_columns(self._root, self.attrs)
         base = None if columns is None else [c for c in columns if c not in scored]
         table = store.read_table(self._root, base)
         wanted = scored if columns is None else [c for c in columns if c in scored]
         if not wanted:
             return table
-        extra = evaluation_frame(self._root, wanted)
+        extra = evaluation_frame(self._root, wanted, self.attrs)
         return table.merge(extra, on="image_id", how="left")
 
     def evaluate(
@@ -207,12 +207,13 @@ class StoreView:
             truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile
         )
         out = evaluate_store(self.path, options)
-        self.__dict__.pop("attrs", None)  # the attributes changed
+        self._root = store.open_group(self.path, mode="r")  # its attributes changed
+        self.__dict__.pop("attrs", None)
         return {**out.result, "missing": out.missing, "failed": out.failed}
 
     def evaluations(self) -> dict[str, dict[str, Any]]:
         """The stored evaluations by name: dataset results, confusion matrix, truth source."""
-        return store_evaluations(self._root)
+        return store_evaluations(self._root, self.attrs)
 
     def query(self, expr: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Rows of :meth:`table` where the boolean expression ``expr`` holds.

@@ -34,7 +34,16 @@ import pandas as pd
 from batchseg.errors import QueryError, one_line
 from batchseg.query_names import parse_columns, unknown_column
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expression", "filter_table", "parse", "parse_columns"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "Expression",
+    "apply_binop",
+    "filter_table",
+    "parse",
+    "parse_columns",
+    "scalar_equal",
+]
 
 MAX_LENGTH = 2000
 """Longest accepted query, in characters."""
@@ -349,25 +358,9 @@ class _Evaluator:
         return -value if isinstance(node.op, ast.USub) else value
 
     def _eval_BinOp(self, node: ast.BinOp) -> Any:
-        symbol, func = _BINOPS[type(node.op)]
         left = _numeric(self.eval(node.left), node.left)
         right = _numeric(self.eval(node.right), node.right)
-        if (
-            symbol == "**"
-            and isinstance(left, int)
-            and isinstance(right, int)
-            and right > 0
-            and left.bit_length() * right > 4096
-        ):
-            left = float(left)  # keep constant powers from building giant integers
-        try:
-            return func(left, right)
-        except ZeroDivisionError:
-            raise QueryError(f"division by zero in {ast.unparse(node)!r}") from None
-        except OverflowError:
-            raise QueryError(f"numeric overflow in {ast.unparse(node)!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
+        return apply_binop(node, left, right)
 
     def _eval_Compare(self, node: ast.Compare) -> Any:
         operand_nodes = [node.left, *node.comparators]
@@ -389,7 +382,7 @@ class _Evaluator:
                     if isinstance(op, ast.In):
                         return hit
                     return ~hit & left.notna()
-                found = any(_scalar_equal(left, item) for item in right)
+                found = any(scalar_equal(left, item) for item in right)
                 return found if isinstance(op, ast.In) else not found and not _is_missing(left)
             symbol, func = _CMPOPS[type(op)]
             result = func(left, right)
@@ -451,11 +444,34 @@ def _is_missing(value: Any) -> bool:
     return not isinstance(value, pd.Series) and isinstance(value, float) and value != value
 
 
-def _scalar_equal(left: Any, right: Any) -> bool:
+def scalar_equal(left: Any, right: Any) -> bool:
+    """``left == right`` of two constants; False where they cannot be compared."""
     try:
         return bool(left == right)
     except Exception:  # pragma: no cover - plain Python scalars compare fine
         return False
+
+
+def apply_binop(node: ast.BinOp, left: Any, right: Any) -> Any:
+    """``left <op of node> right`` on Series or constants, with the language's errors:
+    division by zero, overflow and type errors as one-line QueryErrors; constant integer
+    powers that would build giant integers are taken in floats."""
+    if (
+        isinstance(node.op, ast.Pow)
+        and isinstance(left, int)
+        and isinstance(right, int)
+        and right > 0
+        and left.bit_length() * right > 4096
+    ):
+        left = float(left)
+    try:
+        return _BINOPS[type(node.op)][1](left, right)
+    except ZeroDivisionError:
+        raise QueryError(f"division by zero in {ast.unparse(node)!r}") from None
+    except OverflowError:
+        raise QueryError(f"numeric overflow in {ast.unparse(node)!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
 
 
 # ----------------------------------------------------------------------------- API

@@ -34,17 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchseg.errors import QueryError, one_line
-from batchseg.query import Expression, parse
+from batchseg.query import Expression, apply_binop, parse, scalar_equal
 from batchseg.query_names import unknown_column
 
 __all__ = ["filter_arrow", "to_arrow"]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_PY_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-}  # fmt: skip
 #: Each comparison: the Python operator (on constants) and the Arrow function.
 _CMPOPS: dict[type[ast.cmpop], tuple[Callable[[Any, Any], Any], str]] = {
     ast.Lt: (operator.lt, "less"), ast.LtE: (operator.le, "less_equal"),
@@ -199,7 +194,7 @@ class _Translator:
         self.numeric(right, node.right)
         op = type(node.op)
         if left.constant and right.constant:
-            return _const(_python_binop(op, left.value, right.value, node))
+            return _const(apply_binop(node, left.value, right.value))
         kind = _FLOAT if _FLOAT in (left.kind, right.kind) or op is ast.Div else _INT
         a, b = self.operand(left, right, node), self.operand(right, left, node)
         if op is ast.Div:
@@ -288,7 +283,7 @@ class _Translator:
     def membership(self, inside: bool, left: _Term, items: list[Any]) -> _Term:
         """``left in items`` (or ``not in``): items of another kind never match."""
         if left.constant:
-            found = any(_scalar_equal(left.value, item) for item in items)
+            found = any(scalar_equal(left.value, item) for item in items)
             return _const(found if inside else not found and not _is_missing(left.value))
         expr = self.value(left, as_number=left.kind == _BOOL)
         hit = _is_in(expr, left.kind, items)
@@ -413,26 +408,6 @@ def _power(
     return _call("power", pc.coalesce(_f64(a), nan), pc.coalesce(_f64(b), nan)), _FLOAT
 
 
-def _python_binop(op: type[ast.operator], left: Any, right: Any, node: ast.BinOp) -> Any:
-    """A constant operation, computed as the pandas evaluator computes it."""
-    if (
-        op is ast.Pow
-        and isinstance(left, int)
-        and isinstance(right, int)
-        and right > 0
-        and left.bit_length() * right > 4096
-    ):
-        left = float(left)  # keep constant powers from building giant integers
-    try:
-        return _PY_BINOPS[op](left, right)
-    except ZeroDivisionError:
-        raise QueryError(f"division by zero in {ast.unparse(node)!r}") from None
-    except OverflowError:
-        raise QueryError(f"numeric overflow in {ast.unparse(node)!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
-
-
 def _python_compare(op: ast.cmpop, left: Any, right: Any, node: ast.Compare) -> bool:
     try:
         result = _CMPOPS[type(op)][0](left, right)
@@ -441,13 +416,6 @@ def _python_compare(op: ast.cmpop, left: Any, right: Any, node: ast.Compare) -> 
     if _is_missing(left) or _is_missing(right):
         return False
     return bool(result)
-
-
-def _scalar_equal(left: Any, right: Any) -> bool:
-    try:
-        return bool(left == right)
-    except Exception:  # noqa: BLE001  # pragma: no cover - plain Python scalars compare fine
-        return False
 
 
 # ------------------------------------------------------------------------- API

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.images import write_collection
+from tests.helpers.viewer_stores import viewer_store
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +55,28 @@ def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, st
     from tests.helpers.torch_models import train_lraspp
 
     return train_lraspp(tmp_path_factory.mktemp("lraspp") / "lraspp3.pth")
+
+
+@pytest.fixture(scope="session")
+def objects_store(tmp_path_factory: pytest.TempPathFactory, cluster_address: str) -> Path:
+    """A small finished skimage.objects store (report and web-app tests)."""
+    return viewer_store(tmp_path_factory, cluster_address, "objects")
+
+
+@pytest.fixture(scope="session")
+def classes_store(tmp_path_factory: pytest.TempPathFactory, cluster_address: str) -> Path:
+    """A small finished class-map store (report and web-app tests)."""
+    return viewer_store(tmp_path_factory, cluster_address, "classes")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium (Debian's, installed when missing and root; else the tests skip)."""
+    from tests.helpers.browser import BrowserUnavailable, ensure_chromium, launched
+
+    try:
+        executable = ensure_chromium(tmp_path_factory.mktemp("apt") / "apt.log")
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
+    with launched(executable) as b:
+        yield b

@@ -19,6 +19,9 @@ from batchseg.cluster.profiles import QUIET_DISTRIBUTED
 from batchseg.errors import BatchsegError, UsageError, one_line
 
 log = logging.getLogger("batchseg")
+#: The STORE argument of every command that reads a store.
+StoreArgument = Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")]
+
 app = typer.Typer(
     name="batchseg",
     help="Segment whole image collections with Dask into a queryable Zarr v3 store.",

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from batchseg.cli.core import app, guard
+from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
 from batchseg.errors import UsageError
@@ -33,7 +33,7 @@ SHOWN = (
 
 @app.command()
 def evaluate(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     truth: Annotated[
         str | None,
         typer.Option(

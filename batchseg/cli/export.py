@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from batchseg.cli.core import app, guard
+from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.text import echo, plural, printable
 from batchseg.errors import BatchsegError, StoreError, UsageError
 
@@ -28,7 +28,7 @@ def check_png_output(output: Path) -> None:
 
 @app.command()
 def mask(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     image_id: Annotated[
         str | None,
         typer.Argument(help="Image id as listed by `batchseg query` (or --where for many)."),
@@ -266,7 +266,7 @@ EXPORT_FORMATS = ("ome-zarr", "coco", "coco-panoptic")
 
 @app.command()
 def export(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     output: Annotated[
         Path,
         typer.Option(

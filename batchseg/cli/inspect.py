@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, app, guard
+from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, StoreArgument, app, guard
 from batchseg.cli.text import echo, failure_lines, plural, printable
 from batchseg.errors import UsageError
 
 
 @app.command()
 def status(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     show_all: Annotated[
         bool,
@@ -73,7 +73,7 @@ def _status(path: str, as_json: bool, *, show_all: bool = False, verify: bool = 
 
 @app.command()
 def query(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     where: Annotated[
         str | None,
         typer.Option(
@@ -204,7 +204,7 @@ def _print_table(out: Any, caption: str) -> None:
 
 @app.command()
 def stats(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Dataset summary: images, pixels per class or regions per image, failures, throughput."""

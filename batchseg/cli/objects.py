@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from batchseg.cli.core import app, guard
+from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.text import echo, plural, printable
 from batchseg.errors import UsageError
 
@@ -30,7 +30,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 @app.command()
 def objects(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     where: Annotated[
         str | None,
         typer.Option(

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from batchseg.cli.core import app, guard
+from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.text import echo, plural
 
 
 @app.command()
 def report(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="HTML file to write (missing folders created).")
     ],

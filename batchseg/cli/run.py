@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from batchseg.cli.core import EXIT_OK, app, guard
-from batchseg.cli.progress import EtaEstimator
+from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
 
 if TYPE_CHECKING:
     from batchseg.job.dryrun import PlanReport
-
-log = logging.getLogger("batchseg")
 
 
 # Options of `batchseg run` (module level, so that the command reads as a list).
@@ -243,7 +237,7 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
         else:
             _print_plan(report)
         return EXIT_OK
-    with _progress() as on_progress:
+    with progress_reporter("segmenting") as on_progress:
         result = run_job(spec, on_progress=on_progress)
     counts = (
         f"{result.done} done, {result.failed} failed, {result.pending} pending "
@@ -314,55 +308,3 @@ def _print_append(new: int, stored: int, gone: list[str], shown: int = 20) -> No
         echo(f"    gone: {image_id}")
     if len(gone) > shown:
         echo(f"    ... and {len(gone) - shown} more (--json lists every one)")
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[int, int, int], None]]:
-    """A rich progress bar on a terminal, periodic log lines otherwise; the ETA is shown once
-    a few shards have finished (see :class:`~batchseg.cli.progress.EtaEstimator`)."""
-    eta = EtaEstimator()
-    if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(
-            TextColumn("segmenting"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("failed {task.fields[failed]}"),
-            TextColumn("{task.fields[rate]:.1f} img/s"),
-            TextColumn("{task.fields[eta]}"),
-            transient=False,
-        ) as bar:
-            task = bar.add_task("run", total=None, failed=0, rate=0.0, eta="")
-
-            def update(done: int, failed: int, total: int) -> None:
-                eta.update(done + failed, total)
-                bar.update(
-                    task,
-                    completed=done + failed,
-                    total=total,
-                    failed=failed,
-                    rate=eta.rate(),
-                    eta=eta.text(),
-                )
-
-            yield update
-        return
-    last = [0.0]
-
-    def log_line(done: int, failed: int, total: int) -> None:
-        eta.update(done + failed, total)
-        now = time.perf_counter()
-        if now - last[0] < 10 and done + failed < total:
-            return
-        last[0] = now
-        log.info(
-            "progress: %d/%d done, %d failed, %.1f images/s, %s",
-            done + failed,
-            total,
-            failed,
-            eta.rate(),
-            eta.text(),
-        )
-
-    yield log_line

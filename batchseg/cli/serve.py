@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from batchseg.cli.core import app, guard
+from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.text import echo, printable
 
 
 @app.command()
 def serve(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     host: Annotated[
         str, typer.Option(help="Address to listen on (default: loopback, this machine only).")
     ] = "127.0.0.1",

@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, app, guard
+from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, StoreArgument, app, guard
 from batchseg.cli.text import echo, failure_lines
 
 
 @app.command()
 def verify(
-    store_path: Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")],
+    store_path: StoreArgument,
     mark: Annotated[
         bool,
         typer.Option(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 
-from distributed import Client, as_completed
+from distributed import Client
 
+from batchseg.engine.graph import map_tasks
 from batchseg.evaluate.score import EvalContext, Scores, score_images
 
 Items = Sequence[tuple[str, Sequence[str]]]
@@ -15,26 +15,13 @@ Items = Sequence[tuple[str, Sequence[str]]]
 def run_scoring(
     client: Client, ctx: EvalContext, tasks: Sequence[Items], *, retries: int = 2
 ) -> Iterator[tuple[int, Scores | BaseException]]:
-    """Submit one scoring task per item list; yield ``(index, scores or error)`` as they end."""
-    token = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(
-            score_images,
-            ctx,  # small: shipped with each task (survives the loss of any worker)
-            list(items),
-            key=f"evaluate-{token}-{k}",
-            retries=retries,
-            pure=False,
-        ): k
-        for k, items in enumerate(tasks)
-    }
-    try:
-        for future in as_completed(futures):
-            k = futures[future]
-            try:
-                yield k, future.result()
-            except Exception as exc:  # noqa: BLE001 - the task's images are reported failed
-                yield k, exc
-    finally:
-        for future in futures:
-            future.cancel()
+    """One scoring task per item list; yield ``(index, scores or error)`` as they end."""
+    numbered = list(enumerate(tasks))
+    for (k, _), result in map_tasks(
+        client, _score, ctx, numbered, name="evaluate", key_of=lambda t: t[0], retries=retries
+    ):
+        yield k, result
+
+
+def _score(ctx: EvalContext, task: tuple[int, Items]) -> Scores:
+    return score_images(ctx, list(task[1]))

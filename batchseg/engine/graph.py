@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 from distributed import Client, as_completed
 
@@ -16,6 +16,8 @@ from batchseg.io.sources import ImageRef
 from batchseg.job.plan import Shard
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 HEADER_BATCH = 512
 
@@ -80,7 +82,8 @@ def scan_headers(
     return result
 
 
-def context_task(ctx: JobContext) -> JobContext:
+def context_task(ctx: T) -> T:
+    """The job context as a task's result (see :func:`map_tasks`)."""
     return ctx
 
 
@@ -116,6 +119,52 @@ def warm_workers(
         log.debug("warm-up failed: %s", exc)
 
 
+def map_tasks(
+    client: Client,
+    fn: Callable[..., R],
+    ctx: Any,
+    items: Sequence[T],
+    *,
+    name: str,
+    key_of: Callable[[T], Any],
+    retries: int = 2,
+    resources: dict[str, float] | None = None,
+) -> Generator[tuple[T, R | BaseException], None, None]:
+    """Submit ``fn(ctx, item)`` per item; yield ``(item, result or its error)`` as each ends.
+
+    The context is a *task* (not scattered data): if every worker holding it dies, the
+    scheduler recomputes it, where scattered data would be lost for good and every pending
+    task would fail with "lost dependencies" / cancelled. Leaving the iteration early
+    (storage fault, interrupt) cancels the tasks not yet finished.
+    """
+    token = uuid.uuid4().hex[:8]
+    ctx_future = client.submit(context_task, ctx, key=f"{name}ctx-{token}", pure=False)
+    futures = {
+        client.submit(
+            fn,
+            ctx_future,
+            item,
+            key=f"{name}-{token}-{key_of(item)}",
+            retries=retries,
+            pure=False,
+            resources=resources,
+        ): item
+        for item in items
+    }
+    try:
+        for future in as_completed(futures):
+            item = futures.pop(future)
+            try:
+                yield item, future.result()
+            except Exception as exc:  # noqa: BLE001 - the job goes on without this task
+                yield item, exc
+            finally:
+                future.release()
+    finally:
+        if futures:
+            client.cancel(list(futures))
+
+
 def run_shards(
     client: Client,
     ctx: JobContext,
@@ -123,34 +172,9 @@ def run_shards(
     *,
     retries: int = 2,
     resources: dict[str, float] | None = None,
-) -> Iterator[tuple[Shard, ShardSummary | BaseException]]:
+) -> Generator[tuple[Shard, ShardSummary | BaseException], None, None]:
     """Submit one task per shard and yield each shard's summary (or its error) as it ends."""
-    token = uuid.uuid4().hex[:8]
-    # The context is a *task* (not scattered data): if every worker holding it dies, the
-    # scheduler recomputes it, where scattered data would be lost for good and every pending
-    # shard would fail with "lost dependencies" / cancelled.
-    ctx_future = client.submit(context_task, ctx, key=f"jobctx-{token}", pure=False)
-    futures = {}
-    for shard in shards:
-        future = client.submit(
-            run_shard,
-            ctx_future,
-            shard,
-            key=f"shard-{token}-{shard.index}",
-            retries=retries,
-            pure=False,
-            resources=resources,
-        )
-        futures[future] = shard
-    try:
-        for future in as_completed(futures):
-            shard = futures.pop(future)
-            try:
-                yield shard, future.result()
-            except Exception as exc:  # noqa: BLE001 - the job goes on without this shard
-                yield shard, exc
-            finally:
-                future.release()
-    finally:
-        if futures:  # the caller stopped early (storage fault, interrupt): drop the rest
-            client.cancel(list(futures))
+    return map_tasks(
+        client, run_shard, ctx, shards, name="shard", key_of=lambda s: s.index,
+        retries=retries, resources=resources,
+    )  # fmt: skip

@@ -14,18 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from batchseg.engine.stats import class_stats, region_stats
+from batchseg.methods.base import INSTANCE_FIELDS
 
 #: Columns the object table of an instance method adds to the measured ones.
-INSTANCE_COLUMNS = (
-    "class",
-    "class_index",
-    "score",
-    "box_min_row",
-    "box_min_col",
-    "box_max_row",
-    "box_max_col",
-)
-_PER_INSTANCE = INSTANCE_COLUMNS[1:]
+INSTANCE_COLUMNS = ("class", *INSTANCE_FIELDS)
+_PER_INSTANCE = INSTANCE_FIELDS
 #: Per-instance columns a method may add: ``mask_area``, the pixels of the instance's whole
 #: mask before higher-scored instances took theirs (the panoptic merge's own area).
 OPTIONAL_COLUMNS = ("mask_area",)

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Generator, Sequence
 
-from distributed import Client, as_completed
+from distributed import Client
 
 from batchseg.engine.execute import ShardSummary
-from batchseg.engine.graph import context_task
+from batchseg.engine.graph import map_tasks
 from batchseg.engine.panoptic_shard import PanopticContext, PanopticShard, run_panoptic_shard
 
 
@@ -24,29 +23,7 @@ def run_panoptic_shards(
 
     Leaving the iteration early cancels the tasks not yet finished.
     """
-    token = uuid.uuid4().hex[:8]
-    # a task, not scattered data: recomputed if every worker holding it dies
-    ctx_future = client.submit(context_task, ctx, key=f"panopticctx-{token}", pure=False)
-    futures = {
-        client.submit(
-            run_panoptic_shard,
-            ctx_future,
-            task,
-            key=f"panoptic-{token}-{task.shard.index}",
-            retries=retries,
-            pure=False,
-        ): task
-        for task in tasks
-    }
-    try:
-        for future in as_completed(futures):
-            task = futures.pop(future)
-            try:
-                yield task, future.result()
-            except Exception as exc:  # noqa: BLE001 - the job goes on without this shard
-                yield task, exc
-            finally:
-                future.release()
-    finally:
-        if futures:
-            client.cancel(list(futures))
+    return map_tasks(
+        client, run_panoptic_shard, ctx, tasks, name="panoptic",
+        key_of=lambda t: t.shard.index, retries=retries,
+    )  # fmt: skip

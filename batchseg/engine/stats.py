@@ -41,19 +41,16 @@ def stats_columns(
     objects: bool = False,
 ) -> list[str]:
     """Statistics columns for a method's output kind, in table order."""
+    keys = class_keys(class_names or [])
+    per_class = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
     if kind == "instances":  # the ids' region statistics, the class map's, instances per class
-        keys = class_keys(class_names or [])
-        cols = [*REGION_COLUMNS, *(f"pixels_{k}" for k in keys)]
-        cols += [f"fraction_{k}" for k in keys] + [f"n_{k}" for k in keys]
-        if confidence:
-            cols.append("mean_confidence")
+        cols = [*REGION_COLUMNS, *per_class, *(f"n_{k}" for k in keys)]
     elif kind == "classes":
-        keys = class_keys(class_names or [])
-        cols = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
-        if confidence:
-            cols.append("mean_confidence")
+        cols = per_class
     else:
         cols = list(REGION_COLUMNS)
+    if confidence and kind != "regions":
+        cols.append("mean_confidence")
     if objects:
         cols.extend(OBJECT_AGGREGATES)
     cols.append("seconds")

@@ -86,13 +86,7 @@ def _by_pattern(folder: str, image_id: str, pattern: str) -> list[str]:
 
 
 def _read_manifest(path: str) -> dict[str, str]:
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise UsageError(f"cannot read truth manifest {path}: {exc.strerror or exc}") from None
-    if not rows or not {"image_id", "truth_path"} <= set(rows[0]):
-        raise UsageError(f"truth manifest {path} needs the columns image_id,truth_path")
+    rows = _read_csv(path, ("image_id", "truth_path"))
     base = os.path.dirname(os.path.abspath(path))
     return {
         r["image_id"]: r["truth_path"]
@@ -100,6 +94,18 @@ def _read_manifest(path: str) -> dict[str, str]:
         else os.path.join(base, r["truth_path"])
         for r in rows
     }
+
+
+def _read_csv(path: str, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV that must have ``columns``; UsageError naming the file otherwise."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not rows or not set(columns) <= set(rows[0]):
+        raise UsageError(f"{path} needs the columns {','.join(columns)}")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -152,13 +158,7 @@ def read_value_map(path: str, class_names: Sequence[str]) -> ValueMap:
     """A ``value,class`` CSV; classes are the store's names (case-insensitive) or ``ignore``."""
     by_name = {n.lower(): i for i, n in enumerate(class_names)}
     out = ValueMap()
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not rows or not {"value", "class"} <= set(rows[0]):
-        raise UsageError(f"{path} needs the columns value,class")
+    rows = _read_csv(path, ("value", "class"))
     for line, row in enumerate(rows, start=2):
         name = (row["class"] or "").strip()
         if name.lower() == "ignore":

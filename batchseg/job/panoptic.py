@@ -29,7 +29,12 @@ from batchseg.engine.panoptic_shard import PanopticContext, PanopticShard, Sourc
 from batchseg.errors import StoreError, UsageError, one_line
 from batchseg.job.plan import Plan, Shard
 from batchseg.job.provenance import package_versions
-from batchseg.job.run import JobResult, ProgressCallback, children_ignore_sigint
+from batchseg.job.run import (
+    JobResult,
+    ProgressCallback,
+    children_ignore_sigint,
+    existing_store,
+)
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.store.replace import check_replaceable
@@ -187,17 +192,9 @@ def _existing(
 ) -> zarr.Group | None:
     """The output store to resume; None when a new one is to be written. Refuses another
     job's store, naming what differs."""
-    if spec.overwrite or not store.exists(spec.output):
-        if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
-            log.warning("replacing %s: its creation by this job was interrupted", spec.output)
-            store.remove(spec.output)
-        elif not spec.overwrite and store.path_exists(spec.output):
-            raise StoreError(
-                f"{spec.output} exists but is not a complete batchseg store; "
-                "use --overwrite to replace it"
-            )
+    root = existing_store(spec.output, fp, overwrite=spec.overwrite)
+    if root is None:
         return None
-    root = store.open_group(spec.output, mode="r+")
     attrs = store.attributes(root)
     if attrs.get("fingerprint") == fp:
         log.info("resuming %s", spec.output)

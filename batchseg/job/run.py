@@ -78,21 +78,31 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
         return _run_locked(job, started, on_progress)
 
 
+def existing_store(output: str, fingerprint: str, *, overwrite: bool) -> zarr.Group | None:
+    """The store at ``output`` opened for writing, or None when a new one is to be written:
+    nothing is there, ``overwrite``, or this job's own creation was interrupted (removed
+    here). Anything else at ``output`` that is not a complete store is refused; whether an
+    existing store is this job's is the caller's to decide."""
+    if overwrite or not store.exists(output):
+        if not overwrite and store.incomplete_fingerprint(output) == fingerprint:
+            log.warning("replacing %s: its creation by this job was interrupted", output)
+            store.remove(output)
+        elif not overwrite and store.path_exists(output):
+            raise StoreError(
+                f"{output} exists but is not a complete batchseg store; "
+                "use --overwrite to replace it"
+            )
+        return None
+    return store.open_group(output, mode="r+")
+
+
 def _existing_store(job: _Job) -> tuple[zarr.Group, Plan] | None:
     """The store to resume (or append to) and its plan, None when a new one is to be written;
     refuses another job's store, naming what differs."""
     spec, fp = job.spec, job.fingerprint
-    if spec.overwrite or not store.exists(spec.output):
-        if not spec.overwrite and store.incomplete_fingerprint(spec.output) == fp:
-            log.warning("replacing %s: its creation by this job was interrupted", spec.output)
-            store.remove(spec.output)
-        elif not spec.overwrite and store.path_exists(spec.output):
-            raise StoreError(
-                f"{spec.output} exists but is not a complete batchseg store; "
-                "use --overwrite to replace it"
-            )
+    root = existing_store(spec.output, fp, overwrite=spec.overwrite)
+    if root is None:
         return None
-    root = store.open_group(spec.output, mode="r+")
     attrs = store.attributes(root)
     plan = store.load_plan(root)
     if attrs.get("fingerprint") != fp:

@@ -29,6 +29,17 @@ Params = Mapping[str, Any]
 Shape = tuple[int, int]
 
 
+#: The columns of :attr:`Segmentation.instances` every instance method returns.
+INSTANCE_FIELDS: tuple[str, ...] = (
+    "class_index",
+    "score",
+    "box_min_row",
+    "box_min_col",
+    "box_max_row",
+    "box_max_col",
+)
+
+
 @dataclass
 class Segmentation:
     """What a method returns for one image: labels, and optionally per-pixel confidence."""

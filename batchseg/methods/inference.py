@@ -57,13 +57,26 @@ def _labels_and_confidence(logits: Any) -> tuple[Any, Any]:
 class BatchRunner:
     """Batches images of one shape through ``_infer``; a failed batch is retried image by image.
 
-    Subclasses set ``device``, ``precision`` and ``batch_size`` and implement ``_infer``
-    (same-shape arrays of :func:`batchseg.io.normalise.model_rgb` in, one Segmentation each).
+    Subclasses implement ``_infer`` (same-shape arrays of
+    :func:`batchseg.io.normalise.model_rgb` in, one Segmentation each).
     """
 
-    device: str
-    precision: str
-    batch_size: int
+    def __init__(
+        self,
+        loaded: models.LoadedModel,
+        *,
+        device: str,
+        precision: str,
+        batch_size: int,
+        class_names: list[str] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.num_classes = loaded.num_classes
+        self.device = device
+        self.precision = precision
+        self.batch_size = int(batch_size)
+        self.class_names = class_names
 
     def _infer(self, arrays: list[np.ndarray]) -> list[Segmentation]:
         raise NotImplementedError
@@ -134,15 +147,12 @@ class SemanticRunner(BatchRunner):
         channels_last: bool,
         class_names: list[str] | None = None,
     ) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.num_classes = loaded.num_classes
-        self.device = device
-        self.precision = precision
+        super().__init__(
+            loaded, device=device, precision=precision, batch_size=batch_size,
+            class_names=class_names,
+        )  # fmt: skip
         self.preprocess = preprocess
-        self.batch_size = int(batch_size)
         self.channels_last = channels_last and device.startswith("cuda")
-        self.class_names = class_names
 
     def _forward(self, arrays: list[np.ndarray]) -> Any:
         """Float logits (N, C, H, W) of same-shape RGB arrays at their own size (no grad)."""

@@ -116,7 +116,6 @@ _LOCK = threading.RLock()
 _MODELS: dict[tuple[Any, ...], models.LoadedModel] = {}
 _RUNNERS: dict[tuple[Any, ...], InstanceRunner] = {}
 _NUM_CLASSES: dict[tuple[Any, ...], int] = {}
-_FITTED: set[tuple[Any, ...]] = set()  # state_dict files known to fit their network
 
 
 def clear_cache() -> None:
@@ -125,7 +124,7 @@ def clear_cache() -> None:
         _RUNNERS.clear()
         _MODELS.clear()
         _NUM_CLASSES.clear()
-        _FITTED.clear()
+        models.forget_fitted()
 
 
 def _builder(method: Method) -> str:
@@ -186,24 +185,13 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
     """
     params = method.resolve_params(params)
     models.import_torch(_NEEDS)
-    if params["device"] == "cuda" and local_workers:
-        models.resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
-    if params["device"] == "cpu":
-        models.check_precision(params["precision"], "cpu")
+    models.check_device(params, local_workers)
     builder = _builder(method)
     ident = models.weights_identity(builder, params["weights"])
     _class_names(method, params)
-    if ident[0] == "weights":
-        member = models.resolve_weights(builder, params["weights"])
-        models.ensure_cached_weights(builder, member)
-        return
-    key = (method.id, *ident)
-    with _LOCK:
-        fitted = key in _FITTED
-    if not fitted:
-        instance_models.model_from_state_dict(builder, params["weights"])
-        with _LOCK:
-            _FITTED.add(key)
+    models.check_weights(
+        method.id, builder, params["weights"], ident, instance_models.model_from_state_dict
+    )
 
 
 # --------------------------------------------------------------------------- runner

@@ -17,21 +17,14 @@ import numpy as np
 
 from batchseg.errors import UsageError, one_line
 from batchseg.methods import models
-from batchseg.methods.base import Segmentation, smallest_uint
+from batchseg.methods.base import INSTANCE_FIELDS, Segmentation, smallest_uint
 from batchseg.methods.inference import BatchRunner
 
 #: state_dict key of the box classifier (num_classes x 1024; rows include the background).
 HEAD_KEY = "roi_heads.box_predictor.cls_score.weight"
 
 #: Columns of :attr:`batchseg.methods.base.Segmentation.instances` (row i: instance id i + 1).
-INSTANCE_COLUMNS: tuple[str, ...] = (
-    "class_index",
-    "score",
-    "box_min_row",
-    "box_min_col",
-    "box_max_row",
-    "box_max_col",
-)
+INSTANCE_COLUMNS = INSTANCE_FIELDS
 
 
 @dataclass(frozen=True)
@@ -149,17 +142,14 @@ class InstanceRunner(BatchRunner):
         max_detections: int,
         class_names: list[str] | None = None,
     ) -> None:
-        self.loaded = loaded
-        self.model = loaded.model
-        self.num_classes = loaded.num_classes
-        self.device = device
-        self.precision = precision
-        self.batch_size = int(batch_size)
+        super().__init__(
+            loaded, device=device, precision=precision, batch_size=batch_size,
+            class_names=class_names,
+        )  # fmt: skip
         self.score_threshold = float(score_threshold)
         self.mask_threshold = float(mask_threshold)
         self.label_dtype = smallest_uint(max_detections)
         self.class_dtype = smallest_uint(max(loaded.num_classes - 1, 0))
-        self.class_names = class_names
 
     def _tensors(self, arrays: list[np.ndarray]) -> list[Any]:
         """CHW float tensors in [0, 1] on the device (what torchvision detectors take)."""

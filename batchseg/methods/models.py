@@ -7,7 +7,9 @@ module (and registering the semantic methods) works where torch is not installed
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +103,50 @@ def check_precision(precision: str, device: str) -> None:
         raise UsageError(
             "precision 'fp16' needs a CUDA device; on the CPU use precision=bf16 or fp32"
         )
+
+
+_FITTED: set[tuple[Any, ...]] = set()  # state_dict files known to fit their network
+_FITTED_LOCK = threading.Lock()
+
+
+def forget_fitted() -> None:
+    """Forget which state_dict files were found to fit (tests; a file may have changed)."""
+    with _FITTED_LOCK:
+        _FITTED.clear()
+
+
+def check_device(params: Mapping[str, Any], local_workers: bool) -> None:
+    """Launcher check of ``device``/``precision``: CUDA asked for where the (local) workers have
+    none, or fp16 on the CPU, is a UsageError. Remote workers may have GPUs this machine lacks."""
+    if params["device"] == "cuda" and local_workers:
+        resolve_device("cuda")
+    if params["device"] == "cpu":
+        check_precision(params["precision"], "cpu")
+
+
+def check_weights(
+    method_id: str,
+    builder: str,
+    weights: str,
+    ident: tuple[Any, ...],
+    fit: Callable[[str, str], Any],
+) -> None:
+    """Launcher check of a torchvision model's weights (``ident`` from
+    :func:`weights_identity`): a weights name's file is cached (or downloaded) now; a
+    state_dict is loaded into its network by ``fit(builder, path)`` once per process, so a
+    checkpoint of another architecture or class count is one usage error naming the file."""
+    if ident[0] == "weights":
+        ensure_cached_weights(builder, resolve_weights(builder, weights))
+        return
+    if ident[0] != "state_dict":
+        return
+    key = (method_id, *ident)
+    with _FITTED_LOCK:
+        if key in _FITTED:
+            return
+    fit(builder, weights)
+    with _FITTED_LOCK:
+        _FITTED.add(key)
 
 
 def is_weights_path(weights: str) -> bool:

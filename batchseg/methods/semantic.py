@@ -100,7 +100,6 @@ _LOCK = threading.RLock()
 _MODELS: dict[tuple[Any, ...], models.LoadedModel] = {}
 _RUNNERS: dict[tuple[Any, ...], SemanticRunner] = {}
 _NUM_CLASSES: dict[tuple[Any, ...], int] = {}
-_FITTED: set[tuple[Any, ...]] = set()  # state_dict files known to fit their network
 
 
 def clear_cache() -> None:
@@ -109,7 +108,7 @@ def clear_cache() -> None:
         _RUNNERS.clear()
         _MODELS.clear()
         _NUM_CLASSES.clear()
-        _FITTED.clear()
+        models.forget_fitted()
 
 
 # --------------------------------------------------------------------------- params
@@ -196,24 +195,14 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
     params = method.resolve_params(params)
     parse_resize(params["resize"])
     models.import_torch()
-    if params["device"] == "cuda" and local_workers:
-        models.resolve_device("cuda")  # asked for CUDA where torch sees none: refuse now
-    # remote workers (a scheduler address, SLURM/PBS, Kubernetes) may have GPUs this machine lacks
-    if params["device"] == "cpu":
-        models.check_precision(params["precision"], "cpu")
+    models.check_device(params, local_workers)
     ident = _model_identity(method, params)
     _class_names(method, params)
-    if ident[0] == "weights":  # a weights name: its file is cached (or downloaded) now
-        member = models.resolve_weights(method.extra["builder"], params["weights"])
-        models.ensure_cached_weights(method.extra["builder"], member)
-    if ident[0] == "state_dict":
-        key = (method.id, *ident)
-        with _LOCK:
-            fitted = key in _FITTED
-        if not fitted:
-            models.model_from_state_dict(method.extra["builder"], params["weights"])
-            with _LOCK:
-                _FITTED.add(key)
+    if method.id != "torchscript":
+        models.check_weights(
+            method.id, method.extra["builder"], params["weights"], ident,
+            models.model_from_state_dict,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- runner

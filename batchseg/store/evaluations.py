@@ -25,9 +25,10 @@ EVALUATIONS = "evaluations"
 KEY = "evaluations"
 
 
-def evaluations(root: zarr.Group) -> dict[str, dict[str, Any]]:
-    """The stored evaluations by name (their dataset results and truth source)."""
-    found = attributes(root).get(KEY) or {}
+def evaluations(root: zarr.Group, attrs: Mapping[str, Any] | None = None) -> dict[str, dict]:
+    """The stored evaluations by name (their dataset results and truth source); ``attrs``:
+    the store's attributes when the caller has them already (no second read)."""
+    found = (attributes(root) if attrs is None else attrs).get(KEY) or {}
     return {str(k): dict(v) for k, v in found.items()}
 
 
@@ -70,15 +71,20 @@ def write_evaluation(
         del subgroup(root, EVALUATIONS)[old]
 
 
-def evaluation_columns(root: zarr.Group) -> list[str]:
+def evaluation_columns(root: zarr.Group, attrs: Mapping[str, Any] | None = None) -> list[str]:
     """Every per-image evaluation column (``<name>_<metric>``), in name order."""
-    return [c for _, entry in sorted(evaluations(root).items()) for c in entry["columns"]]
+    found = evaluations(root, attrs)
+    return [c for _, entry in sorted(found.items()) for c in entry["columns"]]
 
 
-def evaluation_frame(root: zarr.Group, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def evaluation_frame(
+    root: zarr.Group,
+    columns: Sequence[str] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """``image_id`` and the wanted evaluation columns of every scored image (outer join)."""
     frame: pd.DataFrame | None = None
-    for _, entry in sorted(evaluations(root).items()):
+    for _, entry in sorted(evaluations(root, attrs).items()):
         wanted = [c for c in entry["columns"] if columns is None or c in columns]
         if not wanted:
             continue

@@ -51,8 +51,9 @@ def _copy(store_path: Path, tmp_path: Path) -> Path:
     return out
 
 
-def _run(folder: Path, out: Path, address: str, method: str, **kw: object) -> batchseg.StoreView:
-    spec = JobSpec(
+def _spec(folder: Path, out: Path, address: str, method: str, **kw: object) -> JobSpec:
+    """The module's job: shards of 3 on the session cluster."""
+    return JobSpec(
         input=str(folder),
         method=method,
         output=str(out),
@@ -60,6 +61,10 @@ def _run(folder: Path, out: Path, address: str, method: str, **kw: object) -> ba
         profile=AddressProfile(address),
         **kw,  # type: ignore[arg-type]
     )
+
+
+def _run(folder: Path, out: Path, address: str, method: str, **kw: object) -> batchseg.StoreView:
+    spec = _spec(folder, out, address, method, **kw)
     result = run_job(spec)
     assert result.failed == 1 and result.done == result.images - 1  # broken.png alone
     return batchseg.open(str(out))
@@ -153,13 +158,7 @@ def test_objects_off_and_refusals(collection: Path, tmp_path: Path, cluster_addr
     with pytest.raises(StoreError, match="no object tables.*--objects"):
         view.objects()
     # the store keeps its setting: the default (objects on) is another job, named as such
-    spec = JobSpec(
-        input=str(collection),
-        method="skimage.watershed",
-        output=str(out),
-        shard_size=3,
-        profile=AddressProfile(cluster_address),
-    )
+    spec = _spec(collection, out, cluster_address, "skimage.watershed")
     with pytest.raises(StoreError, match=r"object tables off -> on.*--overwrite"):
         run_job(spec)
     with pytest.raises(UsageError, match="class maps; objects are measured on region labels"):
@@ -180,14 +179,7 @@ def test_rerun_rewrites_a_shard_part_the_same(
     root = store.open_group(str(out), mode="r+")
     row = store.find_row(root, "colour/img_000.png")
     store.mark_pending(root, [row], store.attributes(root)["shard_size"])
-    spec = JobSpec(
-        input=str(collection),
-        method="skimage.objects",
-        output=str(out),
-        shard_size=3,
-        params={"min_area": 5},
-        profile=AddressProfile(cluster_address),
-    )
+    spec = _spec(collection, out, cluster_address, "skimage.objects", params={"min_area": 5})
     result = run_job(spec)
     assert result.processed < result.images and result.done == result.images - 1
     after = batchseg.open(str(out)).objects().sort_values(["image_id", "label"])
@@ -246,14 +238,7 @@ def test_verify_finds_lost_and_damaged_parts_and_a_rerun_repairs_them(
     assert reasons == {"object table missing", "object table damaged"}, report.damaged
     assert hit <= {image_id for image_id, _ in report.damaged}
     assert report.marked == len(report.damaged) <= 6
-    spec = JobSpec(
-        input=str(collection),
-        method="skimage.objects",
-        output=str(out),
-        shard_size=3,
-        params={"min_area": 5},
-        profile=AddressProfile(cluster_address),
-    )
+    spec = _spec(collection, out, cluster_address, "skimage.objects", params={"min_area": 5})
     assert run_job(spec).done == 11
     after = batchseg.open(str(out)).objects().sort_values(["image_id", "label"])
     assert after.reset_index(drop=True).equals(before)
