@@ -28,7 +28,25 @@ SHOWN = (
     "boundary_precision",
     "boundary_recall",
     "boundary_f",
+    "ap",
+    "ap50",
+    "ap75",
+    "ap_small",
+    "ap_medium",
+    "ap_large",
+    "ar100",
+    "pq",
+    "sq",
+    "rq",
+    "pq_things",
+    "sq_things",
+    "rq_things",
+    "pq_stuff",
+    "sq_stuff",
+    "rq_stuff",
 )
+#: Per-class values printed on one line each: instances (AP), panoptic (PQ).
+PER_CLASS = ("ap", "pq")
 
 
 @app.command()
@@ -40,7 +58,8 @@ def evaluate(
             "--truth",
             metavar="TRUTH",
             help="Folder of truth label images (matched by relative path, any image suffix) "
-            "or a CSV image_id,truth_path.",
+            "or a CSV image_id,truth_path; instance and panoptic stores: a COCO JSON file "
+            "(panoptic PNGs in <json stem>/ or beside it).",
         ),
     ] = None,
     truth_pattern: Annotated[
@@ -183,3 +202,13 @@ def _print(name: str, result: dict[str, Any]) -> None:
     if isinstance(iou, dict) and iou:
         parts = [f"{k} {v:.3f}" for k, v in iou.items() if v is not None]
         echo("  iou: " + ", ".join(parts))
+    per_class = result.get("per_class")
+    if isinstance(per_class, dict) and per_class:
+        for metric in PER_CLASS:
+            parts = [
+                f"{k} {v[metric]:.3f}"
+                for k, v in per_class.items()
+                if isinstance(v, dict) and isinstance(v.get(metric), int | float)
+            ]
+            if parts:
+                echo(f"  {metric}: " + ", ".join(parts))

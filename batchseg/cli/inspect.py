@@ -11,6 +11,9 @@ from batchseg.cli.core import EXIT_FAILED_IMAGES, EXIT_OK, StoreArgument, app, g
 from batchseg.cli.text import echo, failure_lines, plural, printable
 from batchseg.errors import UsageError
 
+#: Dataset scores of instance (COCO AP) and panoptic (PQ) evaluations shown by ``stats``.
+SCORES = ("ap", "ap50", "pq")
+
 
 @app.command()
 def status(
@@ -250,7 +253,7 @@ def _stats(path: str, as_json: bool) -> None:
     for name, e in (s.get("evaluations") or {}).items():
         values = [
             f"{k} {e[k]:.4f}"
-            for k in ("pixel_accuracy", "miou", "adapted_rand_error", "boundary_f")
+            for k in ("pixel_accuracy", "miou", "adapted_rand_error", "boundary_f", *SCORES)
             if isinstance(e.get(k), int | float)
         ]
         echo(

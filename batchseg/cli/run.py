@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tomllib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -215,13 +217,43 @@ def _flags(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _params(items: list[str] | None) -> Iterator[tuple[str, str]]:
+    if not items:
+        return  # (no import of the job layer yet: the fork server starts first)
     from batchseg.job.spec import parse_param
 
-    for item in items or []:
+    for item in items:
         yield parse_param(item)
 
 
+def _may_start_local_cluster(source: str, flags: dict[str, Any]) -> bool:
+    """Whether this run will likely start an embedded CPU cluster, judged cheaply before the
+    slow imports: no scheduler, other profile or GPUs in the flags or the job file, and a new
+    store or ``--overwrite`` (a resume may find nothing to do and start no cluster)."""
+    data: dict[str, Any] = {}
+    if source.lower().endswith(".toml"):
+        try:
+            with open(source, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError):
+            return False  # the real parse reports it
+    table = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
+    local = table.get("profile", "local") == "local" and flags.get("cluster") in (None, "local")
+    remote = flags.get("scheduler") or data.get("scheduler") or table.get("address")
+    gpus = flags.get("gpus") or data.get("gpus") or table.get("gpus")
+    if not local or remote or gpus:
+        return False
+    output = flags.get("output") or data.get("output")
+    overwrite = (
+        flags.get("overwrite") if flags.get("overwrite") is not None else data.get("overwrite")
+    )
+    return bool(overwrite) or output is None or not os.path.exists(str(output))
+
+
 def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) -> int:
+    if not dry_run and _may_start_local_cluster(source, flags):
+        from batchseg.cluster import forkserver
+
+        forkserver.start()  # its imports overlap the launcher's (below) until the cluster starts
     from batchseg.job.dryrun import plan_job
     from batchseg.job.run import run_job
     from batchseg.job.spec import build_spec, load_spec
@@ -230,6 +262,7 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
         spec = load_spec(source, flags)
     else:
         spec = build_spec({"input": source}, flags)
+
     if dry_run:
         report = plan_job(spec)
         if as_json:

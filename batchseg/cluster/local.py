@@ -14,6 +14,7 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
+from batchseg.cluster import forkserver
 from batchseg.cluster.handle import ClusterHandle
 from batchseg.cluster.tls import TLSFiles, tls_options
 
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 #: Worker environment for embedded clusters. distributed sets MALLOC_TRIM_THRESHOLD_=65536 in
 #: worker processes, which slowed numpy kernels 11-45% here; None removes it.
 WORKER_ENV: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": None}
+
+#: Run in every embedded worker as it starts: imports the job's method (named by the worker
+#: environment variable METHOD_ENV) while the launcher plans.
+PRELOAD = "batchseg.engine.preload"
+METHOD_ENV = "BATCHSEG_METHOD"
 
 #: The embedded cluster listens here only (its scheduler, workers and dashboard).
 LOOPBACK = "127.0.0.1"
@@ -54,6 +60,18 @@ def _pre_spawn(env: dict[str, Any]) -> dict[str, Any]:
     return {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in env.items()}
 
 
+def _forkserver() -> dict[str, Any]:
+    """Dask config that makes workers fork from batchseg's fork server (:mod:`.forkserver`)."""
+    from distributed import utils
+
+    forkserver.configure()
+    # distributed would otherwise replace the preload list with its own (importing every
+    # optional package it knows, pandas included, in this process first)
+    if hasattr(utils, "_forkserver_preload_set"):
+        utils._forkserver_preload_set = True  # noqa: SLF001
+    return {"distributed.worker.multiprocessing-method": "forkserver"}
+
+
 def start_local(
     n_workers: int,
     threads_per_worker: int,
@@ -63,10 +81,11 @@ def start_local(
     worker_env: dict[str, str] | None = None,
     tls: TLSFiles | None = None,
 ) -> ClusterHandle:
-    """A LocalCluster of ``n_workers`` processes, each with ``threads_per_worker`` threads."""
+    """A LocalCluster of ``n_workers`` processes, each with ``threads_per_worker`` threads;
+    each worker runs :data:`PRELOAD` as it starts."""
     env = _pre_spawn({**WORKER_ENV, **(worker_env or {})})
     security = tls.cluster_security() if tls else None
-    with dask.config.set(env):
+    with dask.config.set({**env, **_forkserver()}):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=threads_per_worker,
@@ -74,7 +93,10 @@ def start_local(
             host=LOOPBACK,
             memory_limit=memory_limit,
             dashboard_address=choose_dashboard(dashboard),
-            silence_logs=logging.ERROR,
+            # the workers share the launcher's terminal: task errors come back per image, and a
+            # worker that outlives the scheduler by a heartbeat (Ctrl-C) must not print a trace
+            silence_logs=logging.CRITICAL,
+            preload=[PRELOAD],
             **tls_options(security),
         )
     client = Client(cluster, security=security)

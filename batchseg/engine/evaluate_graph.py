@@ -1,15 +1,24 @@
-"""The evaluation's tasks: one per store shard, scores and confusion sums back, never pixels."""
+"""The evaluation's tasks: one per store shard, scores and confusion sums back, never pixels.
+
+Instance stores send back COCO RLE detections with scores, panoptic stores per-class PQ
+counts (:mod:`batchseg.evaluate.object_score`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from distributed import Client
 
 from batchseg.engine.graph import map_tasks
+from batchseg.evaluate.object_job import OBJECT_KINDS
+from batchseg.evaluate.object_score import score_objects
 from batchseg.evaluate.score import EvalContext, Scores, score_images
 
-Items = Sequence[tuple[str, Sequence[str]]]
+#: ``(image, truth)``: the image's :class:`~batchseg.store.ImageInfo` (where its labels are)
+#: and truth file paths (class maps, regions) or an
+#: :class:`~batchseg.evaluate.coco_truth.ObjectTruth` (instances, panoptic).
+Items = Sequence[tuple[Any, Any]]
 
 
 def run_scoring(
@@ -24,4 +33,6 @@ def run_scoring(
 
 
 def _score(ctx: EvalContext, task: tuple[int, Items]) -> Scores:
+    if ctx.kind in OBJECT_KINDS:
+        return score_objects(ctx, list(task[1]))
     return score_images(ctx, list(task[1]))

@@ -1,4 +1,4 @@
-"""Build and run the task graph: header scan tasks, then one task per shard."""
+"""Build and run the task graph: one task per shard (headers: :mod:`batchseg.engine.headers`)."""
 
 from __future__ import annotations
 
@@ -7,79 +7,14 @@ import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
-from distributed import Client, as_completed
+from distributed import Client, Future, as_completed, wait
 
 from batchseg.engine.execute import JobContext, ShardSummary, run_shard
-from batchseg.errors import one_line
-from batchseg.io import read as readers
-from batchseg.io.sources import ImageRef
 from batchseg.job.plan import Shard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
-
-HEADER_BATCH = 512
-
-
-Header = tuple[int, int] | tuple[int, int, bool] | str
-
-
-def header_of(uri: str, max_pixels: int | None, tile_threshold: int | None) -> Header:
-    """(height, width), or (height, width, windowed) above ``tile_threshold``; else the error.
-
-    ``windowed`` says whether the image can be read in windows (TIFF/Zarr), and so tiled.
-    """
-    try:
-        h, w = readers.read_header(uri, max_pixels=max_pixels, windowed_above=tile_threshold)
-        if tile_threshold is not None and h * w > tile_threshold:
-            if max_pixels is not None and h * w > max_pixels:
-                return h, w, True  # read_header accepted it only because it is windowed
-            from batchseg.io.windowed import windowed_header
-
-            return h, w, windowed_header(uri) is not None
-        return h, w
-    except Exception as exc:  # noqa: BLE001 - recorded per image
-        return one_line(exc)
-
-
-def _headers(
-    uris: Sequence[str], max_pixels: int | None, tile_threshold: int | None = None
-) -> list[Header]:
-    return [header_of(uri, max_pixels, tile_threshold) for uri in uris]
-
-
-def scan_headers(
-    client: Client,
-    refs: Sequence[ImageRef],
-    max_pixels: int | None,
-    tile_threshold: int | None = None,
-) -> list[Header]:
-    """A :func:`header_of` per ref; sizes known from a manifest are not read again."""
-    todo = [i for i, r in enumerate(refs) if r.height is None or r.width is None]
-    result: list[Header] = [
-        (int(r.height), int(r.width)) if r.height is not None and r.width is not None else ""
-        for r in refs
-    ]
-    if not todo:
-        return result
-    token = uuid.uuid4().hex[:8]
-    batches = [todo[i : i + HEADER_BATCH] for i in range(0, len(todo), HEADER_BATCH)]
-    futures = [
-        client.submit(
-            _headers,
-            [refs[i].uri for i in batch],
-            max_pixels,
-            tile_threshold,
-            key=f"headers-{token}-{n}",
-            pure=False,
-        )
-        for n, batch in enumerate(batches)
-    ]
-    for batch, future in zip(batches, futures, strict=True):
-        for i, value in zip(batch, future.result(), strict=True):
-            result[i] = value
-    return result
 
 
 def context_task(ctx: T) -> T:
@@ -94,23 +29,63 @@ def _warm(method_id: str, params: dict[str, Any]) -> None:
     get_method(method_id).runner(params)
 
 
-def warm_workers(
-    client: Client,
-    method_id: str,
-    params: dict[str, Any],
-    resources: dict[str, float] | None = None,
-) -> None:
-    """Build the runner once in every worker that will run shards, before timing starts.
-
-    Failures are ignored here: the tasks report them per shard.
-    """
+def _targets(client: Client, resources: dict[str, float] | None) -> list[str]:
+    """The workers that will run shards (those with ``resources``, when given)."""
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
-    targets = [
+    return [
         addr
         for addr, info in workers.items()
         if not resources
         or all((info.get("resources") or {}).get(k, 0) >= v for k, v in resources.items())
     ]
+
+
+def start_warm(
+    client: Client,
+    method_id: str,
+    params: dict[str, Any],
+    resources: dict[str, float] | None = None,
+) -> list[Future]:
+    """Begin building the runner (semantic: loading the model) in every worker that will run
+    shards, as one task pinned to each, and return at once: the model loads while the
+    launcher plans and creates the store. :func:`warm_workers` waits for these tasks."""
+    token = uuid.uuid4().hex[:8]
+    return [
+        client.submit(
+            _warm,
+            method_id,
+            params,
+            key=f"warm-{token}-{i}",
+            workers=[addr],
+            allow_other_workers=True,  # a lost worker must not leave it waiting forever
+            pure=False,
+            resources=resources,
+        )
+        for i, addr in enumerate(_targets(client, resources))
+    ]
+
+
+def warm_workers(
+    client: Client,
+    method_id: str,
+    params: dict[str, Any],
+    resources: dict[str, float] | None = None,
+    *,
+    started: Sequence[Future] = (),
+) -> None:
+    """Build the runner once in every worker that will run shards, before timing starts;
+    with ``started`` (from :func:`start_warm`), wait for those builds instead.
+
+    Failures are ignored here: the tasks report them per shard.
+    """
+    if started:
+        wait(list(started))
+        for future in started:
+            if future.status == "error":
+                log.debug("warm-up failed: %s", future.exception())
+            future.release()
+        return
+    targets = _targets(client, resources)
     if not targets:
         return
     try:

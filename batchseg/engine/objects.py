@@ -19,7 +19,6 @@ same columns.
 from __future__ import annotations
 
 import numpy as np
-from skimage.measure import regionprops_table
 
 OBJECT_COLUMNS: tuple[str, ...] = (
     "label",
@@ -120,6 +119,8 @@ def measure_objects(labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarr
         labels = inverse.reshape(labels.shape) + (1 if ids[0] else 0)
         ids = ids if ids[0] else ids[1:]
     props = [p for p, _, _ in _PROPS] + ["intensity_mean"]
+    from skimage.measure import regionprops_table  # the reference path only (slow import)
+
     table = regionprops_table(labels, intensity_image=pixels, properties=props)
     if ids is not None:
         table["label"] = ids[np.asarray(table["label"]) - 1]

@@ -2,7 +2,9 @@
 
 One task per store shard (its done images with truth); tasks return per-image values and
 confusion sums. Dataset values come from the summed confusion matrix (class maps) or the mean
-over images (region and boundary metrics). Results go to the store's evaluations under the
+over images (region and boundary metrics). Instance and panoptic stores are scored against COCO
+JSON truth (:mod:`batchseg.evaluate.object_job`): tasks send back RLE detections (one COCOeval
+in the launcher) or per-class PQ counts (summed). Results go to the store's evaluations under the
 lock (:mod:`batchseg.store.evaluations`): per-image columns ``<name>_<metric>`` in the table,
 dataset results in the attributes. Nothing else in the store is written.
 """
@@ -23,7 +25,9 @@ import numpy as np
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile, Profile
 from batchseg.errors import UsageError
+from batchseg.evaluate.coco_truth import is_coco_json, read_coco_truth
 from batchseg.evaluate.metrics import class_scores
+from batchseg.evaluate.object_job import OBJECT_KINDS, object_result, truth_items
 from batchseg.evaluate.score import REGION_METRICS, EvalContext, Scores
 from batchseg.evaluate.truth import match_truth, read_value_map
 from batchseg.store.evaluations import evaluations, write_evaluation
@@ -73,10 +77,14 @@ def evaluate_store(
     root = store.open_group(path, mode="r")
     attrs = store.attributes(root)
     kind = attrs["method"]["kind"]
+    if kind in OBJECT_KINDS:
+        return _evaluate_objects(path, options, root, attrs, on_progress)
     if kind not in ("classes", "regions"):
+        raise UsageError(f"{path} holds {kind} results, which batchseg evaluate cannot score")
+    if is_coco_json(options.truth):
         raise UsageError(
-            f"{path} holds {kind} results; scoring them (COCO AP, panoptic quality) is not "
-            "implemented yet"
+            f"COCO JSON truth is for instance and panoptic stores; {path} holds {kind} results "
+            "(give a folder of truth images or a CSV image_id,truth_path)"
         )
     classes = tuple(attrs.get("classes") or ())
     value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
@@ -85,25 +93,95 @@ def evaluate_store(
     component = _component_class(options.components, classes, kind)
     ctx = EvalContext(path, kind, classes, value_map, options.ignore, options.tolerance, component)
     plan = store.load_plan(root)
-    table = store.read_table(root, ["status"])
-    done = set(table.loc[table["status"] == "done", "image_id"])
-    ids = [i for s in plan.shards for i in s.image_ids if i in done]
+    done = _done(root, plan)
+    ids = list(done)
     truth = match_truth(options.truth, ids, options.pattern)
     if not truth.files:
         raise UsageError(
             f"no truth found for any of the {len(ids)} done images in {options.truth} "
             "(matched by relative path with any image suffix; see --truth-pattern)"
         )
-    tasks = [[(i, truth.files[i]) for i in s.image_ids if i in truth.files] for s in plan.shards]
+    tasks = [
+        [(done[i], truth.files[i]) for i in s.image_ids if i in truth.files and i in done]
+        for s in plan.shards
+    ]
     tasks = [t for t in tasks if t]
     with store_lock(path):
         scores = _run(ctx, tasks, options.profile, on_progress)
         result = _dataset_result(ctx, options, scores, len(truth.missing))
         _store(path, options.name, ctx, scores, result)
+    return _finish(options, result, truth.missing, scores)
+
+
+def _done(root: Any, plan: Any) -> dict[str, store.ImageInfo]:
+    """Where each done image's labels are, in plan (shard) order: one pass over the
+    catalogue here, so that tasks never look an image up by id (a scan per image)."""
+    done = {i.image_id: i for i in store.image_infos(root) if i.status == store.DONE}
+    return {i: done[i] for s in plan.shards for i in s.image_ids if i in done}
+
+
+def _finish(
+    options: EvalOptions, result: dict[str, Any], missing: list[str], scores: Sequence[Scores]
+) -> EvalResult:
     failed = {k: v for s in scores for k, v in s.errors.items()}
-    for image_id in truth.missing[:10]:
+    for image_id in missing[:10]:
         log.warning("no truth for %s", image_id)
-    return EvalResult(options.name, result, truth.missing, failed)
+    return EvalResult(options.name, result, missing, failed)
+
+
+def _evaluate_objects(
+    path: str,
+    options: EvalOptions,
+    root: Any,
+    attrs: dict[str, Any],
+    on_progress: Progress | None,
+) -> EvalResult:
+    """Instance (COCO AP) and panoptic (PQ) stores against COCO JSON truth."""
+    kind = attrs["method"]["kind"]
+    _check_object_options(options, kind)
+    classes = tuple(str(c) for c in attrs.get("classes") or ())
+    plan = store.load_plan(root)
+    done = _done(root, plan)
+    ids = list(done)
+    truth = read_coco_truth(options.truth, ids, classes)
+    if not truth.images:
+        raise UsageError(
+            f"no truth found for any of the {len(ids)} done images in {options.truth} "
+            "(images matched by file_name: relative path with any image suffix)"
+        )
+    items = truth_items(kind, truth)
+    ctx = EvalContext(path, kind, classes, scored=tuple(truth.scored_classes))
+    tasks = [
+        [(done[i], items[i]) for i in s.image_ids if i in items and i in done] for s in plan.shards
+    ]
+    tasks = [t for t in tasks if t]
+    with store_lock(path):
+        scores = _run(ctx, tasks, options.profile, on_progress)
+        result = _base_result(ctx, options, scores, len(truth.missing))
+        result.update(object_result(ctx, truth, scores, attrs.get("is_thing")))
+        _store(path, options.name, ctx, scores, result)
+    return _finish(options, result, truth.missing, scores)
+
+
+def _check_object_options(options: EvalOptions, kind: str) -> None:
+    if not is_coco_json(options.truth):
+        raise UsageError(
+            f"{kind} stores are scored against COCO JSON truth: --truth FILE.json "
+            f"(got {options.truth})"
+        )
+    given = [
+        flag
+        for flag, value in (
+            ("--truth-pattern", options.pattern),
+            ("--truth-classes", options.truth_classes),
+            ("--ignore", options.ignore or None),
+            ("--boundary-tolerance", options.tolerance),
+            ("--components", options.components),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not used for {kind} stores (COCO truth says it all)")
 
 
 def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int | None:
@@ -119,7 +197,7 @@ def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int
 
 def _run(
     ctx: EvalContext,
-    tasks: list[list[tuple[str, list[str]]]],
+    tasks: Sequence[Sequence[tuple[store.ImageInfo, Any]]],
     profile: Profile,
     on_progress: Progress | None,
 ) -> list[Scores]:
@@ -134,7 +212,7 @@ def _run(
         for k, scores in run_scoring(handle.client, ctx, tasks):
             if isinstance(scores, BaseException):
                 reason = f"task failed: {scores}"
-                scores = Scores(errors={i: reason for i, _ in tasks[k]})
+                scores = Scores(errors={i.image_id: reason for i, _ in tasks[k]})
             out.append(scores)
             done += len(scores.image_ids)
             failed += len(scores.errors)
@@ -145,9 +223,10 @@ def _run(
     return out
 
 
-def _dataset_result(
+def _base_result(
     ctx: EvalContext, options: EvalOptions, scores: Sequence[Scores], missing: int
 ) -> dict[str, Any]:
+    """What every evaluation stores: the truth source, the kind, the image counts."""
     n = sum(len(s.image_ids) for s in scores)
     result: dict[str, Any] = {
         "truth": options.truth,
@@ -160,6 +239,13 @@ def _dataset_result(
         "images_failed": sum(len(s.errors) for s in scores),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    return result
+
+
+def _dataset_result(
+    ctx: EvalContext, options: EvalOptions, scores: Sequence[Scores], missing: int
+) -> dict[str, Any]:
+    result = _base_result(ctx, options, scores, missing)
     if ctx.kind == "classes":
         total = np.zeros((len(ctx.class_names),) * 2, dtype=np.int64)
         for s in scores:

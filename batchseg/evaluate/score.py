@@ -7,12 +7,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from batchseg import store
 from batchseg.engine.stats import class_keys
 from batchseg.errors import one_line
+from batchseg.evaluate import coco_eval, panoptic_quality
 from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, region_scores
 from batchseg.evaluate.truth import IGNORE, ValueMap
 
@@ -35,7 +37,7 @@ class EvalContext:
     """What every scoring task shares."""
 
     store: str
-    kind: str  # "classes" (confusion-matrix metrics) or "regions"
+    kind: str  # "classes" (confusion matrix), "regions", "instances" (COCO AP) or "panoptic"
     class_names: tuple[str, ...] = ()
     value_map: ValueMap | None = None
     ignore: tuple[int, ...] = ()
@@ -43,6 +45,9 @@ class EvalContext:
     #: class maps: also score the connected components of this class as regions (e.g. the
     #: cells of an EM slice: Rand error and VI of the segmentation they imply)
     components: int | None = None
+    #: instances and panoptic: the store classes the truth lists (predictions of the others
+    #: are left out)
+    scored: tuple[int, ...] = ()
 
     @property
     def metrics(self) -> list[str]:
@@ -50,18 +55,28 @@ class EvalContext:
         if self.kind == "classes":
             names = [*CLASS_METRICS, *(f"iou_{k}" for k in class_keys(self.class_names))]
             return names + (list(REGION_METRICS) if self.components is not None else [])
+        if self.kind == "instances":
+            return list(coco_eval.IMAGE_METRICS)
+        if self.kind == "panoptic":
+            return list(panoptic_quality.IMAGE_METRICS)
         return list(REGION_METRICS)
 
 
 @dataclass
 class Scores:
     """A task's results: per-image values (rows of :attr:`EvalContext.metrics`), the summed
-    confusion matrix (class maps), and the images that could not be scored, with why."""
+    confusion matrix (class maps), and the images that could not be scored, with why.
+
+    Instances: ``values`` are filled in by the launcher's COCOeval from ``detections`` (per
+    image, COCO RLE annotations with scores). Panoptic: ``counts`` holds the summed per-class
+    ``[TP, FP, FN, IoU sum]``."""
 
     image_ids: list[str] = field(default_factory=list)
     values: list[np.ndarray] = field(default_factory=list)
     confusion: np.ndarray | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    detections: list[list[dict[str, Any]]] = field(default_factory=list)
+    counts: np.ndarray | None = None
 
 
 def read_truth(path: str) -> np.ndarray:
@@ -75,16 +90,19 @@ def read_truth(path: str) -> np.ndarray:
     return array
 
 
-def score_images(ctx: EvalContext, items: Sequence[tuple[str, Sequence[str]]]) -> Scores:
-    """Score each ``(image_id, truth paths)``: a failing image is recorded, the rest go on."""
+def score_images(
+    ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Sequence[str]]]
+) -> Scores:
+    """Score each ``(image, truth paths)``: a failing image is recorded, the rest go on."""
     root = store.open_group(ctx.store, mode="r")
     out = Scores()
     n = len(ctx.class_names)
     if ctx.kind == "classes":
         out.confusion = np.zeros((n, n), dtype=np.int64)
-    for image_id, paths in items:
+    for info, paths in items:
+        image_id = info.image_id
         try:
-            labels = store.read_labels(root, image_id)
+            labels = store.read_map(root, info)
             row, matrix = _score_one(ctx, labels, [read_truth(p) for p in paths])
         except Exception as exc:  # noqa: BLE001 - recorded per image
             out.errors[image_id] = one_line(exc)

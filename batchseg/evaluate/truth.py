@@ -45,11 +45,11 @@ def match_truth(truth: str, image_ids: Sequence[str], pattern: str | None = None
         files = {i: found for i in image_ids if (found := _by_pattern(truth, i, pattern))}
     else:
         index = _index_folder(truth)
-        files = {i: [index[_key(i)]] for i in image_ids if _key(i) in index}
+        files = {i: [index[image_key(i)]] for i in image_ids if image_key(i) in index}
     return TruthFiles(files, [i for i in image_ids if i not in files])
 
 
-def _key(image_id: str) -> str:
+def image_key(image_id: str) -> str:
     """An id's relative path without its suffix (``photos/a.jpg`` -> ``photos/a``)."""
     path = PurePosixPath(image_id)
     return str(path.with_suffix("")) if path.suffix else str(path)
@@ -65,7 +65,7 @@ def _index_folder(folder: str) -> dict[str, str]:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 continue
             path = os.path.join(root, name)
-            key = _key(os.path.relpath(path, folder).replace(os.sep, "/"))
+            key = image_key(os.path.relpath(path, folder).replace(os.sep, "/"))
             if key in index:
                 raise UsageError(
                     f"two truth files for {key!r}: {index[key]} and {path}; "

@@ -40,7 +40,13 @@ from batchseg.errors import BatchsegError, StoreError, UsageError
 from batchseg.store.object_parts import read_parts
 from batchseg.store.objects import shard_part_name
 
-__all__ = ["PANOPTIC_JSON", "export_coco", "export_coco_panoptic"]
+__all__ = [
+    "PANOPTIC_JSON",
+    "InstanceTable",
+    "export_coco",
+    "export_coco_panoptic",
+    "instance_annotations",
+]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +102,7 @@ def _image_entry(index: int, info: store.ImageInfo) -> dict[str, Any]:
 # ------------------------------------------------------------------------ COCO instances
 
 
-class _Instances:
+class InstanceTable:
     """Class index and score of each instance id of an image (from the object table)."""
 
     def __init__(self, path: str, root: zarr.Group, attrs: dict[str, Any]) -> None:
@@ -131,7 +137,7 @@ class _Instances:
         return kinds, scores
 
 
-def _annotations(
+def instance_annotations(
     mask_api: Any, ids: np.ndarray, kinds: np.ndarray, scores: np.ndarray
 ) -> Iterator[dict[str, Any]]:
     """One COCO annotation (no ``id``/``image_id`` yet) per instance id present in ``ids``."""
@@ -170,7 +176,7 @@ def export_coco(
     categories = [
         {"id": i, "name": str(name), "supercategory": ""} for i, name in enumerate(names) if i
     ]
-    instances = _Instances(store_path, root, attrs)
+    instances = InstanceTable(store_path, root, attrs)
     entries: list[dict[str, Any]] = []
     n_annotations = 0
     with _replacing_file(target) as f:
@@ -179,7 +185,7 @@ def export_coco(
         for index, info in enumerate(_images(root, image_id), start=1):
             ids = store.read_map(root, info)
             kinds, scores = instances.of(info, ids)
-            for ann in _annotations(mask_api, ids, kinds, scores):
+            for ann in instance_annotations(mask_api, ids, kinds, scores):
                 n_annotations += 1
                 record = {"id": n_annotations, "image_id": index, **ann}
                 f.write(("" if n_annotations == 1 else ", ") + json.dumps(record))

@@ -12,8 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from skimage.color import rgb2gray
-from skimage.util import img_as_float, img_as_float32
 
 from batchseg.errors import ImageError
 
@@ -34,6 +32,8 @@ def unit_float(image: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
     """``image`` as floats in [0, 1] by the module's rule (``dtype`` float64 or float32)."""
     image = np.asarray(image)
     if image.dtype in _NATIVE:  # scikit-image's own scaling, bit for bit
+        from skimage.util import img_as_float, img_as_float32  # (lazy: a slow import)
+
         scaled = img_as_float32(image) if dtype is np.float32 else img_as_float(image)
         return scaled.astype(dtype, copy=False)
     if np.issubdtype(image.dtype, np.integer):
@@ -71,7 +71,11 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     """H x W float64 grey in [0, 1]; colour goes through ``skimage.color.rgb2gray``."""
     pixels, colour = _split(image)
     grey = unit_float(pixels)
-    return rgb2gray(grey) if colour else grey
+    if not colour:
+        return grey
+    from skimage.color import rgb2gray  # (lazy: imports scipy.linalg)
+
+    return rgb2gray(grey)
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

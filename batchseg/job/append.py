@@ -124,8 +124,10 @@ def grow_store(
     t0 = time.perf_counter()
     if spec.shard_size and spec.shard_size != plan.shard_size:  # table rows are per shard
         log.info("the store's shard size %d is kept for its new shards", plan.shard_size)
+    from batchseg.engine.headers import scan_headers  # dask only in graph/cluster layers
+
     threshold = spec.tile_threshold or None
-    headers = graph.scan_headers(handle.client, change.new, spec.max_pixels, threshold)
+    headers = scan_headers(handle.client, change.new, spec.max_pixels, threshold)
     shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
     header_errors = {
         r.image_id: h for r, h in zip(change.new, headers, strict=True) if isinstance(h, str)

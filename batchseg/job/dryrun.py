@@ -135,7 +135,7 @@ def _header_shapes(
     threshold = spec.tile_threshold or None
 
     def header(ref: ImageRef) -> tuple[int, ...]:
-        from batchseg.engine.graph import header_of
+        from batchseg.engine.headers import header_of
 
         found = header_of(ref.uri, spec.max_pixels, threshold)
         return UNREADABLE if isinstance(found, str) else found

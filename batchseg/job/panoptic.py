@@ -23,18 +23,14 @@ import numpy as np
 import zarr
 
 from batchseg import store
+from batchseg.cluster.forkserver import children_ignore_sigint
 from batchseg.cluster.profiles import Profile
 from batchseg.engine.panoptic import OFFSET, PanopticClasses, stats_columns, unify_classes
 from batchseg.engine.panoptic_shard import PanopticContext, PanopticShard, Source
 from batchseg.errors import StoreError, UsageError, one_line
 from batchseg.job.plan import Plan, Shard
 from batchseg.job.provenance import package_versions
-from batchseg.job.run import (
-    JobResult,
-    ProgressCallback,
-    children_ignore_sigint,
-    existing_store,
-)
+from batchseg.job.run import JobResult, ProgressCallback, existing_store
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.store.replace import check_replaceable

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
@@ -16,6 +14,7 @@ from typing import Any
 import zarr
 
 from batchseg import store
+from batchseg.cluster.forkserver import children_ignore_sigint
 from batchseg.engine.stats import stats_columns
 from batchseg.errors import StoreError, one_line
 from batchseg.job import append
@@ -121,6 +120,7 @@ class _Job(PreparedJob):
 
 def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None) -> JobResult:
     from batchseg.cluster import connect as cluster_mod  # dask only in graph/cluster layers
+    from batchseg.cluster.local import METHOD_ENV
     from batchseg.engine import graph
 
     spec = job.spec
@@ -138,24 +138,36 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
             gone = len(change.gone) if change else 0
             return replace(result, nothing_to_do=True, gone=gone)
-    with children_ignore_sigint():
-        handle = cluster_mod.connect(
-            spec.profile,
-            tls_ca_file=spec.tls_ca_file,
-            tls_cert=spec.tls_cert,
-            tls_key=spec.tls_key,
-        )
+    scan = _start_header_scan(job) if existing is None else None
+    try:
+        with children_ignore_sigint():
+            handle = cluster_mod.connect(
+                spec.profile,
+                tls_ca_file=spec.tls_ca_file,
+                tls_cert=spec.tls_cert,
+                tls_key=spec.tls_key,
+                worker_env={METHOD_ENV: job.method.id},
+            )
+    except BaseException:
+        if scan is not None:
+            scan.close()
+        raise
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
-        if existing is None:
-            plan, root = _plan_and_create(job, handle, graph)
+        warming = []
+        if job.method.make_runner is not None:  # load the model while the launcher plans
+            params = _runtime_params(job.method, job.params, handle)
+            gpu = cluster_mod.gpu_resources(handle.client) if job.method.uses_gpu else None
+            warming = graph.start_warm(handle.client, job.method.id, params, gpu)
+        if scan is not None:
+            plan, root = _plan_and_create(job, handle, scan.finish(handle.client))
         elif change is not None and change.new:
             plan = append.grow_store(job, job.lock, handle, graph, root, plan, change)
         else:
             log.info("resuming %s", spec.output)
         todo = _todo(plan, store.shard_status(root), spec.retry_failed)
-        processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress)
+        processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress, warming)
     finally:
         handle.close()
     job.lock.check()  # finalising writes the store's attributes
@@ -177,25 +189,6 @@ def _input_change(job: _Job, root: zarr.Group, plan: Plan) -> append.InputChange
     return change
 
 
-@contextlib.contextmanager
-def children_ignore_sigint() -> Generator[None, None, None]:
-    """Ignore SIGINT while the embedded cluster starts its worker processes: they inherit
-    the ignored signal, so a terminal's Ctrl-C (sent to the whole process group) reaches only
-    the launcher, which closes the cluster and prints one line, instead of every worker
-    printing a KeyboardInterrupt traceback. A Ctrl-C during those seconds is dropped."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None:  # installed outside Python: restore Python's own Ctrl-C handler
-        previous = signal.default_int_handler
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _todo(plan: Plan, status: Any, retry_failed: bool) -> list[Shard]:
     """Shards holding an image still pending (or failed, with ``retry_failed``)."""
     wanted = store.needs_work(status, retry_failed=retry_failed)  # damaged rows too
@@ -211,6 +204,7 @@ def _execute(
     root: zarr.Group,
     todo: list[Shard],
     on_progress: ProgressCallback | None,
+    warming: list[Any] | None = None,
 ) -> tuple[int, float]:
     """Run ``todo`` on the cluster; images processed and seconds. Stops (StoreError) when the
     store cannot be written or the launcher lost its lock."""
@@ -229,7 +223,7 @@ def _execute(
     if todo:
         job.lock.check()
         store.invalidate_consolidated(root)
-        graph.warm_workers(handle.client, method.id, run_params, resources)
+        graph.warm_workers(handle.client, method.id, run_params, resources, started=warming or ())
     exec_start = time.perf_counter()
     tiled = [s for s in todo if plan.buckets[s.bucket].tile]
     small = [s for s in todo if not plan.buckets[s.bucket].tile]
@@ -304,12 +298,22 @@ def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict
     return {**params, "threads": threads}
 
 
-def _plan_and_create(job: _Job, handle: Any, graph: Any) -> tuple[Plan, zarr.Group]:
-    """Read the headers on the cluster, plan, and create the store (all pending)."""
+def _start_header_scan(job: _Job) -> Any:
+    """Begin reading the headers: on this machine while an embedded cluster starts (its
+    workers read the same files), on the cluster only when attaching to another one."""
+    from batchseg.cluster.profiles import LocalProfile
+    from batchseg.engine.headers import HeaderScan
+
+    spec = job.spec
+    local = isinstance(spec.profile, LocalProfile)
+    return HeaderScan(job.refs, spec.max_pixels, spec.tile_threshold or None, local=local)
+
+
+def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, zarr.Group]:
+    """Plan from the images' ``headers`` and create the store (all pending)."""
     spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
     t0 = time.perf_counter()
     threshold = spec.tile_threshold or None
-    headers = graph.scan_headers(handle.client, refs, spec.max_pixels, threshold)
     fault("planning")
     shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
     header_errors = {

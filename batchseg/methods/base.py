@@ -194,6 +194,15 @@ class Method:
             )
         return self.objects_default if requested is None else bool(requested)
 
+    def warm_imports(self) -> None:
+        """Import what segmenting needs (a worker preloads it while it starts): a kernel
+        method segments a small synthetic image with its defaults (scikit-image imports its
+        submodules lazily); model methods import nothing here (their runner loads torch)."""
+        if self.make_runner is not None:
+            return
+        rng = np.random.default_rng(0)
+        self.segment(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), self.resolve_params())
+
     def runner(self, params: Mapping[str, Any]) -> Runner:
         """A runner for ``params`` (semantic methods cache theirs per worker process)."""
         chain = params.get(PRE)

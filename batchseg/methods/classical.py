@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from math import prod
 from typing import Any
 
-from skimage.util import regular_grid
-
 from batchseg.errors import UsageError
 from batchseg.methods import kernels, tiled
 from batchseg.methods.base import Method, Param
@@ -189,6 +187,8 @@ def _sobel_watershed_max(p: Params, h: int, w: int) -> int:
     # An int `markers` becomes skimage.util.regular_seeds((h, w), markers): one label per
     # grid point, and that grid can hold MORE points than `markers` (e.g. 5 x 51 with 250
     # gives 255), so count the grid exactly rather than trusting `markers`.
+    from skimage.util import regular_grid
+
     grid = regular_grid((h, w), p["markers"])
     return prod(len(range(n)[s]) for n, s in zip((h, w), grid, strict=True))
 

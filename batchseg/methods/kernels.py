@@ -13,12 +13,19 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage import color, feature, filters, measure, morphology, segmentation
 
 from batchseg.errors import ImageError
 from batchseg.io.normalise import is_colour, to_grey, to_rgb
 from batchseg.methods.base import smallest_uint
+from batchseg.methods.lazy import LazyModule
+
+ndi = LazyModule("scipy.ndimage")
+color = LazyModule("skimage.color")
+feature = LazyModule("skimage.feature")
+filters = LazyModule("skimage.filters")
+measure = LazyModule("skimage.measure")
+morphology = LazyModule("skimage.morphology")
+segmentation = LazyModule("skimage.segmentation")
 
 
 def as_uint(labels: np.ndarray) -> np.ndarray:
@@ -31,19 +38,16 @@ def is_constant(grey: np.ndarray) -> bool:
     return grey.size == 0 or bool(grey.min() == grey.max())
 
 
-THRESHOLDS: dict[str, Callable[[np.ndarray], float]] = {
-    "otsu": filters.threshold_otsu,
-    "li": filters.threshold_li,
-    "yen": filters.threshold_yen,
-    "triangle": filters.threshold_triangle,
-}
+#: Global thresholds: ``skimage.filters.threshold_<name>``.
+THRESHOLDS = ("otsu", "li", "yen", "triangle")
 
 
 def foreground(grey: np.ndarray, name: str) -> np.ndarray:
     """grey > threshold_<name>(grey); a constant image is all background."""
     if is_constant(grey):
         return np.zeros(grey.shape, dtype=bool)
-    return grey > THRESHOLDS[name](grey)
+    threshold: Callable[[np.ndarray], float] = getattr(filters, f"threshold_{name}")
+    return grey > threshold(grey)
 
 
 def _global_kernel(name: str) -> Callable[..., np.ndarray]:

@@ -26,19 +26,20 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from skimage import filters, measure
 
 from batchseg.errors import UsageError
 from batchseg.io.normalise import to_grey
 from batchseg.methods import kernels
 from batchseg.methods.base import Method, Params, Shape, TileSpec, smallest_uint
+from batchseg.methods.lazy import LazyModule
+
+filters = LazyModule("skimage.filters")
+measure = LazyModule("skimage.measure")
 
 NBINS = 256
 
-_HISTOGRAM_THRESHOLDS: dict[str, Callable[..., float]] = {
-    "otsu": filters.threshold_otsu,
-    "yen": filters.threshold_yen,
-}
+#: Global thresholds that work from a histogram (``skimage.filters.threshold_<name>``).
+_HISTOGRAM_THRESHOLDS = ("otsu", "yen")
 
 
 # --------------------------------------------------------------------------- reductions
@@ -83,7 +84,8 @@ def finish_histogram(
         except ValueError as exc:
             raise ImageError(f"multi-Otsu with {params['classes']} classes: {exc}") from None
         return {"threshold": np.asarray(t)}
-    return {"threshold": float(_HISTOGRAM_THRESHOLDS[name](hist=(counts, centers)))}
+    threshold: Callable[..., float] = getattr(filters, f"threshold_{name}")
+    return {"threshold": float(threshold(hist=(counts, centers)))}
 
 
 def sample_indices(params: Params, shape: Shape) -> np.ndarray:

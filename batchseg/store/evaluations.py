@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import zarr
 
 from batchseg.store.layout import table_codecs, text_codecs
 from batchseg.store.read import attributes, read_array, subgroup, update_attributes
+
+if TYPE_CHECKING:  # pandas is imported where a table is read (a slow import)
+    import pandas as pd
 
 EVALUATIONS = "evaluations"
 KEY = "evaluations"
@@ -83,6 +85,8 @@ def evaluation_frame(
     attrs: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """``image_id`` and the wanted evaluation columns of every scored image (outer join)."""
+    import pandas as pd
+
     frame: pd.DataFrame | None = None
     for _, entry in sorted(evaluations(root, attrs).items()):
         wanted = [c for c in entry["columns"] if columns is None or c in columns]

@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import zarr
 from zarr.codecs import Crc32cCodec
 
@@ -42,6 +41,9 @@ from batchseg.store.read import (
     subgroup,
     update_attributes,
 )
+
+if TYPE_CHECKING:  # pandas is imported where a table is read (a slow import)
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,8 @@ def read_table(
     ``include_empty`` keeps the padding rows of short shards (status ``empty``).
     A row whose stored status code is unknown reads as ``damaged``.
     """
+    import pandas as pd
+
     names = stat_names(root)
     wanted = None if columns is None else set(columns)
     picked = [i for i, name in enumerate(names) if wanted is None or name in wanted]
@@ -259,6 +263,7 @@ def _read(arr: zarr.Array, name: str, rows: slice) -> np.ndarray:
 
 def _arrow_ids(table: zarr.Group) -> Any:
     """Image ids from the consolidated offsets + bytes, as a pandas Arrow string array."""
+    import pandas as pd
     import pyarrow as pa
 
     offsets = read_array(table, "image_id_offsets")

@@ -152,6 +152,21 @@ def run_batchseg(method: str, images: Path, out: Path, workers: int, logf: Path)
     return result
 
 
+def pool_ratios(data: Path, out: Path, rounds: int, *, quick: bool) -> list[dict[str, Any]]:
+    """Issue 15's figures: batchseg end to end vs ``multiprocessing.Pool(2)``, Otsu on 2,020
+    and SLIC on 404 CamVid images, alternating rounds, medians (``bench_pool.py``)."""
+    log("\n== batchseg vs multiprocessing.Pool(2), alternating, median of rounds")
+    counts = ["--otsu", "202", "--slic", "101"] if quick else []
+    cmd = [sys.executable, "-m", "tests.benchmarks.bench_pool", "--data", str(data)]
+    cmd += ["--out", str(out / "pool"), "--rounds", str(rounds), *counts]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench_pool exited {proc.returncode}: {proc.stderr[-2000:]}")
+    for line in proc.stdout.splitlines()[:-1]:
+        log(line)
+    return _last_json(proc.stdout)
+
+
 def best_of(fn: Any, repeat: int) -> dict[str, Any]:
     runs = [fn() for _ in range(repeat)]
     best = min(runs, key=lambda r: r["wall_s"])
@@ -318,6 +333,16 @@ def markdown(results: dict[str, Any]) -> str:
         "inflate the way it inflates wall time.",
         "",
     ]
+    if results.get("pool"):
+        from tests.benchmarks.bench_pool import table as pool_table
+
+        out += [
+            "## batchseg vs multiprocessing.Pool(2) (bench_pool.py: CamVid val copies, "
+            "alternating rounds, medians; Pool decodes with Pillow, batchseg with its reader)",
+            "",
+            pool_table(results["pool"]),
+            "",
+        ]
     for th in results["throughput"]:
         out += [
             f"## {th['method']} (r1 = {th['r1']:.2f} images/s, ideal = {th['ideal']:.2f})",
@@ -416,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(THROUGHPUT_METHODS))
     ap.add_argument("--contenders", default=",".join(COMPETITORS))
     ap.add_argument("--skip-storage", action="store_true")
+    ap.add_argument(
+        "--skip-pool", action="store_true", help="skip the Pool(2) ratios (bench_pool.py)"
+    )
+    ap.add_argument("--pool-rounds", type=int, default=3, help="alternating rounds of bench_pool")
     ap.add_argument("--skip-overhead", action="store_true")
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -479,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(paths)} images, {ctx['cores']} cores; Ray Data: "
         f"{'ray ' + versions['ray'] if have_ray else 'not installed, skipped'}"
     )
+    if not args.skip_pool:
+        results["pool"] = pool_ratios(data, out, args.pool_rounds, quick=args.quick)
     contenders = [c for c in args.contenders.split(",") if c]
     otsu_bs = None
     for method in [m for m in args.methods.split(",") if m]:

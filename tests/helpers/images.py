@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +57,39 @@ def blobs(seed: int, colour: bool, height: int = TILED_H, width: int = TILED_W) 
     if not colour:
         return grey
     return np.stack([grey, np.roll(grey, 40, axis=1), 255 - grey], axis=-1)
+
+
+def png_chunk(ctype: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and a valid CRC."""
+    crc = zlib.crc32(ctype + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", crc)
+
+
+def short_png(width: int = 16, height: int = 16, rows: int = 8) -> bytes:
+    """A well-formed grey PNG (valid CRCs, IEND) whose zlib stream holds only ``rows`` rows."""
+    raw = b"".join(b"\x00" + bytes([200]) * width for _ in range(rows))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def interlaced_png(rgb: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit RGB PNG of ``rgb`` (Pillow cannot write one)."""
+    h, w, _ = rgb.shape
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4))
+    raw = b""
+    for x0, y0, dx, dy in (*passes, (1, 0, 2, 2), (0, 1, 1, 2)):
+        sub = rgb[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw))
+        + png_chunk(b"IEND", b"")
+    )

@@ -6,8 +6,6 @@ import io
 import json
 import logging
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +18,9 @@ from batchseg.io import sources
 from batchseg.io.formats import escape_name, unescape_name
 from batchseg.io.png import png_expected_bytes, png_incomplete
 from tests.helpers.cli import run_cli
+from tests.helpers.images import short_png
 
 BAD_NAME = b"\xff\xfe.png"
-
-
-def _chunk(ctype: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(ctype + data) & 0xFFFFFFFF
-    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", crc)
-
-
-def short_png(width: int = 16, height: int = 16, rows: int = 8) -> bytes:
-    """A well-formed grey PNG (valid CRCs, IEND) whose zlib stream holds only ``rows`` rows."""
-    raw = b"".join(b"\x00" + bytes([200]) * width for _ in range(rows))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(raw))
-        + _chunk(b"IEND", b"")
-    )
 
 
 # ------------------------------------------------------------------ item 9: short PNG
