@@ -21,8 +21,18 @@ from collections.abc import Generator
 log = logging.getLogger(__name__)
 
 #: What the fork server imports before forking workers: distributed, the worker preload
-#: (store, readers, statistics, method registry) and the classical kernels' libraries.
-PRELOAD = ["distributed", "batchseg.engine.preload", "batchseg.methods.kernels"]
+#: (store, readers, statistics, method registry) and the classical kernels' libraries; last,
+#: :mod:`.server_exit`, which makes the server itself exit at once when the launcher is gone.
+PRELOAD = [
+    "distributed",
+    "batchseg.engine.preload",
+    "batchseg.methods.kernels",
+    # the libraries the kernels import on first use (batchseg.methods.lazy)
+    "scipy.ndimage",
+    *(f"skimage.{m}" for m in ("color", "feature", "filters", "measure", "morphology")),
+    "skimage.segmentation",
+    "batchseg.cluster.server_exit",
+]
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 starts, then on the cluster for what is left.
 
 An embedded cluster takes seconds to start (worker processes, imports). Its workers read the
-same files as this process, so the launcher reads headers in a few threads meanwhile
+same files as this process, so the launcher reads headers in a thread meanwhile
 (:class:`HeaderScan`); once the cluster is up, the batches no thread has begun go to the
 workers. A remote cluster's files may not be readable here: its scan runs on the cluster only.
 """
@@ -21,9 +21,9 @@ from batchseg.io.sources import ImageRef
 
 #: Images per header task (and per launcher batch).
 HEADER_BATCH = 512
-#: Launcher threads reading headers while the cluster starts (reads wait on I/O and Pillow's
-#: parser; more threads would only contend for the GIL with the cluster's start-up).
-LOCAL_THREADS = 2
+#: Launcher threads reading headers while the cluster starts. One: a header read is mostly
+#: Python, and two threads fighting for the GIL read 50,000 small PNGs in 6.5 s against 3.4 s.
+LOCAL_THREADS = 1
 
 Header = tuple[int, int] | tuple[int, int, bool] | str
 

@@ -15,7 +15,13 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["PNG_SIGNATURE", "fast_png_decode", "png_expected_bytes", "png_incomplete"]
+__all__ = [
+    "PNG_SIGNATURE",
+    "fast_png_decode",
+    "png_expected_bytes",
+    "png_incomplete",
+    "png_size",
+]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
@@ -149,3 +155,30 @@ def fast_png_decode(data: bytes) -> np.ndarray | None:
         return np.ascontiguousarray(imagecodecs.png_decode(data))
     except Exception:  # noqa: BLE001 - Pillow decodes it again and words the error
         return None
+
+
+def png_size(fh: IO[bytes]) -> tuple[int, int] | None:
+    """(height, width) of a PNG whose size no EXIF orientation can change, from its IHDR and
+    chunk headers alone (image data is skipped, never read); None when ``fh`` is not a PNG,
+    is malformed, or carries EXIF (an eXIf chunk or ImageMagick's text chunk): Pillow then
+    reads the header, orientation included. About 10x faster than opening it with Pillow,
+    which matters when a collection of 10^8 small images is planned."""
+    fh.seek(0)
+    head = fh.read(33)
+    if len(head) < 33 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack_from(">II", head, 16)
+    pos = 33
+    while True:
+        fh.seek(pos)
+        chunk = fh.read(8 + len(_RAW_EXIF))
+        if len(chunk) < 8:
+            return None  # no IEND: let Pillow judge the file
+        length, ctype = struct.unpack_from(">I4s", chunk)
+        if ctype == b"eXIf" or (
+            ctype in (b"tEXt", b"zTXt", b"iTXt") and chunk[8:].startswith(_RAW_EXIF)
+        ):
+            return None
+        if ctype == b"IEND":
+            return height, width
+        pos += 12 + length

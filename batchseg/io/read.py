@@ -59,7 +59,7 @@ from batchseg.io.formats import (
     tiff_orientation,
     tiff_page,
 )
-from batchseg.io.png import PNG_SIGNATURE, fast_png_decode, png_incomplete
+from batchseg.io.png import PNG_SIGNATURE, fast_png_decode, png_incomplete, png_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -356,6 +356,12 @@ def _header(uri: str, max_pixels: int | None) -> tuple[int, int]:
         head = sniff(fh)
         if head[:4] in TIFF_MAGIC:
             return _tiff_header(fh, max_pixels)
+        if head[:8] == PNG_SIGNATURE:
+            size = png_size(fh)
+            fh.seek(0)
+            if size is not None:
+                check_pixels(*size, max_pixels)
+                return size
         with _pil_open(fh) as img:
             return _pil_header(img, fh, max_pixels)
 

@@ -1,4 +1,4 @@
-"""Semantic segmentation on one GPU: ``batchseg run`` execute phase vs the bare model, side by side.
+"""Semantic and instance segmentation on one GPU: ``batchseg run`` execute phase vs the bare model, side by side.
 
     python -m tests.benchmarks.bench_gpu --out bench-results/gpu          # on a CUDA machine
     .venv/bin/python -m tests.benchmarks.bench_gpu --cpu-smoke --out /tmp/gpu-smoke   # no GPU
@@ -22,6 +22,11 @@ state_dict; no download, throughput does not depend on weight values):
   the mean over the execute phase, taken as the ``execute_seconds`` window that ends at the last
   sample with the GPU busy (after it only the cluster's shutdown and the store's finalisation
   run); the mean from the first to the last busy sample is reported too.
+
+* **instances**: then Mask R-CNN (``torchvision.maskrcnn_resnet50_fpn``, seeded random weights)
+  on the first ``--instances`` of the same images (default 64; 2 with ``--cpu-smoke``; 0 skips
+  it) through :func:`tests.benchmarks.bench_instance.compare`: the bare model against
+  ``batchseg run ... --gpus 1`` (execute phase and end to end).
 
 Targets (reported, not asserted): batchseg execute / model-only >= 0.85, GPU busy >= 90 %.
 Writes OUT/gpu.json and OUT/gpu.md and prints the table. Without a CUDA device it stops at once,
@@ -425,6 +430,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"check the script on the CPU: {SMOKE_IMAGES} images of {SMOKE_SIZE}px, fp32",
     )
+    ap.add_argument(
+        "--instances",
+        type=int,
+        default=None,
+        help="images for the Mask R-CNN comparison (bench_instance.compare on the same "
+        "generated images; default 64 on a GPU, 2 with --cpu-smoke; 0 skips it)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -461,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    rows_instances: list[dict[str, Any]] = []
     try:
         images = make_images(work / "images", max(counts.values()), size, cores or 1)
         all_files = sorted(images.glob("*.png"))
@@ -520,6 +533,14 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
         sampler_source = sampler_cm.source if sampler_cm else "none"
+        n_inst = args.instances if args.instances is not None else 2 if args.cpu_smoke else 64
+        if n_inst > 0:
+            from tests.benchmarks.bench_instance import compare
+
+            log(f"maskrcnn_resnet50_fpn: model-only vs batchseg, {n_inst} images, {device}")
+            instance_row = compare(all_files[:n_inst], device, 4 if device == "cuda" else 2)
+            log(f"  {instance_row}")
+            rows_instances.append(instance_row)
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -547,7 +568,16 @@ def main(argv: list[str] | None = None) -> int:
         + table(rows)
         + "\n"
     )
-    (args.out / "gpu.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    for r in rows_instances:
+        md += (
+            f"\nMask R-CNN ({r['images']} images, {r['device']}): model-only "
+            f"{r['model_only_images_per_s']} images/s, batchseg execute "
+            f"{r['batchseg_execute_images_per_s']} images/s "
+            f"(ratio {r['execute_over_model_only']}), end to end "
+            f"{r['batchseg_end_to_end_images_per_s']} images/s, {r['objects']} objects.\n"
+        )
+    payload = {"meta": meta, "results": rows, "instances": rows_instances}
+    (args.out / "gpu.json").write_text(json.dumps(payload, indent=2))
     (args.out / "gpu.md").write_text(md)
     print()
     print(md)

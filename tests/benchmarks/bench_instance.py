@@ -76,15 +76,9 @@ def _model_only(args: tuple[list[str], str, str, int, Any]) -> tuple[float, floa
     return start, time.time()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--images", type=int, default=40)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, default=2)
-    args = parser.parse_args()
-    files = sorted((args.data / "camvid/val").glob("*.png"))[: args.images]
-    procs = 1 if args.device == "cuda" else 2
+def compare(files: list[Path], device: str, batch_size: int) -> dict[str, Any]:
+    """Model-only vs ``batchseg run`` (execute phase and end to end) on ``files``."""
+    procs = 1 if device == "cuda" else 2
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         weights = _weights(work / "maskrcnn.pth")
@@ -97,15 +91,15 @@ def main() -> None:
         shares = [[str(f) for f in files[r::procs]] for r in range(procs)]
         with ctx.Pool(procs) as pool:
             spans = pool.map(
-                _model_only, [(s, weights, args.device, args.batch_size, barrier) for s in shares]
+                _model_only, [(s, weights, device, batch_size, barrier) for s in shares]
             )
         model_rate = len(files) / (max(e for _, e in spans) - min(s for s, _ in spans))
         out = work / "inst.zarr"
         cmd = [
             str(Path(sys.executable).with_name("batchseg")), "run", str(folder), "-m", METHOD,
-            "-o", str(out), "--weights", weights, "--device", args.device,
-            "--batch-size", str(args.batch_size),
-            *(["--gpus", "1"] if args.device == "cuda" else ["--workers", str(procs)]),
+            "-o", str(out), "--weights", weights, "--device", device,
+            "--batch-size", str(batch_size),
+            *(["--gpus", "1"] if device == "cuda" else ["--workers", str(procs)]),
             *[a for k, v in PARAMS.items() for a in ("-p", f"{k}={v}")],
         ]  # fmt: skip
         t0 = time.perf_counter()
@@ -116,9 +110,10 @@ def main() -> None:
         view = batchseg.open(str(out))
         execute = view.attrs["runs"][-1]["execute_seconds"]
         n_objects = len(view.objects(columns=["label"]))
-    result = {
+    return {
+        "model": METHOD,
         "images": len(files),
-        "device": args.device,
+        "device": device,
         "processes": procs,
         "model_only_images_per_s": round(model_rate, 3),
         "batchseg_execute_images_per_s": round(len(files) / execute, 3),
@@ -126,7 +121,17 @@ def main() -> None:
         "execute_over_model_only": round(len(files) / execute / model_rate, 3),
         "objects": n_objects,
     }
-    print(json.dumps(result, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=2)
+    args = parser.parse_args()
+    files = sorted((args.data / "camvid/val").glob("*.png"))[: args.images]
+    print(json.dumps(compare(files, args.device, args.batch_size), indent=2))
 
 
 if __name__ == "__main__":

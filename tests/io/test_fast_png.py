@@ -12,7 +12,7 @@ from PIL import Image, PngImagePlugin
 
 from batchseg.errors import ImageError
 from batchseg.io import read as readers
-from batchseg.io.png import fast_png_decode
+from batchseg.io.png import fast_png_decode, png_size
 from tests.helpers.images import interlaced_png, short_png
 
 RNG = np.random.default_rng(7)
@@ -110,3 +110,32 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path: Path) -> None:
     path.write_bytes(_png(np.zeros((40, 50, 3), dtype=np.uint8)))
     with pytest.raises(ImageError, match="pixel limit"):
         readers.read_image(path, max_pixels=1000)
+
+
+@pytest.mark.parametrize("kind", sorted(_plain_kinds()))
+def test_png_size_is_the_header_pillow_reads(kind: str, tmp_path: Path) -> None:
+    data = _plain_kinds()[kind]
+    size = png_size(io.BytesIO(data))
+    with Image.open(io.BytesIO(data)) as img:
+        assert size == (img.height, img.width)
+    path = tmp_path / "plain.png"
+    path.write_bytes(data)
+    assert readers.read_header(path) == size
+
+
+def test_png_size_leaves_exif_and_broken_files_to_pillow(tmp_path: Path) -> None:
+    rotated = _exif_png(6)
+    assert png_size(io.BytesIO(rotated)) is None
+    path = tmp_path / "rotated.png"
+    path.write_bytes(rotated)
+    assert readers.read_header(path) == (20, 12)  # Pillow's path applies the quarter turn
+    cut = _png(RNG.integers(0, 256, (8, 8), dtype=np.uint8))[:40]  # no IEND
+    assert png_size(io.BytesIO(cut)) is None
+    assert png_size(io.BytesIO(b"GIF89a" + bytes(40))) is None
+
+
+def test_png_size_refuses_more_pixels_than_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(_png(np.zeros((40, 50), dtype=np.uint8)))
+    with pytest.raises(ImageError, match="pixel limit"):
+        readers.read_header(path, max_pixels=1000)
