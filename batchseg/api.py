@@ -176,7 +176,9 @@ class StoreView:
         ----------
         truth : str
             A folder of truth label images (matched by relative path, any image suffix) or a
-            CSV ``image_id,truth_path``.
+            CSV ``image_id,truth_path``; for instance stores a COCO instances JSON (COCO AP by
+            pycocotools), for panoptic stores a COCO panoptic JSON with its PNG folder
+            (panoptic quality). README, Evaluation.
         name : str
             The evaluation's name: per-image columns ``<name>_<metric>`` join :meth:`table`;
             evaluating again with a name replaces it.
