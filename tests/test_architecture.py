@@ -42,6 +42,9 @@ STORE_NODES = (
     "objects",
 )
 NAMEDTUPLE_API = ("_asdict", "_replace", "_fields", "_make", "_field_defaults")
+#: Documented public API of the standard library despite the underscore (``os._exit``: end the
+#: process without running exit handlers).
+STDLIB_PUBLIC = {"os._exit"}
 IMPORT_CALLS = ("importlib.import_module", "import_module", "__import__")
 
 
@@ -263,6 +266,7 @@ def private_names(pkg: Package) -> list[str]:
                 dotted(node.value) not in ("self", "cls")
                 and node.attr not in own
                 and node.attr not in NAMEDTUPLE_API
+                and f"{dotted(node.value)}.{node.attr}" not in STDLIB_PUBLIC
             ):  # an object's private attribute that this module does not define
                 what = dotted(node.value) or "an object"
                 out.add(f"{mod.name}: uses {what}.{node.attr}, not its own (line {node.lineno})")
