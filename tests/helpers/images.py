@@ -65,16 +65,20 @@ def png_chunk(ctype: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", crc)
 
 
-def short_png(width: int = 16, height: int = 16, rows: int = 8) -> bytes:
-    """A well-formed grey PNG (valid CRCs, IEND) whose zlib stream holds only ``rows`` rows."""
-    raw = b"".join(b"\x00" + bytes([200]) * width for _ in range(rows))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+def png_file(ihdr: bytes, raw: bytes) -> bytes:
+    """A PNG of one IHDR, one IDAT holding ``raw`` (filtered scanlines) compressed, IEND."""
     return (
         b"\x89PNG\r\n\x1a\n"
         + png_chunk(b"IHDR", ihdr)
         + png_chunk(b"IDAT", zlib.compress(raw))
         + png_chunk(b"IEND", b"")
     )
+
+
+def short_png(width: int = 16, height: int = 16, rows: int = 8) -> bytes:
+    """A well-formed grey PNG (valid CRCs, IEND) whose zlib stream holds only ``rows`` rows."""
+    raw = b"".join(b"\x00" + bytes([200]) * width for _ in range(rows))
+    return png_file(struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0), raw)
 
 
 def interlaced_png(rgb: np.ndarray) -> bytes:
@@ -86,10 +90,4 @@ def interlaced_png(rgb: np.ndarray) -> bytes:
         sub = rgb[y0::dy, x0::dx]
         if sub.size:
             raw += b"".join(b"\x00" + row.tobytes() for row in sub)
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(raw))
-        + png_chunk(b"IEND", b"")
-    )
+    return png_file(struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1), raw)
