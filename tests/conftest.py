@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.clusters import dask_processes_cluster
 from tests.helpers.images import write_collection
 from tests.helpers.viewer_stores import viewer_store
 
@@ -36,16 +37,15 @@ def collection(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster_address() -> Iterator[str]:
-    """One real multi-process LocalCluster for the whole session (attached with --scheduler).
+    """One real cluster for the whole session (attached with --scheduler): ``dask scheduler``
+    and two single-threaded ``dask worker`` processes on loopback.
 
-    Tests that kill workers, install plugins or need another shape of cluster start their own.
+    Separate processes keep the scheduler's threads out of this one, where the launcher under
+    test runs (an in-process LocalCluster scheduler competes with it for the GIL). Tests that
+    kill workers, install plugins or need another shape of cluster start their own.
     """
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster:
-        yield cluster.scheduler_address
+    with dask_processes_cluster(2) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,7 @@ from tests.helpers.slurm_cluster import (
 )
 from tests.helpers.stores import assert_same_store, status_counts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("slurm")]
 
 BATCHSEG = str(Path(sys.executable).with_name("batchseg"))
 #: Enough SLIC work (~30 ms an image here) for ~15 s on one single-core worker, so that a worker
@@ -93,10 +93,10 @@ def _spec(folder: Path, images: Path, output: str, cluster: dict[str, Any]) -> P
 
 
 @pytest.fixture(scope="module")
-def reference(images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same job on the local cluster (two worker processes)."""
+def reference(images: Path, tmp_path_factory: pytest.TempPathFactory, cluster_address: str) -> Path:
+    """The same job on the session's local cluster (two worker processes, already running)."""
     folder = tmp_path_factory.mktemp("slurm-reference")
-    spec = _spec(folder, images, "local.zarr", {"profile": "local", "workers": JOBS})
+    spec = _spec(folder, images, "local.zarr", {"profile": "address", "address": cluster_address})
     proc = subprocess.run([BATCHSEG, "run", str(spec)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return folder / "local.zarr"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +31,19 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Until something accepts TCP connections on loopback ``port`` (``proc`` still running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert proc.poll() is None, f"{proc.args} ended with {proc.returncode}"
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.05)
+
+
 @contextmanager
 def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
     """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback."""
@@ -38,7 +52,13 @@ def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
     dask_bin = str(Path(sys.executable).with_name("dask"))
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    # workers unpickle functions of tests.* by reference: the repository on their path
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    quiet = {
+        "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+        "env": {**os.environ, "PYTHONPATH": path},
+    }  # fmt: skip
     scheduler = [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
     procs = [subprocess.Popen([*scheduler, "--dashboard-address", ":0"], **quiet)]
     worker = [dask_bin, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard"]
@@ -56,13 +76,24 @@ def dask_processes_cluster(n_workers: int = 2) -> Iterator[str]:
             time.sleep(0.2)
         yield address
     finally:
-        for p in reversed(procs):
-            p.terminate()
+        # The scheduler closes its workers at once; a SIGTERM'd nanny waits ~8 s for its worker.
+        try:
+            with Client(address, timeout="5s", set_as_default=False) as c:
+                c.shutdown()  # (a default client's shutdown leaves dask's scheduler setting)
+        except Exception:  # noqa: BLE001 - not started, or already gone: terminate below
+            pass
+        deadline = time.monotonic() + 10
+        for p in procs:
+            try:
+                p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
 
 
 def wait_idle(address: str, timeout: float = 60) -> None:

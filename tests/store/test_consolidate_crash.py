@@ -9,6 +9,7 @@ subprocess and in a forced rewrite of a finished store's valid table.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,14 +82,24 @@ def _assert_readers_right(out: Path) -> None:
     )
 
 
-@pytest.fixture
-def finished(images, cluster_address, tmp_path) -> Path:
-    out = tmp_path / "out.zarr"
+@pytest.fixture(scope="module")
+def finished_once(images, cluster_address, tmp_path_factory) -> Path:
+    """One finished run (some images failed), written once for the module."""
+    out = tmp_path_factory.mktemp("finished") / "out.zarr"
     proc = _run(images, out, cluster_address)
     assert proc.returncode == 3, proc.stderr  # some images failed
     attrs = batchseg.open(str(out)).attrs
     assert attrs["consolidated"] and attrs["table_node"] in _table_nodes(out)
     _assert_readers_right(out)
+    return out
+
+
+@pytest.fixture
+def finished(finished_once, tmp_path) -> Path:
+    """A copy of the finished store for one test to attack (the job identity a rerun checks
+    leaves out the output path)."""
+    out = tmp_path / "out.zarr"
+    shutil.copytree(finished_once, out)
     return out
 
 

@@ -9,7 +9,8 @@ equal a local run on the same images. The secret key must never appear in any ou
 from __future__ import annotations
 
 import json
-import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,25 +26,31 @@ from batchseg.errors import StoreError  # noqa: E402
 from batchseg.io.sources import discover  # noqa: E402
 from batchseg.store.lock import FsspecStoreLock, store_lock  # noqa: E402
 from tests.helpers.cli import run_cli  # noqa: E402
-from tests.helpers.clusters import free_port  # noqa: E402
+from tests.helpers.clusters import (  # noqa: E402
+    dask_processes_cluster,
+    free_port,
+    wait_listening,
+)
 from tests.helpers.images import write_collection  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "batchseg-test"
 SECRET = "sEcReT-batchseg-0b1d4e7a9c"  # must never be printed or logged
-N_IMAGES = 12
+N_IMAGES = 6  # two shards of --shard-size 4, all three shapes, colour and grey
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto S3 server with a bucket holding a collection and a manifest; AWS env set."""
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    # its own process: an in-process server's request threads compete for this one's GIL
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_listening(port, server)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ACCESS_KEY_ID", "batchseg-test-key")
         mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -74,19 +81,16 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         try:
             yield {"fs": fs, "local": local, "endpoint": f"http://127.0.0.1:{port}"}
         finally:
-            server.stop()
+            server.terminate()
+            server.wait(timeout=30)
             s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="module")
 def s3_cluster(s3: dict[str, Any]) -> Iterator[str]:
-    """A fresh multi-process LocalCluster started after the AWS variables are set."""
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster:
-        yield cluster.scheduler_address
+    """A fresh cluster (scheduler and worker processes) started after the AWS variables are set."""
+    with dask_processes_cluster(2) as address:
+        yield address
 
 
 def _cli_hiding_secret(*args: str) -> Any:

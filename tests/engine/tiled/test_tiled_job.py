@@ -8,6 +8,7 @@ connected components up to a one-to-one renaming, superpixels/watersheds for sea
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,23 @@ def images(tmp_path_factory) -> dict[str, object]:
         Image.fromarray(arr).save(folder / f"small_{i}.png")
         small[f"small_{i}.png"] = arr
     return {"folder": folder, "grey.tif": grey, "rgb.tif": rgb, **small}
+
+
+@pytest.fixture(scope="module")
+def objects_view(images, tmp_path_factory, cluster_address) -> batchseg.StoreView:
+    """The tiled skimage.objects job with default parameters, run once for the module."""
+    return _run(images, tmp_path_factory.mktemp("objects"), cluster_address, "skimage.objects")
+
+
+@pytest.fixture(scope="module")
+def rgb_only(images, tmp_path_factory) -> dict[str, object]:
+    """``images`` with one tiled image (rgb.tif) beside a small one: the region tests look at
+    rgb.tif only, and segmenting grey.tif as well would double their cost."""
+    folder = tmp_path_factory.mktemp("rgb") / "in"
+    folder.mkdir()
+    for name in ("rgb.tif", "small_1.png"):
+        shutil.copyfile(images["folder"] / name, folder / name)
+    return {**images, "folder": folder}
 
 
 def _spec(folder, tmp_path: Path, address: str, method: str, **kw) -> JobSpec:
@@ -86,7 +104,7 @@ def _one_to_one(a: np.ndarray, b: np.ndarray) -> bool:
         ("skimage.multiotsu", {"classes": 4}),
         ("kmeans", {"k": 3, "sample": 4000}),
         ("skimage.local", {"block_size": 51}),
-        ("skimage.local", {"block_size": 15, "method": "median", "offset": -0.01}),
+        ("skimage.local", {"block_size": 9, "method": "median", "offset": -0.01}),
     ],
 )
 def test_class_maps_equal_whole_image_exactly(images, tmp_path, cluster_address, method, params):
@@ -107,8 +125,13 @@ def test_class_maps_equal_whole_image_exactly(images, tmp_path, cluster_address,
 
 
 @pytest.mark.parametrize("params", [{}, {"connectivity": 1, "min_area": 40}])
-def test_objects_equal_whole_image_up_to_renaming(images, tmp_path, cluster_address, params):
-    view = _run(images, tmp_path, cluster_address, "skimage.objects", params)
+def test_objects_equal_whole_image_up_to_renaming(
+    images, objects_view, tmp_path, cluster_address, params
+):
+    if params:
+        view = _run(images, tmp_path, cluster_address, "skimage.objects", params)
+    else:
+        view = objects_view
     table = view.table().set_index("image_id")
     for name in ("grey.tif", "rgb.tif"):
         tiled = view.mask(name)
@@ -150,11 +173,11 @@ def _cuts(labels: np.ndarray) -> tuple[float, float]:
         ("skimage.watershed", {"min_distance": 7}),
     ],
 )
-def test_regions_are_stitched_without_seams(images, tmp_path, cluster_address, method, params):
-    view = _run(images, tmp_path, cluster_address, method, params)
+def test_regions_are_stitched_without_seams(rgb_only, tmp_path, cluster_address, method, params):
+    view = _run(rgb_only, tmp_path, cluster_address, method, params)
     row = view.table().set_index("image_id").loc["rgb.tif"]
     tiled = view.mask("rgb.tif")
-    whole = _whole(method, params, images["rgb.tif"])
+    whole = _whole(method, params, rgb_only["rgb.tif"])
     n_tiled, n_whole = len(np.unique(tiled[tiled > 0])), len(np.unique(whole[whole > 0]))
     # ids are unique and sequential across the image
     assert tiled.max() == n_tiled == row["n_regions"]
@@ -171,9 +194,9 @@ def test_regions_are_stitched_without_seams(images, tmp_path, cluster_address, m
     assert largest <= np.bincount(whole.ravel())[1:].max() * 1.5
 
 
-def test_pyramid_and_store_layout(images, tmp_path, cluster_address):
-    view = _run(images, tmp_path, cluster_address, "skimage.objects")
-    root = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+def test_pyramid_and_store_layout(objects_view, tmp_path):
+    view = objects_view
+    root = zarr.open_group(view.path, mode="r")
     attrs = root.attrs["batchseg"]
     tiled = [b for b in attrs["buckets"] if b.get("tile")]
     assert [b["tile"] for b in tiled] == [TILE, TILE]
@@ -196,7 +219,7 @@ def test_pyramid_and_store_layout(images, tmp_path, cluster_address):
     full = view.mask("rgb.tif")
     np.testing.assert_array_equal(view.mask("rgb.tif", level=2), full[::4, ::4])
     png = tmp_path / "o.png"
-    args = ["mask", str(tmp_path / "out.zarr"), "rgb.tif", "-o", str(png), "--overlay"]
+    args = ["mask", view.path, "rgb.tif", "-o", str(png), "--overlay"]
     out = CliRunner().invoke(app, [*args, "--level", "2"])
     assert out.exit_code == 0, out.output
     assert np.asarray(Image.open(png)).shape == (H // 4, -(-W // 4), 3)
@@ -300,14 +323,16 @@ def test_dry_run_and_cli_list_tiled_images(images, tmp_path):
     assert bad.exit_code == 2 and "multiple of 256" in bad.output
 
 
-def test_launcher_killed_while_stitching_then_rerun_is_identical(images, tmp_path, cluster_address):
+def test_launcher_killed_while_stitching_then_rerun_is_identical(
+    images, objects_view, tmp_path, cluster_address
+):
     """SIGKILL between the tile and relabel phases; the rerun redoes that image only."""
     import os
     import signal
     import subprocess
     import sys
 
-    reference = _run(images, tmp_path / "ref", cluster_address, "skimage.objects")
+    reference = objects_view
     out = tmp_path / "out.zarr"
     cmd = [
         sys.executable, "-m", "batchseg.cli", "run", str(images["folder"]), "-m",
