@@ -42,11 +42,17 @@ demo: install
 	@echo "  batchseg methods    # then e.g. batchseg run $(DEMO)/images -m skimage.watershed -o $(DEMO)/ws.zarr"
 	@echo "Semantic methods (torchvision.*) are not in the demo: their weights are not bundled and download on first use."
 
+# Two test processes (pytest-xdist), each test file kept in one of them (its module fixtures
+# are built once), files handed out in collection order (tests/conftest.py puts the slowest
+# first); TEST_WORKERS=0 runs the suite in this process alone.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: install
-	$(BIN)/python -m pytest -q -m "not slow and not gpu" --durations=25
+	$(PYTEST) -m "not slow and not gpu" --durations=25
 
 test-all: install
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 lint: install
 	$(BIN)/ruff check batchseg tests

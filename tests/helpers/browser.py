@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.helpers.apt import apt_install
 
 PACKAGE = "chromium"
 NAMES = ("chromium", "chromium-browser")
@@ -56,14 +57,7 @@ def ensure_chromium(log: Path) -> str:
             "chromium is not installed and cannot be (the test set-up installs Debian's "
             "chromium with apt-get when it runs as root)"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", PACKAGE]
-    with log.open("ab") as out:
-        if subprocess.run(install, stdout=out, stderr=out, env=env, timeout=900).returncode:
-            subprocess.run(["apt-get", "update", "-q"], stdout=out, stderr=out, timeout=300)
-            if subprocess.run(install, stdout=out, stderr=out, env=env, timeout=900).returncode:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"apt-get install {PACKAGE} failed:\n{tail}")
+    apt_install([PACKAGE], log)
     found = find_chromium()
     if not found:
         raise RuntimeError(f"installed {PACKAGE} but no chromium executable is on PATH")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from tests.helpers.apt import apt_install
 from tests.helpers.clusters import free_ports
 
 #: Commands the tests and batchseg use; all come with ``slurm-wlm`` and ``munge``.
@@ -78,16 +79,7 @@ def ensure_installed(log: Path) -> float:
             f"{' '.join(PACKAGES)} with"
         )
     started = time.monotonic()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    with log.open("ab") as out:
-        if subprocess.run(install, stdout=out, stderr=out, env=env, timeout=600).returncode:
-            # stale or missing package lists: refresh once and retry
-            subprocess.run(["apt-get", "update", "-q"], stdout=out, stderr=out, timeout=300)
-            code = subprocess.run(install, stdout=out, stderr=out, env=env, timeout=600).returncode
-            if code:
-                tail = log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed:\n{tail}")
+    apt_install(list(PACKAGES), log, timeout=600)
     missing = missing_binaries()
     if missing:
         raise RuntimeError(f"installed {' '.join(PACKAGES)} but {', '.join(missing)} missing")

@@ -89,7 +89,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def s3_cluster(s3: dict[str, Any]) -> Iterator[str]:
     """A fresh cluster (scheduler and worker processes) started after the AWS variables are set."""
-    with dask_processes_cluster(2) as address:
+    with dask_processes_cluster(2, nanny=False) as address:
         yield address
 
 
