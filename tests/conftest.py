@@ -1,7 +1,8 @@
 """Shared fixtures: seeded synthetic collections, one real distributed cluster, one trained model.
 
 Helpers (image makers, CLI runner, store comparison, cluster processes) live in
-``tests/helpers/``; this file holds fixtures only.
+``tests/helpers/``; this file holds fixtures, and the two hooks that order the suite for
+``make test`` (slowest files first; torch files in one test process).
 """
 
 from __future__ import annotations
@@ -15,33 +16,30 @@ import pytest
 
 from tests.helpers.clusters import dask_processes_cluster
 from tests.helpers.images import write_collection
+from tests.helpers.suite_order import SLOW_FILES, TORCH_FILES
 from tests.helpers.viewer_stores import viewer_store
-
-#: The slowest test files (tens of seconds each on the 2-core machine; ``make test`` prints the
-#: slowest tests), run first: ``make test`` hands whole files to two processes in collection
-#: order (``--dist loadfile --no-loadscope-reorder``), so the long ones start early and the many
-#: short ones even out the end. The other files keep their order.
-SLOW_FILES = (
-    "tests/cluster/test_slurm.py",
-    "tests/job/test_reliability.py",
-    "tests/engine/tiled/test_tiled_job.py",
-    "tests/store/test_object_store.py",
-    "tests/job/test_run_semantic.py",
-    "tests/methods/test_semantic.py",
-    "tests/job/test_instance_job.py",
-    "tests/store/test_consolidate_crash.py",
-    "tests/job/test_bad_inputs.py",
-    "tests/cluster/test_cluster_processes.py",
-    "tests/export/test_ome_zarr_tiled.py",
-    "tests/methods/test_instance.py",
-)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of :data:`SLOW_FILES` first, in that order (a stable sort: tests within a
-    file, and all other files, keep their order)."""
+    """The files of ``SLOW_FILES`` (tests/helpers/suite_order.py) first, in that order (a
+    stable sort: tests within a file, and all other files, keep their order)."""
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with the files of ``TORCH_FILES`` as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TorchTogether(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "torch" if path in TORCH_FILES else path
+
+    return TorchTogether(config, log)
 
 
 @pytest.fixture(autouse=True)
