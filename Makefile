@@ -43,8 +43,9 @@ demo: install
 	@echo "Semantic methods (torchvision.*) are not in the demo: their weights are not bundled and download on first use."
 
 # Two test processes (pytest-xdist), each test file kept in one of them (its module fixtures
-# are built once), files handed out in collection order (tests/conftest.py puts the slowest
-# first); TEST_WORKERS=0 runs the suite in this process alone.
+# are built once), files handed out in collection order: the slowest first, the torch files as
+# one unit (tests/helpers/suite_order.py, used by tests/conftest.py); TEST_WORKERS=0 runs the
+# suite in this process alone.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
