@@ -28,6 +28,7 @@ import pytest
 from PIL import Image
 
 from batchseg.cluster.profiles import QUIET_DISTRIBUTED
+from tests.helpers.clusters import wait_for
 from tests.helpers.images import make_image
 from tests.helpers.slurm_cluster import (
     ENV_SWITCH,
@@ -35,7 +36,6 @@ from tests.helpers.slurm_cluster import (
     SlurmUnavailable,
     ensure_installed,
     slurm_cluster,
-    wait_for,
 )
 from tests.helpers.stores import assert_same_store, status_counts
 

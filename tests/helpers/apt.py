@@ -27,7 +27,6 @@ def apt_install(packages: list[str], log: Path, timeout: float = 900) -> None:
         if subprocess.run(install, stdout=out, stderr=out, env=env, timeout=timeout).returncode:
             # stale or missing package lists: refresh once and retry
             subprocess.run(["apt-get", "update", "-q"], stdout=out, stderr=out, timeout=300)
-            code = subprocess.run(install, stdout=out, stderr=out, env=env, timeout=timeout)
-            if code.returncode:
+            if subprocess.run(install, stdout=out, stderr=out, env=env, timeout=timeout).returncode:
                 tail = log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"apt-get install {' '.join(packages)} failed:\n{tail}")

@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def free_ports(n: int) -> list[int]:
@@ -31,17 +33,38 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
-    """Until something accepts TCP connections on loopback ``port`` (``proc`` still running)."""
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    every: float = 0.2,
+    context: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``probe`` until it returns something true (returned); AssertionError after
+    ``timeout`` seconds, naming ``what`` (and adding ``context()``, e.g. a log)."""
     deadline = time.monotonic() + timeout
     while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{context()}" if context is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
+        time.sleep(every)
+
+
+def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Until something accepts TCP connections on loopback ``port`` (``proc`` still running)."""
+
+    def listening() -> bool:
+        assert proc.poll() is None, f"{proc.args} ended with {proc.returncode}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
-            assert proc.poll() is None, f"{proc.args} ended with {proc.returncode}"
-            assert time.monotonic() < deadline, f"nothing listens on port {port}"
-            time.sleep(0.05)
+            return False
+
+    wait_for(f"a server on port {port}", listening, timeout, every=0.05)
 
 
 @contextmanager

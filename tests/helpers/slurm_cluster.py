@@ -24,14 +24,13 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from tests.helpers.apt import apt_install
-from tests.helpers.clusters import free_ports
+from tests.helpers.clusters import free_ports, wait_for
 
 #: Commands the tests and batchseg use; all come with ``slurm-wlm`` and ``munge``.
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scancel", "squeue", "sinfo", "sacct")
@@ -39,8 +38,6 @@ PACKAGES = ("slurm-wlm", "munge")
 NODE = "localhost"
 #: Setting this to 0 skips the SLURM tests instead of installing packages.
 ENV_SWITCH = "BATCHSEG_SLURM_TESTS"
-
-T = TypeVar("T")
 
 
 class SlurmUnavailable(Exception):
@@ -88,26 +85,6 @@ def ensure_installed(log: Path) -> float:
 
 def _memory_mib() -> int:
     return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20)
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], T | None],
-    timeout: float,
-    every: float = 0.2,
-    context: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``probe`` until it returns something true (returned); AssertionError after
-    ``timeout`` seconds, naming ``what`` (and adding ``context()``, e.g. a log)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{context()}" if context is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
-        time.sleep(every)
 
 
 @dataclass(frozen=True)

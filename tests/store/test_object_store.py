@@ -43,7 +43,6 @@ N_IMAGES = 6  # two shards of --shard-size 4, all three shapes, colour and grey
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A moto S3 server with a bucket holding a collection and a manifest; AWS env set."""
-
     port = free_port()
     # its own process: an in-process server's request threads compete for this one's GIL
     server = subprocess.Popen(
