@@ -236,7 +236,8 @@ def _may_start_local_cluster(source: str, flags: dict[str, Any]) -> bool:
                 data = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError):
             return False  # the real parse reports it
-    table = data.get("cluster") if isinstance(data.get("cluster"), dict) else {}
+    cluster = data.get("cluster")
+    table: dict[str, Any] = cluster if isinstance(cluster, dict) else {}
     local = table.get("profile", "local") == "local" and flags.get("cluster") in (None, "local")
     remote = flags.get("scheduler") or data.get("scheduler") or table.get("address")
     gpus = flags.get("gpus") or data.get("gpus") or table.get("gpus")
