@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
-from batchseg.engine.instances import check_instances, instance_row, object_columns
-from batchseg.engine.objects import empty_columns, object_aggregates
-from batchseg.engine.stats import class_stats, region_stats
+from batchseg.core.plan import Bucket, Shard
 from batchseg.engine.tiled.objects import merge_partials, tile_partials
 from batchseg.errors import ImageError, one_line
 from batchseg.io import read as readers
-from batchseg.job.plan import Bucket, Shard
+from batchseg.measure.instances import check_instances, instance_row, object_columns
+from batchseg.measure.objects import empty_columns, object_aggregates
+from batchseg.measure.stats import class_stats, region_stats
 from batchseg.methods import get_method
 from batchseg.methods.base import Segmentation
 
@@ -162,7 +162,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
 
 def measure(labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
     """The object table of one image: the columns of
-    :func:`batchseg.engine.objects.measure_objects` (``regionprops_table``), computed by the
+    :func:`batchseg.measure.objects.measure_objects` (``regionprops_table``), computed by the
     vectorised moment kernel of :mod:`batchseg.engine.tiled.objects` with the whole image as
     one tile: equal to it to float rounding (tested), about 40x faster, because
     ``regionprops_table`` loops over regions in Python (README, Objects)."""

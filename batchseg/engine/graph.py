@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from distributed import Client, Future, as_completed, wait
 
+from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, run_shard
-from batchseg.job.plan import Shard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """One task of the panoptic merge: read a shard's images from both source stores, merge each
-(:func:`batchseg.engine.panoptic.merge`), write the output shard. No Dask here: the graph
+(:func:`batchseg.measure.panoptic.merge`), write the output shard. No Dask here: the graph
 layer (:mod:`batchseg.engine.panoptic_graph`) calls :func:`run_panoptic_shard` in a task.
 """
 
@@ -15,10 +15,10 @@ import numpy as np
 import zarr
 
 from batchseg import store
+from batchseg.core.plan import Bucket, Shard
 from batchseg.engine.execute import ShardSummary
-from batchseg.engine.panoptic import PanopticClasses, masks_from_ids, merge, segments, stats_row
 from batchseg.errors import ImageError, one_line
-from batchseg.job.plan import Bucket, Shard
+from batchseg.measure.panoptic import PanopticClasses, masks_from_ids, merge, segments, stats_row
 from batchseg.store.object_parts import read_parts
 from batchseg.store.objects import shard_part_name
 

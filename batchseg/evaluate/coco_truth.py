@@ -21,9 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchseg.engine.panoptic import class_key
 from batchseg.errors import UsageError
 from batchseg.evaluate.truth import image_key
+from batchseg.measure.panoptic import class_key
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from batchseg.errors import BatchsegError, one_line
 from batchseg.evaluate.coco_truth import ObjectTruth
 from batchseg.evaluate.panoptic_quality import image_row, pq_counts, rgb_ids
 from batchseg.evaluate.score import EvalContext, Scores
-from batchseg.export.coco import InstanceTable, instance_annotations
+from batchseg.measure.annotations import instance_annotations
+from batchseg.store.instance_table import InstanceTable
 
 
 def score_objects(ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, ObjectTruth]]) -> Scores:

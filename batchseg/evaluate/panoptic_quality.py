@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from batchseg.engine.panoptic import OFFSET
+from batchseg.measure.panoptic import OFFSET
 
 #: Columns of a counts array: one row per class.
 TP, FP, FN, IOU = 0, 1, 2, 3

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
-from batchseg.engine.stats import class_keys
 from batchseg.errors import one_line
 from batchseg.evaluate import coco_eval, panoptic_quality
 from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, region_scores
 from batchseg.evaluate.truth import IGNORE, ValueMap
+from batchseg.measure.stats import class_keys
 
 CLASS_METRICS = ("pixel_accuracy", "mean_class_accuracy", "miou", "fw_iou", "mean_dice")
 REGION_METRICS = (

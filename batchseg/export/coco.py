@@ -35,17 +35,15 @@ import numpy as np
 import zarr
 
 from batchseg import store
-from batchseg.engine.panoptic import OFFSET, PanopticClasses, segments
 from batchseg.errors import BatchsegError, StoreError, UsageError
-from batchseg.store.object_parts import read_parts
-from batchseg.store.objects import shard_part_name
+from batchseg.measure.annotations import instance_annotations
+from batchseg.measure.panoptic import OFFSET, PanopticClasses, segments
+from batchseg.store.instance_table import InstanceTable
 
 __all__ = [
     "PANOPTIC_JSON",
-    "InstanceTable",
     "export_coco",
     "export_coco_panoptic",
-    "instance_annotations",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,62 +98,6 @@ def _image_entry(index: int, info: store.ImageInfo) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ COCO instances
-
-
-class InstanceTable:
-    """Class index and score of each instance id of an image (from the object table)."""
-
-    def __init__(self, path: str, root: zarr.Group, attrs: dict[str, Any]) -> None:
-        self.path, self.root = path, root
-        self.objects = bool(attrs.get("objects"))
-        self.shard_size = int(attrs["shard_size"])
-        self.part: tuple[str, dict[str, np.ndarray]] | None = None
-
-    def of(self, info: store.ImageInfo, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(class index, score) per id 1..max; NaN scores without an object table."""
-        n = int(ids.max()) if ids.size else 0
-        kinds, scores = np.zeros(n, np.int64), np.full(n, np.nan)
-        if not self.objects:
-            classes = store.read_map(self.root, info, classes=True)
-            lookup = np.zeros(n + 1, np.int64)
-            lookup[ids.ravel()] = classes.ravel()
-            return lookup[1:], scores
-        name = shard_part_name(info.row // self.shard_size)
-        if self.part is None or self.part[0] != name:
-            table = read_parts(self.path, [name], ["image_id", "label", "class_index", "score"])
-            columns = {
-                c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names
-            }
-            self.part = (name, columns)
-        rows = self.part[1]
-        mine = rows["image_id"] == info.image_id
-        labels = rows["label"][mine].astype(np.int64)
-        if labels.size and (labels.min() < 1 or labels.max() > n):
-            raise StoreError(f"image {info.image_id!r}: object table and label map disagree")
-        kinds[labels - 1] = rows["class_index"][mine]
-        scores[labels - 1] = rows["score"][mine]
-        return kinds, scores
-
-
-def instance_annotations(
-    mask_api: Any, ids: np.ndarray, kinds: np.ndarray, scores: np.ndarray
-) -> Iterator[dict[str, Any]]:
-    """One COCO annotation (no ``id``/``image_id`` yet) per instance id present in ``ids``."""
-    present = np.flatnonzero(np.bincount(ids.ravel(), minlength=1)[1:]) + 1
-    for k in present:
-        rle = mask_api.encode(np.asfortranarray(ids == k, dtype=np.uint8))
-        counts = rle["counts"]
-        rle["counts"] = counts.decode("ascii") if isinstance(counts, bytes) else counts
-        ann = {
-            "category_id": int(kinds[k - 1]),
-            "segmentation": rle,
-            "area": float(mask_api.area(rle)),
-            "bbox": [float(v) for v in mask_api.toBbox(rle)],
-            "iscrowd": 0,
-        }
-        if np.isfinite(scores[k - 1]):
-            ann["score"] = float(scores[k - 1])
-        yield ann
 
 
 def export_coco(

@@ -21,10 +21,10 @@ import numpy as np
 import zarr
 
 from batchseg import store
+from batchseg.core.plan import UNREADABLE, Plan, extend_plan
 from batchseg.errors import StoreError
 from batchseg.io.sources import ImageRef
 from batchseg.job.fingerprint import describe_difference, fingerprint_pairs, tiling_identity
-from batchseg.job.plan import UNREADABLE, Plan, extend_plan
 from batchseg.job.prepare import PreparedJob, check_tiling
 from batchseg.methods.base import smallest_uint
 from batchseg.store import grow as growing

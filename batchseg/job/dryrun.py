@@ -7,12 +7,12 @@ from typing import Any, NotRequired, TypedDict
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
-from batchseg.engine.stats import stats_columns
+from batchseg.core.plan import UNREADABLE, Plan, auto_shard_size, extend_plan, plan_shards
 from batchseg.io.sources import ImageRef
 from batchseg.job import append
-from batchseg.job.plan import UNREADABLE, Plan, auto_shard_size, extend_plan, plan_shards
 from batchseg.job.prepare import PreparedJob, check_tiling, prepare_job
 from batchseg.job.spec import JobSpec
+from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method
 from batchseg.store.table import published_status
 

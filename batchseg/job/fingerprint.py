@@ -65,7 +65,7 @@ def fingerprint_pairs(
 def tiling_identity(spec: JobSpec) -> tuple[int, int] | None:
     """Tiling settings for the fingerprint; None for the defaults, so stores written before
     tiling existed (whose plans hold no tiled images) still resume."""
-    from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
+    from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 
     settings = (spec.tile_threshold, spec.tile_size)
     return None if settings == (DEFAULT_TILE_THRESHOLD, DEFAULT_TILE_SIZE) else settings
@@ -120,7 +120,7 @@ def describe_difference(
         if n:
             parts.append(f"{plural(n, 'image')} {what}")
     job = attrs.get("job") or {}
-    from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
+    from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 
     old_tiling = (job.get("tile_threshold"), job.get("tile_size"))
     new_tiling = (

@@ -2,7 +2,7 @@
 panoptic store, one Dask task per output shard. Resumes like ``run``.
 
 The output has the semantic store's plan (buckets, shards, catalogue), labels
-``class_index * 1000 + instance`` (uint32; :mod:`batchseg.engine.panoptic`), per-image class
+``class_index * 1000 + instance`` (uint32; :mod:`batchseg.measure.panoptic`), per-image class
 pixels, fractions and segment counts, and one object row per segment.
 """
 
@@ -25,12 +25,12 @@ import zarr
 from batchseg import store
 from batchseg.cluster.forkserver import children_ignore_sigint
 from batchseg.cluster.profiles import Profile
-from batchseg.engine.panoptic import OFFSET, PanopticClasses, stats_columns, unify_classes
+from batchseg.core.plan import Plan, Shard
 from batchseg.engine.panoptic_shard import PanopticContext, PanopticShard, Source
 from batchseg.errors import StoreError, UsageError, one_line
-from batchseg.job.plan import Plan, Shard
 from batchseg.job.provenance import package_versions
 from batchseg.job.run import JobResult, ProgressCallback, existing_store
+from batchseg.measure.panoptic import OFFSET, PanopticClasses, stats_columns, unify_classes
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.store.replace import check_replaceable

@@ -9,10 +9,10 @@ from typing import Any
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
+from batchseg.core.plan import Plan
 from batchseg.errors import UsageError
 from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover
 from batchseg.job.fingerprint import fingerprint, tiling_identity
-from batchseg.job.plan import Plan
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
 from batchseg.methods.base import Method

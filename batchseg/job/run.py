@@ -15,14 +15,14 @@ import zarr
 
 from batchseg import store
 from batchseg.cluster.forkserver import children_ignore_sigint
-from batchseg.engine.stats import stats_columns
+from batchseg.core.faults import fault
+from batchseg.core.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
 from batchseg.errors import StoreError, one_line
 from batchseg.job import append
-from batchseg.job.faults import fault
-from batchseg.job.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import JobSpec
+from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method, smallest_uint
 from batchseg.render import default_class_colours, read_class_colours
 from batchseg.store import grow as growing

@@ -27,9 +27,9 @@ from batchseg.cluster.profiles import (
     parse_profile,
     profile_name,
 )
+from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 from batchseg.errors import UsageError
 from batchseg.io.read import DEFAULT_MAX_PIXELS
-from batchseg.job.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 
 log = logging.getLogger(__name__)
 

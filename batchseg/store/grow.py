@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from batchseg.job.faults import fault
-from batchseg.job.plan import Plan
+from batchseg.core.faults import fault
+from batchseg.core.plan import Plan
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,

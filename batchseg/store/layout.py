@@ -14,9 +14,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
+from batchseg.core.faults import fault
+from batchseg.core.plan import Bucket, Plan
 from batchseg.errors import StoreError
-from batchseg.job.faults import fault
-from batchseg.job.plan import Bucket, Plan
 from batchseg.store.objects import OBJECTS
 from batchseg.store.paths import normalise, path_exists, remove
 

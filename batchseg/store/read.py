@@ -16,8 +16,8 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
+from batchseg.core.plan import Bucket, Plan, Shard
 from batchseg.errors import StoreError
-from batchseg.job.plan import Bucket, Plan, Shard
 from batchseg.store.layout import (
     ATTRS_KEY,
     CATALOGUE,

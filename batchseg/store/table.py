@@ -18,8 +18,8 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec
 
+from batchseg.core.faults import fault
 from batchseg.errors import StoreError
-from batchseg.job.faults import fault
 from batchseg.store.layout import (
     CATALOGUE,
     CATALOGUE_CHUNK,

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import zarr
 
-from batchseg.job.plan import Bucket, Shard
+from batchseg.core.plan import Bucket, Shard
 from batchseg.store import objects
 from batchseg.store.layout import (
     DONE,

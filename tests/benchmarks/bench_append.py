@@ -37,8 +37,8 @@ CREATE = """
 import sys, time, numpy as np
 from datetime import UTC, datetime
 from batchseg import store
-from batchseg.engine.stats import stats_columns
-from batchseg.job.plan import auto_shard_size, plan_shards
+from batchseg.measure.stats import stats_columns
+from batchseg.core.plan import auto_shard_size, plan_shards
 from batchseg.job.prepare import prepare_job
 from batchseg.job.provenance import package_versions
 from batchseg.job.spec import build_spec

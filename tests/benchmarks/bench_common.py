@@ -134,8 +134,8 @@ def timed_one(
     path: str, index: int, out_dir: str, method_id: str, params_json: str = "{}"
 ) -> dict[str, float]:
     """:func:`process_one` with a per-step clock (and the statistics batchseg adds, timed apart)."""
-    from batchseg.engine.stats import class_stats, region_stats
     from batchseg.io.read import read_image
+    from batchseg.measure.stats import class_stats, region_stats
 
     method, params = method_and_params(method_id, params_json)
     t0 = time.perf_counter()

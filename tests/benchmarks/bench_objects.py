@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from batchseg.engine.execute import measure
-from batchseg.engine.objects import measure_objects
 from batchseg.io.read import read_image
+from batchseg.measure.objects import measure_objects
 from batchseg.methods import get_method
 from batchseg.store.objects import shard_part_name, write_part
 

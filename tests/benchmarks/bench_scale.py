@@ -47,9 +47,9 @@ import sys, time
 from batchseg.job.fingerprint import fingerprint
 from batchseg.methods import get_method
 from batchseg.io.sources import discover
-from batchseg.job.plan import plan_shards, auto_shard_size
+from batchseg.core.plan import plan_shards, auto_shard_size
 from batchseg import store
-from batchseg.engine.stats import stats_columns
+from batchseg.measure.stats import stats_columns
 m = get_method("skimage.otsu"); params = m.resolve_params({})
 t = time.perf_counter()
 refs = discover(sys.argv[1])

@@ -297,8 +297,8 @@ def _stage_worker(weights: str, paths: list[str], batch_size: int, images: int, 
     import numcodecs
     import torch
 
-    from batchseg.engine.stats import class_stats
     from batchseg.io import read as readers
+    from batchseg.measure.stats import class_stats
     from batchseg.methods import get_method
 
     torch.set_num_threads(1)

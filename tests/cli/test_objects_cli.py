@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchseg import store
-from batchseg.engine.stats import stats_columns
+from batchseg.core.plan import plan_shards
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import plan_shards
+from batchseg.measure.stats import stats_columns
 from batchseg.store.objects import object_schema, objects_frame, shard_part_name, write_part
 from tests.helpers.cli import run_cli
 

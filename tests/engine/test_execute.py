@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from batchseg import store
+from batchseg.core.plan import Plan, plan_shards
 from batchseg.engine.execute import JobContext, ShardSummary, run_shard
-from batchseg.engine.stats import class_stats, region_stats, stats_columns
 from batchseg.errors import StoreError
 from batchseg.io import read as readers
 from batchseg.io.sources import discover
-from batchseg.job.plan import Plan, plan_shards
+from batchseg.measure.stats import class_stats, region_stats, stats_columns
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from batchseg import store
-from batchseg.engine.panoptic import masks_from_ids, merge, stats_columns, unify_classes
-from batchseg.engine.panoptic import stats_row as panoptic_row
-from batchseg.engine.stats import stats_columns as method_columns
+from batchseg.core.plan import Plan, plan_shards
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import Plan, plan_shards
+from batchseg.measure.panoptic import masks_from_ids, merge, stats_columns, unify_classes
+from batchseg.measure.panoptic import stats_row as panoptic_row
+from batchseg.measure.stats import stats_columns as method_columns
 
 SEMANTIC = ["background", "sky", "road", "car", "person"]
 INSTANCE = ["__background__", "person", "car"]

@@ -26,11 +26,11 @@ from PIL import Image
 import batchseg
 from batchseg import store
 from batchseg.cluster.profiles import AddressProfile
+from batchseg.core.plan import UNREADABLE, extend_plan, plan_shards
 from batchseg.errors import StoreError, UsageError
 from batchseg.io import read as readers
 from batchseg.io import sources
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import UNREADABLE, extend_plan, plan_shards
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec, build_spec
 from batchseg.methods import get_method

@@ -1,6 +1,6 @@
 """Reliability: resume after any crash, survive worker loss, storage faults stop cleanly.
 
-Crashes use the fault hook (``BATCHSEG_FAULT``, batchseg/job/faults.py), which SIGKILLs the
+Crashes use the fault hook (``BATCHSEG_FAULT``, batchseg/core/faults.py), which SIGKILLs the
 launcher at a named point; the launcher runs as a real subprocess. Worker loss kills real
 worker processes (SIGKILL) of a multi-process LocalCluster and of separate ``dask scheduler`` /
 ``dask worker`` processes. Every recovered store is compared value by value with a store

@@ -17,12 +17,12 @@ import zarr
 import batchseg
 from batchseg import store
 from batchseg.cluster.profiles import AddressProfile
-from batchseg.engine.stats import region_stats, stats_columns
+from batchseg.core.plan import Plan, plan_shards
 from batchseg.errors import StoreError
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import Plan, plan_shards
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
+from batchseg.measure.stats import region_stats, stats_columns
 from batchseg.store import layout
 from batchseg.store.table import table_group
 from tests.helpers.cli import run_cli

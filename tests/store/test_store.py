@@ -10,10 +10,10 @@ import pytest
 import zarr
 
 from batchseg import store
-from batchseg.engine.stats import stats_columns
+from batchseg.core.plan import UNREADABLE, Plan, Shard, plan_shards
 from batchseg.errors import StoreError
 from batchseg.io.sources import ImageRef
-from batchseg.job.plan import UNREADABLE, Plan, Shard, plan_shards
+from batchseg.measure.stats import stats_columns
 
 COLUMNS = stats_columns("regions", None)  # n_regions, area_*, seconds
 SHAPES = {"a": (6, 8), "b": (5, 7)}

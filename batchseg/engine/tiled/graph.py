@@ -26,16 +26,16 @@ import numpy as np
 from distributed import Client, Future
 
 from batchseg import store
+from batchseg.core.faults import fault
+from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, object_rows
 from batchseg.engine.graph import context_task
-from batchseg.engine.objects import object_aggregates
-from batchseg.engine.stats import class_stats_from_counts, region_stats_from_areas
 from batchseg.engine.tiled import worker as tiles
 from batchseg.engine.tiled.grid import grid_shape, stitch
 from batchseg.engine.tiled.objects import merge_partials
 from batchseg.errors import one_line
-from batchseg.job.faults import fault
-from batchseg.job.plan import Shard
+from batchseg.measure.objects import object_aggregates
+from batchseg.measure.stats import class_stats_from_counts, region_stats_from_areas
 from batchseg.methods import get_method
 from batchseg.methods.tiled import finish_histogram, finish_sample, sample_indices, spec_for
 

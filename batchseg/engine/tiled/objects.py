@@ -4,7 +4,7 @@ Each tile window of the final (stitched, image-wide ids) label map gives mergeab
 sums per label (:func:`tile_partials`); :func:`combine_partials` merges any number of them
 (associative and commutative, so partials can be reduced in a tree) and
 :func:`finalise_partials` turns the result into the columns of
-:func:`batchseg.engine.objects.measure_objects`; :func:`merge_partials` does both. Every
+:func:`batchseg.measure.objects.measure_objects`; :func:`merge_partials` does both. Every
 feature equals scikit-image's ``regionprops`` on the whole image up to float rounding:
 
 - counts, integer sums and bboxes are exact integers. Coordinates enter through the horizontal
@@ -15,7 +15,7 @@ feature equals scikit-image's ``regionprops`` on the whole image up to float rou
   orientation branch. Eccentricity, orientation, axis lengths and equivalent diameter apply
   skimage's formulas (``_regionprops``/``_moments``) to that inertia tensor;
 - intensity means are float64 sums over pixels (grey, or R, G, B with the luminance of
-  :func:`~batchseg.engine.objects.luminance`);
+  :func:`~batchseg.measure.objects.luminance`);
 - ``perimeter``: skimage classifies each boundary pixel (a pixel of the object with a
   4-neighbour outside it) by the boundary pixels of the same object in its 3x3 neighbourhood
   and sums a weight per class. A pixel's class depends on the labels up to 2 pixels away, so
@@ -51,7 +51,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from batchseg.engine.objects import (
+from batchseg.measure.objects import (
     OBJECT_COLUMNS,
     OBJECT_DTYPES,
     RGB_COLUMNS,
@@ -453,7 +453,7 @@ def _chain_sum(chain: Chain, k: int, right: bool) -> np.ndarray:
 
 
 def finalise_partials(partial: Partial) -> dict[str, np.ndarray]:
-    """The object columns of :func:`batchseg.engine.objects.measure_objects` from a partial."""
+    """The object columns of :func:`batchseg.measure.objects.measure_objects` from a partial."""
     p, ids, n = partial, partial["label"], partial["n"]
     k, fn = ids.size, n.astype(np.float64)
     left, right = _stored_chains(p, ids)

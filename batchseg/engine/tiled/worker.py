@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.core.plan import Bucket, Shard
 from batchseg.engine.execute import JobContext
 from batchseg.engine.tiled.grid import Tile, tile_at
 from batchseg.engine.tiled.objects import HALO, tile_partials
 from batchseg.errors import ImageError
 from batchseg.io import windowed
-from batchseg.job.plan import Bucket, Shard
 from batchseg.methods import get_method
 from batchseg.methods.tiled import (
     TileSpec,

@@ -19,10 +19,10 @@ from PIL import Image
 
 import batchseg
 from batchseg.cluster.profiles import AddressProfile
-from batchseg.engine.objects import measure_objects
-from batchseg.engine.stats import region_stats
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
+from batchseg.measure.objects import measure_objects
+from batchseg.measure.stats import region_stats
 from batchseg.methods import get_method
 from tests.helpers.images import TILED_H, TILED_THRESHOLD, TILED_TILE, TILED_W
 from tests.helpers.images import blobs as _blobs

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from skimage import draw, filters, measure, segmentation
 
-from batchseg.engine.objects import OBJECT_COLUMNS, OBJECT_DTYPES, measure_objects
 from batchseg.engine.tiled.objects import (
     HALO,
     combine_partials,
@@ -17,6 +16,7 @@ from batchseg.engine.tiled.objects import (
     merge_partials,
     tile_partials,
 )
+from batchseg.measure.objects import OBJECT_COLUMNS, OBJECT_DTYPES, measure_objects
 
 RTOL = 1e-9
 

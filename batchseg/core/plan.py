@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from batchseg.io.sources import ImageRef, paused_gc
+from batchseg.core.refs import ImageRef, paused_gc
 
 #: Pixels one task holds at most (labels of the whole shard are assembled in memory).
 DEFAULT_MAX_SHARD_PIXELS = 64 * 1024 * 1024

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batchseg.engine.panoptic import (
+from batchseg.errors import UsageError
+from batchseg.measure.panoptic import (
     masks_from_full,
     masks_from_ids,
     merge,
@@ -14,7 +15,6 @@ from batchseg.engine.panoptic import (
     stats_row,
     unify_classes,
 )
-from batchseg.errors import UsageError
 
 SEMANTIC = ["background", "sky", "road", "car", "person"]
 INSTANCE = ["__background__", "person", "car"]

@@ -1,4 +1,4 @@
-"""Tests for batchseg.engine.stats: column names and per-image statistics."""
+"""Tests for batchseg.measure.stats: column names and per-image statistics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from batchseg.engine.stats import (
+from batchseg.measure.stats import (
     REGION_COLUMNS,
     class_keys,
     class_stats,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batchseg.engine.instances import (
+from batchseg.measure.instances import (
     INSTANCE_COLUMNS,
     check_instances,
     instance_row,
     object_columns,
 )
-from batchseg.engine.objects import measure_objects
-from batchseg.engine.stats import stats_columns
+from batchseg.measure.objects import measure_objects
+from batchseg.measure.stats import stats_columns
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:

@@ -1,4 +1,4 @@
-"""Per-object measurements of a whole label map (batchseg.engine.objects)."""
+"""Per-object measurements of a whole label map (batchseg.measure.objects)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import color, filters, measure
 
-from batchseg.engine.objects import (
+from batchseg.measure.objects import (
     AGGREGATE_COLUMNS,
     OBJECT_COLUMNS,
     OBJECT_DTYPES,

@@ -1,4 +1,4 @@
-"""Tests for batchseg.job.plan: shape buckets, shards and aligned table rows."""
+"""Tests for batchseg.core.plan: shape buckets, shards and aligned table rows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from batchseg.io.sources import ImageRef
-from batchseg.job.plan import (
+from batchseg.core.plan import (
     DEFAULT_MAX_SHARD_PIXELS,
     UNREADABLE,
     Bucket,
@@ -16,6 +15,7 @@ from batchseg.job.plan import (
     auto_shard_size,
     plan_shards,
 )
+from batchseg.io.sources import ImageRef
 
 
 def _refs(shapes: list[tuple[int, int]], seed: int = 0) -> tuple[list[ImageRef], list]:

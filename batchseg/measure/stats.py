@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from batchseg.engine.objects import AGGREGATE_COLUMNS
+from batchseg.measure.objects import AGGREGATE_COLUMNS
 
 REGION_COLUMNS = ("n_regions", "area_min", "area_mean", "area_max")
 #: Per-image aggregates of the object table, in jobs that measure objects.

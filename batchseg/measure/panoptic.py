@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from batchseg.engine.stats import REGION_COLUMNS, class_keys
 from batchseg.errors import UsageError
+from batchseg.measure.stats import REGION_COLUMNS, class_keys
 
 OFFSET = 1000
 """``label = class_index * OFFSET + instance``."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from batchseg.engine.stats import class_stats, region_stats
+from batchseg.measure.stats import class_stats, region_stats
 from batchseg.methods.base import INSTANCE_FIELDS
 
 #: Columns the object table of an instance method adds to the measured ones.
