@@ -79,6 +79,7 @@ from batchseg.store.read import (
     read_checked,
     read_labels,
     read_map,
+    read_meta,
     shard_status,
     update_attributes,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "read_checked",
     "read_labels",
     "read_map",
+    "read_meta",
     "read_scratch_tile",
     "read_table",
     "read_tile",

@@ -15,12 +15,12 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from batchseg.core.faults import fault
+from batchseg.core.meta import SCHEMA_VERSION
 from batchseg.core.plan import Bucket, Plan
 from batchseg.errors import StoreError
 from batchseg.store.objects import OBJECTS
 from batchseg.store.paths import normalise, path_exists, remove
 
-SCHEMA_VERSION = 1
 ATTRS_KEY = "batchseg"
 CREATING_KEY = "batchseg_creating"
 #: Stored status codes; a real row holding anything but PENDING, DONE or FAILED is damaged.

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
+from batchseg.core.meta import StoreMeta
 from batchseg.core.plan import Bucket, Plan, Shard
 from batchseg.errors import StoreError
 from batchseg.store.layout import (
@@ -87,6 +88,11 @@ def attributes(root: zarr.Group) -> dict[str, Any]:
     if not isinstance(attrs, Mapping):
         raise StoreError(f"malformed store attributes: {ATTRS_KEY!r} is not a mapping")
     return dict(attrs)
+
+
+def read_meta(root: zarr.Group, path: str | None = None) -> StoreMeta:
+    """The store's attributes parsed and checked once (:class:`StoreMeta`)."""
+    return StoreMeta.parse(attributes(root), path or str(root.store_path))
 
 
 def update_attributes(root: zarr.Group, **changes: Any) -> None:
