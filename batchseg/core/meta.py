@@ -165,9 +165,7 @@ class _Parser:
         self.attrs, self.path = attrs, path
 
     def error(self, key: str, what: str) -> StoreError:
-        return StoreError(
-            f"{self.path}: malformed store attribute {key!r}: {what}"
-        )
+        return StoreError(f"{self.path}: malformed store attribute {key!r}: {what}")
 
     def _get(self, key: str, value: Any) -> Any:
         if value is _MISSING:
