@@ -50,8 +50,8 @@ def _polygon_problem(polygons: list[Any], height: int, width: int) -> str | None
             low, high = (low_x, high_x) if k % 2 == 0 else (low_y, high_y)
             if not low <= value <= high:
                 return (
-                    f"polygon coordinate {value:g} is far outside the image {width}x{height} "
-                    "(width x height)"
+                    f"polygon coordinate {value:g} is far outside the image {height}x{width} "
+                    "(height x width)"
                 )
     return None
 

@@ -41,9 +41,8 @@ def test_unlabelled_is_void_by_default_and_void_names_replace_the_default() -> N
     assert "Unlabelled" not in default.names and default.semantic == (0, 1, 0, 2, 0)
     merged, _ = merge(np.array([[1, 2, 3]]), [], default, min_stuff_area=1)
     assert merged.tolist() == [[1000, 0, 2000]]  # Unlabelled pixels are void, not a segment
-    chosen = unify_classes(
-        semantic, INSTANCE, void_names=["sky"]
-    )  # background: like "__background__"
+    # --void replaces the default names; background stays void as the instance store's class 0
+    chosen = unify_classes(semantic, INSTANCE, void_names=["sky"])
     assert chosen.names == ("void", "Unlabelled", "road", "person", "car")
     assert chosen.semantic == (0, 0, 1, 2, 0)
     with pytest.raises(UsageError, match="--void: 'grass' is not a class of the semantic store"):

@@ -28,7 +28,7 @@ def _rle(mask: np.ndarray) -> dict[str, Any]:
 
 
 BAD: dict[str, tuple[Any, str]] = {
-    "huge": ([[1e20, 0, 5, 5, 7, 9]], "far outside the image 48x36"),
+    "huge": ([[1e20, 0, 5, 5, 7, 9]], "far outside the image 36x48"),
     "nan": ([[float("nan"), 0, 5, 5, 7, 9]], "coordinate nan is not finite"),
     "three numbers": ([[1, 2, 3]], "at least 3 points"),
     "two points": ([[1, 2, 3, 4]], "at least 3 points"),  # pycocotools would read a bbox
