@@ -52,7 +52,8 @@ IMPORT_CALLS = ("importlib.import_module", "import_module", "__import__")
 #: The package order, bottom first: a package imports only packages of earlier layers (and
 #: itself). Top-level modules are units of their own (``errors``, ``render``, ...).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("core", "errors", "words"),
+    ("errors", "words"),
+    ("core",),
     ("io", "cluster", "query"),
     ("methods",),
     ("store",),
@@ -301,8 +302,8 @@ def package_order(pkg: Package) -> list[str]:
     for src, dst, module, target, line in _unit_edges(pkg):
         a, b = _layer(src), _layer(dst)
         if a is not None and b is not None and b >= a:
-            where = "the same layer" if a == b else "a later layer"
-            out.add(f"{module}: imports {target} (line {line}); {dst} is in {where} than {src}")
+            where = "the same layer as" if a == b else "a later layer than"
+            out.add(f"{module}: imports {target} (line {line}); {dst} is in {where} {src}")
     return sorted(out)
 
 

@@ -11,6 +11,7 @@ from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
 from batchseg.errors import UsageError
+from batchseg.io.read import DEFAULT_MAX_PIXELS
 
 #: Dataset values printed by the text output, in order (those the evaluation has).
 SHOWN = (
@@ -47,6 +48,35 @@ SHOWN = (
 )
 #: Per-class values printed on one line each: instances (AP), panoptic (PQ).
 PER_CLASS = ("ap", "pq")
+
+#: Options kept out of the command's signature (its length is bounded).
+TruthComponentsOption = Annotated[
+    int | None,
+    typer.Option(
+        metavar="VALUE",
+        help="Region stores: score against the 4-connected components of this truth "
+        "value (e.g. 255: the cells of 0/255 EM truth).",
+    ),
+]
+VoidOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        metavar="CLASS",
+        help="Class maps: void class (repeatable; 'none': no class); its truth pixels are "
+        "left out and it is not averaged. Default: classes named void or unlabelled.",
+    ),
+]
+MaxPixelsOption = Annotated[
+    int, typer.Option(metavar="N", help="Largest truth image decoded (pixels), as for run.")
+]
+ComponentsOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="CLASS",
+        help="Class maps: also score this class's connected components as regions "
+        "(Rand error, VI, boundary F), e.g. the cells of EM slices.",
+    ),
+]
 
 
 @app.command()
@@ -91,14 +121,10 @@ def evaluate(
             metavar="PX", help="Boundary match distance (default 0.0075 x image diagonal)."
         ),
     ] = None,
-    components: Annotated[
-        str | None,
-        typer.Option(
-            metavar="CLASS",
-            help="Class maps: also score this class's connected components as regions "
-            "(Rand error, VI, boundary F), e.g. the cells of EM slices.",
-        ),
-    ] = None,
+    components: ComponentsOption = None,
+    truth_components: TruthComponentsOption = None,
+    void: VoidOption = None,
+    max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
     workers: Annotated[int | None, typer.Option(help="Embedded cluster: worker processes.")] = None,
     scheduler: Annotated[
         str | None, typer.Option(help="Attach to this Dask scheduler instead.")
@@ -126,6 +152,11 @@ def evaluate(
             scheduler,
             as_json,
             components,
+            extra=dict(
+                truth_components=truth_components,
+                max_pixels=max_pixels,
+                void=tuple(void) if void else None,
+            ),
         )  # fmt: skip
     )
     raise typer.Exit(code)
@@ -143,6 +174,7 @@ def _evaluate(
     scheduler: str | None,
     as_json: bool,
     components: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> int:
     from batchseg.cluster.profiles import AddressProfile, LocalProfile
     from batchseg.evaluate.job import EvalOptions, evaluate_store
@@ -153,10 +185,13 @@ def _evaluate(
         raise UsageError(f"--boundary-tolerance must be >= 0, got {tolerance}")
     if workers is not None and workers < 1:
         raise UsageError("--workers must be >= 1")
+    if extra and not 1 <= extra["max_pixels"] <= 1 << 40:
+        raise UsageError(f"--max-pixels must be in [1, 2^40], got {extra['max_pixels']}")
     profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
     options = EvalOptions(
-        truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile, components
-    )
+        truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile, components,
+        **(extra or {}),
+    )  # fmt: skip
     with progress_reporter("scoring") as on_progress:
         result = evaluate_store(path, options, on_progress)
     if as_json:

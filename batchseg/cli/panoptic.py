@@ -32,6 +32,14 @@ def panoptic(
             "but background); other semantic classes are stuff.",
         ),
     ] = None,
+    void: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="CLASS",
+            help="Semantic class whose pixels are void, not stuff (repeatable; default: "
+            "classes named void, background, unlabelled).",
+        ),
+    ] = None,
     overlap: Annotated[
         float,
         typer.Option(help="Drop an instance when more than this fraction of it is taken."),
@@ -63,6 +71,7 @@ def panoptic(
             workers,
             scheduler,
             overwrite,
+            tuple(void) if void else None,
         )  # fmt: skip
     )
     raise typer.Exit(code)
@@ -78,6 +87,7 @@ def _panoptic(
     workers: int | None,
     scheduler: str | None,
     overwrite: bool,
+    void: tuple[str, ...] | None = None,
 ) -> int:
     from batchseg.cluster.profiles import AddressProfile, LocalProfile
     from batchseg.job.panoptic import PanopticSpec, run_panoptic
@@ -93,7 +103,7 @@ def _panoptic(
         if not names:
             raise UsageError("--things needs at least one class name")
     spec = PanopticSpec(
-        semantic, instances, output, names, overlap, min_stuff_area, profile, overwrite
+        semantic, instances, output, names, overlap, min_stuff_area, profile, overwrite, void
     )
     result = run_panoptic(spec)
     if result.nothing_to_do:

@@ -16,25 +16,30 @@ exists, else beside the JSON (the layout ``batchseg export --format coco-panopti
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchseg.errors import UsageError
+from batchseg.evaluate.coco_geometry import annotation_problem
 from batchseg.evaluate.truth import image_key
+from batchseg.evaluate.truth_read import outside
 from batchseg.measure.panoptic import class_key
 
 
 @dataclass(frozen=True)
 class ObjectTruth:
     """What a scoring task needs of one image's COCO truth: its size and, for panoptic truth,
-    the segment-id PNG and its segments ``(id, store class index, iscrowd)``."""
+    the segment-id PNG and its segments ``(id, store class index, iscrowd)``. ``error``: why
+    the image cannot be scored (a bad annotation, a PNG outside the truth folder)."""
 
     height: int
     width: int
     png: str = ""
     segments: tuple[tuple[int, int, bool], ...] = ()
+    error: str = ""
 
 
 @dataclass
@@ -128,16 +133,44 @@ def panoptic_items(truth: CocoTruth) -> dict[str, ObjectTruth]:
             for s in ann["segments_info"]
         )
         png = os.path.join(folder, str(ann["file_name"]))
-        out[image_id] = ObjectTruth(int(image["height"]), int(image["width"]), png, segments)
+        height, width, error = _size(image)
+        error = error or outside(folder, str(ann["file_name"])) or ""
+        out[image_id] = ObjectTruth(height, width, png, segments, error)
     return out
 
 
 def instance_items(truth: CocoTruth) -> dict[str, ObjectTruth]:
-    """Per store image id: its truth size (checked against the prediction in the task)."""
-    return {
-        i: ObjectTruth(int(image["height"]), int(image["width"]))
-        for i, image in truth.images.items()
-    }
+    """Per store image id: its truth size (checked against the prediction in the task), and
+    the first problem of its annotations' geometry (:mod:`batchseg.evaluate.coco_geometry`):
+    such an image fails with that reason and its annotations are never rasterised."""
+    by_image: dict[Any, list[Mapping[str, Any]]] = {}
+    for ann in truth.doc.get("annotations") or []:
+        if isinstance(ann, dict):
+            by_image.setdefault(ann.get("image_id"), []).append(ann)
+    out = {}
+    for image_id, image in truth.images.items():
+        height, width, error = _size(image)
+        if not error:
+            found = (
+                annotation_problem(a, height, width) for a in by_image.get(image.get("id"), [])
+            )
+            error = next((e for e in found if e), "")
+        out[image_id] = ObjectTruth(height, width, error=error)
+    return out
+
+
+def _size(image: Mapping[str, Any]) -> tuple[int, int, str]:
+    """A truth image's height and width, or ``0, 0`` and why they are not positive integers."""
+    height, width = image.get("height"), image.get("width")
+    if all(_positive_int(v) for v in (height, width)):
+        return int(height), int(width), ""  # type: ignore[arg-type]
+    return 0, 0, f"truth image size {height!r}x{width!r} (height x width) is not positive integers"
+
+
+def _positive_int(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value == int(value) and 0 < value < 1 << 31
 
 
 def png_folder(path: str) -> str:

@@ -28,8 +28,15 @@ from batchseg.errors import UsageError
 from batchseg.evaluate.coco_truth import is_coco_json, read_coco_truth
 from batchseg.evaluate.metrics import class_scores
 from batchseg.evaluate.object_job import OBJECT_KINDS, object_result, truth_items
-from batchseg.evaluate.score import REGION_METRICS, EvalContext, Scores
-from batchseg.evaluate.truth import match_truth, read_value_map
+from batchseg.evaluate.score import (
+    REGION_METRICS,
+    EvalContext,
+    Scores,
+    check_kind_options,
+    warn_two_value_truth,
+)
+from batchseg.evaluate.truth import match_truth, read_value_map, void_classes
+from batchseg.io.read import DEFAULT_MAX_PIXELS
 from batchseg.store.evaluations import evaluations, write_evaluation
 from batchseg.store.lock import store_lock
 
@@ -52,6 +59,12 @@ class EvalOptions:
     profile: Profile = field(default_factory=LocalProfile)
     #: class maps: also score this class's connected components as regions
     components: str | None = None
+    #: truth files: pixel limit of a decode (``--max-pixels``)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    #: class maps: void class names (None: those named void or unlabelled; ("none",): none)
+    void: tuple[str, ...] | None = None
+    #: region stores: score against the connected components of this truth value
+    truth_components: int | None = None
 
 
 @dataclass
@@ -87,11 +100,14 @@ def evaluate_store(
             "(give a folder of truth images or a CSV image_id,truth_path)"
         )
     classes = tuple(attrs.get("classes") or ())
+    check_kind_options(kind, options.truth_classes, options.void, options.truth_components)
     value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
-    if value_map is not None and kind != "classes":
-        raise UsageError("--truth-classes is for class maps; region truth is scored as regions")
     component = _component_class(options.components, classes, kind)
-    ctx = EvalContext(path, kind, classes, value_map, options.ignore, options.tolerance, component)
+    ctx = EvalContext(
+        path, kind, classes, value_map, options.ignore, options.tolerance, component,
+        max_pixels=options.max_pixels, void=void_classes(options.void, classes),
+        truth_components=options.truth_components,
+    )  # fmt: skip
     plan = store.load_plan(root)
     done = _done(root, plan)
     ids = list(done)
@@ -107,7 +123,8 @@ def evaluate_store(
     ]
     tasks = [t for t in tasks if t]
     with store_lock(path):
-        scores = _run(ctx, tasks, options.profile, on_progress)
+        scores = [*_run(ctx, tasks, options.profile, on_progress), Scores(errors=truth.refused)]
+        warn_two_value_truth(scores)
         result = _dataset_result(ctx, options, scores, len(truth.missing))
         _store(path, options.name, ctx, scores, result)
     return _finish(options, result, truth.missing, scores)
@@ -150,7 +167,9 @@ def _evaluate_objects(
             "(images matched by file_name: relative path with any image suffix)"
         )
     items = truth_items(kind, truth)
-    ctx = EvalContext(path, kind, classes, scored=tuple(truth.scored_classes))
+    ctx = EvalContext(
+        path, kind, classes, scored=tuple(truth.scored_classes), max_pixels=options.max_pixels
+    )
     tasks = [
         [(done[i], items[i]) for i in s.image_ids if i in items and i in done] for s in plan.shards
     ]
@@ -177,6 +196,8 @@ def _check_object_options(options: EvalOptions, kind: str) -> None:
             ("--ignore", options.ignore or None),
             ("--boundary-tolerance", options.tolerance),
             ("--components", options.components),
+            ("--void", options.void),
+            ("--truth-components", options.truth_components),
         )
         if value is not None
     ]
@@ -188,7 +209,10 @@ def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int
     if name is None:
         return None
     if kind != "classes":
-        raise UsageError("--components is for class maps (region stores are scored as regions)")
+        raise UsageError(
+            "--components is for class maps; region stores: --truth-components VALUE scores "
+            "them against the connected components of a truth value"
+        )
     lowered = [c.lower() for c in classes]
     if name.lower() not in lowered:
         raise UsageError(f"--components: {name!r} is not a class ({', '.join(classes)})")
@@ -251,9 +275,12 @@ def _dataset_result(
         for s in scores:
             if s.confusion is not None:
                 total += s.confusion
-        result.update(class_scores(total, ctx.class_names))
+        result.update(class_scores(total, ctx.class_names, ctx.void))
         result["classes"] = list(ctx.class_names)
+        result["void"] = [ctx.class_names[c] for c in ctx.void]
         result["confusion_matrix"] = total.tolist()
+    if ctx.truth_components is not None:
+        result["truth_components"] = ctx.truth_components
     if ctx.kind != "classes" or ctx.components is not None:
         values = [v for s in scores for v in s.values]
         with warnings.catch_warnings():

@@ -9,7 +9,8 @@ dataset values come from the summed matrix, never from means of per-image ratios
 * ``iou[c]`` = ``C[c, c] / (sum_j C[c, j] + sum_i C[i, c] - C[c, c])``, for classes present in
   truth or prediction; absent from both: excluded (NaN), never counted as 0;
 * ``miou`` = mean of the defined ``iou``; ``fw_iou`` = sum over classes of (truth frequency x iou);
-* ``dice[c]`` = ``2 C[c, c] / (sum_j C[c, j] + sum_i C[i, c])``; ``mean_dice`` its mean.
+* ``dice[c]`` = ``2 C[c, c] / (sum_j C[c, j] + sum_i C[i, c])``; ``mean_dice`` its mean;
+* void classes (``--void``): no IoU, Dice or accuracy of their own, left out of every mean.
 
 Region labels (superpixels, watersheds, objects) against region truth use
 ``skimage.metrics.adapted_rand_error`` (``adapted_rand_error``, ``rand_precision``,
@@ -58,8 +59,12 @@ def confusion(
     )
 
 
-def class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, object]:
-    """Every class-map metric of a confusion matrix (see the module docstring)."""
+def class_scores(
+    matrix: np.ndarray, class_names: Sequence[str], void: Sequence[int] = ()
+) -> dict[str, object]:
+    """Every class-map metric of a confusion matrix (see the module docstring). ``void``
+    classes (whose truth pixels the caller left out) get no IoU, Dice or accuracy and are
+    not averaged; predicting them on other classes' pixels still counts as an error."""
     m = np.asarray(matrix, dtype=np.float64)
     total = m.sum()
     tp = np.diag(m)
@@ -67,10 +72,11 @@ def class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, ob
     pred = m.sum(axis=0)
     union = truth + pred - tp
     present = union > 0
+    present[list(void)] = False
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(present, tp / union, np.nan)
         dice = np.where(present, 2 * tp / (truth + pred), np.nan)
-        recall = np.where(truth > 0, tp / truth, np.nan)
+        recall = np.where((truth > 0) & present, tp / truth, np.nan)
     freq = truth / total if total else np.zeros_like(truth)
     names = list(class_names)
     return {

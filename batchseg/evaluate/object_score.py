@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
-from batchseg.errors import BatchsegError, one_line
+from batchseg.errors import BatchsegError, ImageError, one_line
 from batchseg.evaluate.coco_truth import ObjectTruth
 from batchseg.evaluate.panoptic_quality import image_row, pq_counts, rgb_ids
 from batchseg.evaluate.score import EvalContext, Scores
+from batchseg.evaluate.truth_read import read_panoptic_truth
 from batchseg.measure.annotations import instance_annotations
 from batchseg.store.instance_table import InstanceTable
 
@@ -33,6 +34,8 @@ def score_objects(ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Objec
     for info, truth in items:
         image_id = info.image_id
         try:
+            if truth.error:
+                raise ImageError(truth.error)
             labels = store.read_map(root, info)
             _check_size(truth, labels.shape)
             if table is not None:
@@ -96,8 +99,5 @@ def _detections(
 
 
 def _panoptic(ctx: EvalContext, truth: ObjectTruth, labels: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(truth.png) as im:
-        truth_ids = rgb_ids(np.asarray(im.convert("RGB")))
+    truth_ids = rgb_ids(read_panoptic_truth(truth.png, labels.shape, ctx.max_pixels))
     return pq_counts(truth_ids, truth.segments, labels, len(ctx.class_names), ctx.scored)

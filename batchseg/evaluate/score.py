@@ -4,6 +4,7 @@ summed confusion matrix: never pixels."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,11 +13,15 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
-from batchseg.errors import one_line
+from batchseg.errors import UsageError, one_line
 from batchseg.evaluate import coco_eval, panoptic_quality
 from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, region_scores
 from batchseg.evaluate.truth import IGNORE, ValueMap
+from batchseg.evaluate.truth_read import read_truth
+from batchseg.io.read import DEFAULT_MAX_PIXELS
 from batchseg.measure.stats import class_keys
+
+log = logging.getLogger(__name__)
 
 CLASS_METRICS = ("pixel_accuracy", "mean_class_accuracy", "miou", "fw_iou", "mean_dice")
 REGION_METRICS = (
@@ -48,6 +53,12 @@ class EvalContext:
     #: instances and panoptic: the store classes the truth lists (predictions of the others
     #: are left out)
     scored: tuple[int, ...] = ()
+    #: truth files: pixel limit of a decode (also bounded by the label map's size)
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    #: class maps: void classes (their truth pixels are left out, they are not averaged)
+    void: tuple[int, ...] = ()
+    #: region stores: score against the 4-connected components of this truth value
+    truth_components: int | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -77,17 +88,38 @@ class Scores:
     errors: dict[str, str] = field(default_factory=dict)
     detections: list[list[dict[str, Any]]] = field(default_factory=list)
     counts: np.ndarray | None = None
+    #: region stores: images whose truth has at most two values while the prediction has
+    #: hundreds of regions (foreground truth scored as regions: see ``--truth-components``)
+    two_value_truth: int = 0
 
 
-def read_truth(path: str) -> np.ndarray:
-    """A truth image as stored: palette indices stay indices, RGBA loses alpha."""
-    from PIL import Image
+def check_kind_options(
+    kind: str, truth_classes: str | None, void: Sequence[str] | None, truth_components: int | None
+) -> None:
+    """UsageError for an option that the store's kind (class maps or regions) does not use."""
+    if kind == "regions" and truth_classes is not None:
+        raise UsageError(
+            "--truth-classes is for class maps; region stores are scored as regions (against "
+            "the connected components of one truth value with --truth-components VALUE)"
+        )
+    if kind == "regions" and void is not None:
+        raise UsageError("--void is for class maps; region stores have no classes")
+    if kind == "classes" and truth_components is not None:
+        raise UsageError("--truth-components is for region stores; class maps: --components CLASS")
 
-    with Image.open(path) as im:
-        array = np.asarray(im)
-    if array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3]
-    return array
+
+def warn_two_value_truth(scores: Sequence[Scores]) -> None:
+    """One warning line when region predictions with hundreds of regions met truth of two
+    values (their Rand and VI scores then mean little)."""
+    n = sum(s.two_value_truth for s in scores)
+    if n:
+        log.warning(
+            "%d image(s): the truth has two values but the prediction %d or more regions; "
+            "scoring foreground truth as one region means little: --truth-components VALUE "
+            "scores against the truth's connected components of that value",
+            n,
+            MANY_REGIONS,
+        )
 
 
 def score_images(
@@ -103,7 +135,10 @@ def score_images(
         image_id = info.image_id
         try:
             labels = store.read_map(root, info)
-            row, matrix = _score_one(ctx, labels, [read_truth(p) for p in paths])
+            truths = [read_truth(p, labels.shape, ctx.max_pixels) for p in paths]
+            if ctx.kind == "regions" and ctx.truth_components is None:
+                out.two_value_truth += looks_binary(truths, labels)
+            row, matrix = _score_one(ctx, labels, truths)
         except Exception as exc:  # noqa: BLE001 - recorded per image
             out.errors[image_id] = one_line(exc)
             continue
@@ -112,6 +147,27 @@ def score_images(
         if matrix is not None and out.confusion is not None:
             out.confusion += matrix
     return out
+
+
+#: Regions in a prediction that, against a truth of at most two values, draw a warning.
+MANY_REGIONS = 100
+
+
+def looks_binary(truths: Sequence[np.ndarray], labels: np.ndarray) -> bool:
+    """Whether a region prediction with hundreds of regions meets a truth of at most two
+    values (foreground/background, e.g. ISBI's 0/255): its Rand and VI scores mean little."""
+    if not labels.size or int(labels.max()) < MANY_REGIONS:
+        return False
+    if np.unique(labels).size < MANY_REGIONS:
+        return False
+    return any(t.ndim == 2 and np.unique(t).size <= 2 for t in truths)
+
+
+def truth_regions(truth: np.ndarray, value: int) -> np.ndarray:
+    """The 4-connected components of the truth pixels equal to ``value`` (others region 0)."""
+    from skimage.measure import label
+
+    return np.asarray(label(truth == value, connectivity=1))
 
 
 def _component_scores(ctx: EvalContext, truth: np.ndarray, labels: np.ndarray) -> list[float]:
@@ -139,10 +195,10 @@ def _score_one(
             )
         if ctx.kind == "classes":
             mapped = (ctx.value_map or ValueMap()).apply(truth, ctx.ignore)
-            left_out = mapped == IGNORE
+            left_out = (mapped == IGNORE) | np.isin(mapped, ctx.void)
             matrix = confusion(np.where(left_out, 0, mapped), labels, len(ctx.class_names),
                                ignore=left_out)  # fmt: skip
-            scores = class_scores(matrix, ctx.class_names)
+            scores = class_scores(matrix, ctx.class_names, ctx.void)
             iou = scores["iou"]
             assert isinstance(iou, dict)
             values = [scores[m] for m in CLASS_METRICS] + list(iou.values())
@@ -153,6 +209,8 @@ def _score_one(
         else:
             if truth.ndim != 2:
                 raise ValueError("region truth must be a single-channel label image")
+            if ctx.truth_components is not None:
+                truth = truth_regions(truth, ctx.truth_components)
             regions = region_scores(truth, labels)
             edges = boundary_scores(truth, labels, ctx.tolerance)
             rows.append(np.array([{**regions, **edges}[m] for m in REGION_METRICS], float))

@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from batchseg.errors import UsageError
+from batchseg.evaluate.truth_read import outside
 from batchseg.io.formats import IMAGE_SUFFIXES
 
 #: Marks pixels left out of scoring in a mapped truth map.
@@ -28,14 +29,18 @@ IGNORE = -1
 
 @dataclass(frozen=True)
 class TruthFiles:
-    """Truth files per image id, and the ids that have none."""
+    """Truth files per image id, the ids that have none, and the ids whose truth was refused
+    (with why: a path leading outside the truth folder)."""
 
     files: dict[str, list[str]]
     missing: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def match_truth(truth: str, image_ids: Sequence[str], pattern: str | None = None) -> TruthFiles:
-    """The truth files of each of ``image_ids`` (see the module docstring)."""
+    """The truth files of each of ``image_ids`` (see the module docstring). In a folder, a
+    truth file must resolve inside it (``..`` in an id or pattern, a symlink leading out):
+    such an id is refused, never read."""
     if truth.lower().endswith(".csv"):
         listed = _read_manifest(truth)
         files = {i: [listed[i]] for i in image_ids if i in listed}
@@ -46,7 +51,15 @@ def match_truth(truth: str, image_ids: Sequence[str], pattern: str | None = None
     else:
         index = _index_folder(truth)
         files = {i: [index[image_key(i)]] for i in image_ids if image_key(i) in index}
-    return TruthFiles(files, [i for i in image_ids if i not in files])
+    refused: dict[str, str] = {}
+    if os.path.isdir(truth):
+        for image_id, paths in list(files.items()):
+            reasons = [r for p in paths if (r := outside(truth, p))]
+            if reasons:
+                refused[image_id] = reasons[0]
+                del files[image_id]
+    missing = [i for i in image_ids if i not in files and i not in refused]
+    return TruthFiles(files, missing, refused)
 
 
 def image_key(image_id: str) -> str:
@@ -192,3 +205,27 @@ def _parse_value(text: str | None, path: str, line: int) -> int | tuple[int, int
         raise UsageError(
             f"{path}:{line}: value {value!r} is not an integer, '#rrggbb' or 'r g b'"
         ) from None
+
+
+#: Store classes that are void unless ``--void`` says otherwise (matched case-insensitively,
+#: blanks and underscores around them ignored).
+VOID_NAMES = ("void", "unlabelled", "unlabeled")
+
+
+def void_classes(names: Sequence[str] | None, class_names: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the void classes: ``names`` (``["none"]``: no class), or by default the
+    classes named as in :data:`VOID_NAMES`. UsageError for a name the store lacks."""
+    keys = [n.strip().strip("_").strip().lower() for n in class_names]
+    if names is None:
+        return tuple(i for i, k in enumerate(keys) if k in VOID_NAMES)
+    if [n.lower() for n in names] == ["none"]:
+        return ()
+    out = []
+    for name in names:
+        key = name.strip().strip("_").strip().lower()
+        if key not in keys:
+            raise UsageError(
+                f"--void: {name!r} is not a class of the store ({', '.join(class_names)})"
+            )
+        out.append(keys.index(key))
+    return tuple(sorted(set(out)))

@@ -30,7 +30,7 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -67,6 +67,7 @@ __all__ = [
     "PixelLimitError",
     "read_header",
     "read_image",
+    "read_label_image",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,23 @@ def _refuse_truncated_loads() -> None:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+def _label_array(img: Image.Image) -> np.ndarray:
+    """A label image's values as stored: palette indices stay indices, 1-bit is 0/1, alpha
+    is dropped; other modes as :func:`_pil_to_array`."""
+    if img.mode == "P":
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    if img.mode == "PA":
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8)[..., 0])
+    if img.mode == "1":
+        return np.asarray(img, dtype=bool).astype(np.uint8)
+    return _pil_to_array(img)
+
+
 def _pil_decode(
-    img: Image.Image, max_pixels: int | None, fh: IO[bytes] | None = None
+    img: Image.Image,
+    max_pixels: int | None,
+    fh: IO[bytes] | None = None,
+    to_array: Callable[[Image.Image], np.ndarray] = _pil_to_array,
 ) -> np.ndarray:
     """Decode an opened image; with ``fh``, a PNG must hold all its rows."""
     width, height = img.size
@@ -250,7 +266,7 @@ def _pil_decode(
         if reason is not None:
             raise ImageError(reason)
     try:
-        return _pil_to_array(img)
+        return to_array(img)
     except ImageError:
         raise
     except Exception as exc:
@@ -389,6 +405,23 @@ def read_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndar
                 return fast
         with _pil_open(fh) as img:
             return _pil_decode(img, max_pixels, fh)
+
+
+def read_label_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A label image (ground truth) with the checks of :func:`read_image` (regular files only,
+    size from the header before any decoding, incomplete data fails) and its values as stored:
+    palette indices stay indices, 1-bit images are 0/1, alpha is dropped."""
+    uri = os.fspath(uri)
+    with open_binary(uri) as fh:
+        head = sniff(fh)
+        if head[:4] in TIFF_MAGIC:
+            return _tiff_decode(fh, max_pixels)
+        if head[:8] == PNG_SIGNATURE:
+            fast = _fast_png(fh, max_pixels)
+            if fast is not None:
+                return fast
+        with _pil_open(fh) as img:
+            return _pil_decode(img, max_pixels, fh, _label_array)
 
 
 def _fast_png(fh: IO[bytes], max_pixels: int | None) -> np.ndarray | None:

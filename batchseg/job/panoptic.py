@@ -54,6 +54,7 @@ class PanopticSpec:
     min_stuff_area: int = 4096
     profile: Profile | None = None  # default: an embedded local cluster
     overwrite: bool = False
+    void: tuple[str, ...] | None = None  # default: semantic classes named void, background...
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
     instances = _open_source(spec.instances, "instances", "--instances")
     _same_images(semantic, instances)
     classes = unify_classes(
-        semantic.attrs.get("classes") or [], instances.attrs.get("classes") or [], spec.things
+        semantic.attrs.get("classes") or [],
+        instances.attrs.get("classes") or [],
+        spec.things,
+        spec.void,
     )
     params = {
         "things": [classes.names[i] for i in classes.things],

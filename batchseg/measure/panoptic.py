@@ -30,7 +30,8 @@ OFFSET = 1000
 """``label = class_index * OFFSET + instance``."""
 VOID = "void"
 """Name of unified class 0: pixels no segment claims."""
-_VOID_NAMES = ("void", "background")
+VOID_NAMES = ("void", "background", "unlabelled", "unlabeled")
+"""Semantic classes that are void (not stuff) unless ``--void`` names others."""
 _LUT_LIMIT = 1 << 24  # labels up to this are compacted by a lookup table, larger by sorting
 
 
@@ -61,15 +62,20 @@ class PanopticClasses:
 
 
 def unify_classes(
-    semantic: Sequence[str], instance: Sequence[str], things: Sequence[str] | None = None
+    semantic: Sequence[str],
+    instance: Sequence[str],
+    things: Sequence[str] | None = None,
+    void_names: Sequence[str] | None = None,
 ) -> PanopticClasses:
     """The unified classes of a merge; names are matched by :func:`class_key`.
 
     ``things`` defaults to the instance classes other than index 0 (background). A semantic
-    class is stuff unless it is a thing or is named ``void``, ``background`` or like the
-    instance store's class 0. UsageError for a thing that neither store knows.
+    class is stuff unless it is a thing, is named like the instance store's class 0 or
+    ``void``, or is void: one of ``void_names`` (UsageError for a class the semantic store
+    lacks), by default those named as in :data:`VOID_NAMES`. UsageError for a thing that
+    neither store knows.
     """
-    void = {*_VOID_NAMES, *(class_key(n) for n in instance[:1])}
+    void = {VOID, *(class_key(n) for n in instance[:1]), *_void_keys(semantic, void_names)}
     spelled: dict[str, str] = {}
     for name in [*instance[1:], *semantic]:
         spelled.setdefault(class_key(name), str(name))
@@ -96,6 +102,19 @@ def unify_classes(
         semantic=tuple(index[class_key(n)] if class_key(n) in stuff else 0 for n in semantic),
         instance=tuple(index[class_key(n)] if class_key(n) in thing else 0 for n in instance),
     )
+
+
+def _void_keys(semantic: Sequence[str], names: Sequence[str] | None) -> set[str]:
+    if names is None:
+        return set(VOID_NAMES)
+    known = {class_key(n) for n in semantic}
+    for name in names:
+        if class_key(name) not in known:
+            raise UsageError(
+                f"--void: {name!r} is not a class of the semantic store "
+                f"({', '.join(str(n) for n in semantic)})"
+            )
+    return {class_key(n) for n in names}
 
 
 @dataclass(frozen=True)

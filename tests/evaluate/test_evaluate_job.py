@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, 
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from tests.helpers.cli import run_cli
-from tests.helpers.images import write_collection
+from tests.helpers.images import png_chunk, short_png, write_collection
 from tests.helpers.stores import snapshot
 
 pytestmark = pytest.mark.integration
@@ -168,3 +172,73 @@ def test_regions_against_several_annotators(stores, tmp_path, cluster_address):
     mean_f = np.mean([w["boundary_f"] for w in expected.values()])
     assert result["boundary_f"] == pytest.approx(mean_f)
     del rng
+
+
+def test_bad_truth_files_fail_alone(stores, tmp_path, cluster_address):
+    """A half-row truth PNG, a FIFO and a 12000x12000 truth PNG (a few KB) each fail their
+    image with the input side's reasons; an image whose id leads out of the truth folder is
+    refused; the good one is scored."""
+    path = tmp_path / "otsu.zarr"
+    shutil.copytree(stores["skimage.otsu"], path)
+    view = batchseg.open(str(path))
+    ids = sorted(view.table()["image_id"])
+    truth = tmp_path / "truth"
+    files = {i: truth / Path(i).with_suffix(".png") for i in ids[:4]}
+    for f in files.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+    h, w = view.mask(ids[0]).shape
+    files[ids[0]].write_bytes(short_png(width=w, height=h, rows=h // 2))
+    os.mkfifo(files[ids[1]])
+    huge = struct.pack(">IIBBBBB", 12000, 12000, 8, 0, 0, 0, 0)
+    files[ids[2]].write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", huge)
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 4096)) + png_chunk(b"IEND", b"")
+    )  # fmt: skip
+    Image.fromarray(view.mask(ids[3]).astype(np.uint8)).save(files[ids[3]])
+    result = run_cli("evaluate", path, "--truth", truth, "--scheduler", cluster_address,
+                     "--json")  # fmt: skip
+    assert result.exit_code == 3, result.output
+    got = json.loads(result.stdout)["eval"]
+    assert got["images_scored"] == 1 and got["pixel_accuracy"] == 1.0
+    failed = got["failed"]
+    assert f"image data holds {h // 2} of {h} rows" in failed[ids[0]]
+    assert "not a regular file" in failed[ids[1]]
+    assert "is 12000x12000" in failed[ids[2]] and "never resized" in failed[ids[2]]
+
+
+def test_region_store_against_truth_components(stores, tmp_path, cluster_address):
+    """0/255 foreground truth: --truth-components 255 scores the regions against its
+    4-connected components; --truth-classes, --components and --void name the right option."""
+    from skimage.measure import label
+
+    path = stores["skimage.slic"]
+    view = batchseg.open(str(path))
+    image_id = sorted(view.table()["image_id"])[0]
+    pred = view.mask(image_id)
+    h, w = pred.shape
+    truth = np.zeros((h, w), np.uint8)
+    truth[2 : h // 2 - 1, 2 : w // 2 - 1] = 255
+    truth[h // 2 + 1 : h - 2, 3 : w - 3] = 255
+    out = tmp_path / "gt" / Path(image_id).with_suffix(".png")
+    out.parent.mkdir(parents=True)
+    Image.fromarray(truth).save(out)
+    result = run_cli("evaluate", path, "--truth", tmp_path / "gt", "--truth-components", 255,
+                     "--name", "cells", "--scheduler", cluster_address, "--json")  # fmt: skip
+    assert result.exit_code == 3, result.output  # the other images have no truth
+    got = json.loads(result.stdout)["cells"]
+    want = region_scores(label(truth == 255, connectivity=1), pred)
+    assert got["truth_components"] == 255
+    assert got["adapted_rand_error"] == pytest.approx(want["adapted_rand_error"])
+    assert got["rand_recall"] == pytest.approx(want["rand_recall"])
+    plain = region_scores(truth, pred)
+    assert plain["adapted_rand_error"] != pytest.approx(want["adapted_rand_error"])
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("value,class\n0,background\n255,foreground\n")
+    for option, value, says in (
+        ("--truth-classes", mapping, "--truth-components VALUE"),
+        ("--components", "foreground", "--truth-components VALUE"),
+        ("--void", "unlabelled", "--void is for class maps"),
+    ):
+        refused = run_cli("evaluate", path, "--truth", tmp_path / "gt", option, value)
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+        assert "is not a class of the store ()" not in refused.output

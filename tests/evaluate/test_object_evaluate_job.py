@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -90,6 +91,30 @@ def test_panoptic_quality_of_a_panoptic_job(
     assert "pq_things" in shown.stdout and "pq: " in shown.stdout, shown.stdout
     stats = run_cli("stats", panoptic_store)
     assert f"pq {got['pq']:.4f}" in stats.stdout, stats.stdout
+
+
+def test_panoptic_pngs_outside_the_folder_or_not_files_fail_alone(
+    panoptic_store: Path, tmp_path: Path, cluster_address: str
+) -> None:
+    """A FIFO as a panoptic PNG and ``file_name`` ``../x.png`` fail their images; the rest
+    are scored."""
+    truth = _panoptic_truth(tmp_path)
+    doc = json.loads(truth.read_text())
+    names = {a["image_id"]: a for a in doc["annotations"]}
+    by_name = {i["file_name"]: names[i["id"]] for i in doc["images"]}
+    fifo = truth.parent / "pan" / by_name["b.png"]["file_name"]
+    fifo.unlink()
+    os.mkfifo(fifo)
+    shutil.copy(truth.parent / "pan" / by_name["d.png"]["file_name"], tmp_path / "x.png")
+    by_name["d.png"]["file_name"] = "../../x.png"
+    truth.write_text(json.dumps(doc))
+    result = run_cli("evaluate", panoptic_store, "--truth", truth, "--name", "bad", "--json",
+                     "--scheduler", cluster_address)  # fmt: skip
+    assert result.exit_code == 3, result.output
+    got = json.loads(result.stdout)["bad"]
+    assert got["images_scored"] == 1  # a.png; c.png failed in the store
+    assert "not a regular file" in got["failed"]["b.png"]
+    assert "leads outside the truth folder" in got["failed"]["d.png"]
 
 
 def _instance_truth(path: Path) -> Path:

@@ -35,6 +35,20 @@ def test_unified_classes_match_names_and_split_stuff_from_things() -> None:
         unify_classes(SEMANTIC, INSTANCE, ["bus"])
 
 
+def test_unlabelled_is_void_by_default_and_void_names_replace_the_default() -> None:
+    semantic = ["background", "sky", "Unlabelled", "road", "car"]
+    default = unify_classes(semantic, INSTANCE)  # the attack: Unlabelled used to be stuff
+    assert "Unlabelled" not in default.names and default.semantic == (0, 1, 0, 2, 0)
+    merged, _ = merge(np.array([[1, 2, 3]]), [], default, min_stuff_area=1)
+    assert merged.tolist() == [[1000, 0, 2000]]  # Unlabelled pixels are void, not a segment
+    # --void replaces the default names; background stays void as the instance store's class 0
+    chosen = unify_classes(semantic, INSTANCE, void_names=["sky"])
+    assert chosen.names == ("void", "Unlabelled", "road", "person", "car")
+    assert chosen.semantic == (0, 0, 1, 2, 0)
+    with pytest.raises(UsageError, match="--void: 'grass' is not a class of the semantic store"):
+        unify_classes(semantic, INSTANCE, void_names=["grass"])
+
+
 def test_score_order_overlap_drop_and_per_class_numbering() -> None:
     semantic = np.full((10, 10), 2, np.uint8)  # road
     big = np.zeros((10, 10), bool)
