@@ -326,3 +326,17 @@ def test_stored_bad_colours_fall_back_with_one_warning(caplog):
             colourise(np.array([[0, 1]]), np.asarray(stored_colours(bad, names, "bad.zarr")))
     warnings = [r for r in caplog.records if "bad class colours" in r.getMessage()]
     assert len(warnings) == 1 and "bad.zarr" in warnings[0].getMessage()
+
+
+def test_thumbnail_of_many_regions_is_not_mostly_outline() -> None:
+    rng = np.random.default_rng(0)
+    cell = np.arange(1600) * 32 // 1600
+    labels = (cell[:, None] * 32 + cell[None, :] + 1).astype(np.int32)  # 1024 regions
+    image = rng.integers(0, 256, (1600, 1600), dtype=np.uint8)
+    small = labels[::10, ::10]  # a 160-pixel thumbnail (labels shrink by nearest pixel)
+    thumb = overlay(image[::10, ::10], small, kind="regions")
+    yellow = (thumb == BOUNDARY_COLOUR).all(axis=-1).mean()
+    assert yellow < 0.05
+    full = overlay(image, labels, kind="regions")
+    share = (full == BOUNDARY_COLOUR).all(axis=-1).mean()
+    assert 0.02 < share < MAX_OUTLINE_SHARE  # at full size the outlines show

@@ -47,9 +47,12 @@ def test_overlay_colours_class_zero_unless_hidden(classes_store: Path, tmp_path:
     change = np.abs(_png(hidden) - source).mean(axis=-1)
     assert change[labels == 0].max() == 0 and change[labels == 1].mean() > 5
     by_name = tmp_path / "by_name.png"
-    assert run_cli(
-        "mask", classes_store, IMAGE, "-o", by_name, "--overlay", "--hide", "BACKGROUND"
-    ).exit_code == 0
+    assert (
+        run_cli(
+            "mask", classes_store, IMAGE, "-o", by_name, "--overlay", "--hide", "BACKGROUND"
+        ).exit_code
+        == 0
+    )
     np.testing.assert_array_equal(_png(by_name), _png(hidden))
     unknown = run_cli("mask", classes_store, IMAGE, "-o", tmp_path / "x.png", "--hide", "sky")
     assert unknown.exit_code == 2 and "background" in unknown.output
