@@ -47,8 +47,8 @@ TruthOption = Annotated[
     typer.Option(
         "--truth",
         metavar="DIR",
-        help="Draw the ground truth beside the prediction (a folder or CSV; read as the "
-        "store's evaluation of it read it).",
+        help="Draw the ground truth beside the prediction (a folder or CSV, read with the "
+        "settings of the store's evaluation against it).",
     ),
 ]
 
