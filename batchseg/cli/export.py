@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,9 +118,8 @@ def mask(
     """Write an image's label map as a colour PNG, or as an overlay on the source image
     (region and object outlines drawn; --object highlights one object); --where with
     --output-dir writes one PNG per selected image."""
-    options = MaskOptions(overlay, alpha, confidence, legend, level, max_pixels, object_label).more(
-        hidden=tuple(hide or ()), outlines=outlines, truth=truth
-    )
+    options = MaskOptions(overlay, alpha, confidence, legend, level, max_pixels, object_label)
+    options = replace(options, hidden=tuple(hide or ()), outlines=outlines, truth=truth)
     if where is not None or output_dir is not None:
         guard(lambda: _mask_many(store_path, image_id, output, where, output_dir, limit, options))
         return

@@ -24,10 +24,6 @@ class MaskOptions:
     outlines: bool = True
     truth: str | None = None
 
-    def more(self, **changes: Any) -> MaskOptions:
-        """These options with ``changes`` (the later ones, by keyword)."""
-        return replace(self, **changes)
-
     def check(self) -> MaskOptions:
         """The options with the default pixel limit; UsageError for bad combinations."""
         from batchseg.io.read import DEFAULT_MAX_PIXELS
