@@ -110,10 +110,13 @@ class StoreView:
         """Class names of a semantic method, None for region methods."""
         return self.attrs.get("classes")
 
-    @property
+    @cached_property
     def colours(self) -> list[list[int]] | None:
-        """RGB colour per class (None when the store has none)."""
-        return self.attrs.get("colours")
+        """RGB colour per class (None when the store has none); a bad stored table reads as
+        the default colours, with one warning (:func:`batchseg.render.stored_colours`)."""
+        from batchseg.render import stored_colours
+
+        return stored_colours(self.attrs.get("colours"), self.classes, self.path)
 
     def columns(self) -> list[str]:
         """Every column of :meth:`table`.

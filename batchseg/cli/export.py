@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from batchseg.cli.core import StoreArgument, app, guard
+from batchseg.cli.mask_options import MaskDrawing, MaskOptions
 from batchseg.cli.text import echo, plural, printable
 from batchseg.errors import BatchsegError, StoreError, UsageError
 
@@ -24,6 +25,33 @@ def check_png_output(output: Path) -> None:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BatchsegError(f"cannot create {parent}: {exc.strerror or exc}") from None
+
+
+HideOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hide",
+        metavar="CLASS",
+        help="Class maps: leave this class (name or index) uncoloured (repeatable).",
+    ),
+]
+OutlinesOption = Annotated[
+    bool,
+    typer.Option(
+        "--outlines/--no-outlines",
+        help="--overlay of region labels: draw region outlines (thin or none where regions "
+        "are small at this size).",
+    ),
+]
+TruthOption = Annotated[
+    str | None,
+    typer.Option(
+        "--truth",
+        metavar="DIR",
+        help="Draw the ground truth beside the prediction (a folder or CSV, read with the "
+        "settings of the store's evaluation against it).",
+    ),
+]
 
 
 @app.command()
@@ -83,50 +111,19 @@ def mask(
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", metavar="N", help="--where: at most N images.")
     ] = None,
+    hide: HideOption = None,
+    outlines: OutlinesOption = True,
+    truth: TruthOption = None,
 ) -> None:
     """Write an image's label map as a colour PNG, or as an overlay on the source image
     (region and object outlines drawn; --object highlights one object); --where with
     --output-dir writes one PNG per selected image."""
     options = MaskOptions(overlay, alpha, confidence, legend, level, max_pixels, object_label)
+    options = replace(options, hidden=tuple(hide or ()), outlines=outlines, truth=truth)
     if where is not None or output_dir is not None:
         guard(lambda: _mask_many(store_path, image_id, output, where, output_dir, limit, options))
         return
     guard(lambda: _mask(store_path, image_id, output, options))
-
-
-@dataclass(frozen=True)
-class MaskOptions:
-    """How ``batchseg mask`` draws each picture."""
-
-    overlay: bool = False
-    alpha: float = 0.5
-    confidence: bool = False
-    legend: bool = False
-    level: int = 0
-    max_pixels: int | None = None
-    object_label: int | None = None
-
-    def check(self) -> MaskOptions:
-        """The options with the default pixel limit; UsageError for bad combinations."""
-        from batchseg.io.read import DEFAULT_MAX_PIXELS
-
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UsageError("--alpha must be between 0 and 1")
-        if self.level < 0:
-            raise UsageError("--level must be >= 0")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise UsageError("--max-pixels must be >= 1")
-        if self.level and self.confidence:
-            raise UsageError(
-                "--level is for label maps only: confidence maps have no stored levels"
-            )
-        if self.object_label is not None and (not self.overlay or self.confidence):
-            raise UsageError(
-                "--object highlights an object on an --overlay (not with --confidence)"
-            )
-        if self.legend and self.confidence:
-            raise UsageError("--legend is for label maps (a confidence map has its scale bar)")
-        return replace(self, max_pixels=self.max_pixels or DEFAULT_MAX_PIXELS)
 
 
 def _mask(path: str, image_id: str | None, output: Path | None, options: MaskOptions) -> None:
@@ -140,11 +137,14 @@ def _mask(path: str, image_id: str | None, output: Path | None, options: MaskOpt
     view = batchseg.open(path)
     if options.object_label is not None and view.kind == "classes":
         raise UsageError(f"{path} holds class maps; --object needs region labels (objects)")
-    render.save_png(_mask_picture(view, image_id, options), str(output))
+    drawing = MaskDrawing.of(view, options)
+    render.save_png(_mask_picture(view, image_id, options, drawing), str(output))
     echo(f"wrote {output}")
 
 
-def _mask_picture(view: Any, image_id: str, options: MaskOptions) -> Any:
+def _mask_picture(
+    view: Any, image_id: str, options: MaskOptions, drawing: MaskDrawing | None = None
+) -> Any:
     """The picture ``batchseg mask`` writes for one image (an H x W x 3 uint8 array)."""
     import numpy as np
 
@@ -154,6 +154,7 @@ def _mask_picture(view: Any, image_id: str, options: MaskOptions) -> Any:
 
     if options.confidence:
         return render.confidence_picture(view.confidence(image_id))
+    drawing = drawing or MaskDrawing()
     labels = view.mask(image_id, level=options.level)
     # instance ids are drawn like regions: the class colours are for class maps
     colours = (
@@ -173,14 +174,50 @@ def _mask_picture(view: Any, image_id: str, options: MaskOptions) -> Any:
                 f"{' at this level' if options.level else ''}); list them with batchseg objects"
             )
         picture = render.overlay(
-            image, labels, colours, kind=view.kind, alpha=options.alpha, highlight=label
+            image,
+            labels,
+            colours,
+            view.kind,
+            options.alpha,
+            highlight=label,
+            hidden=drawing.hidden,
+            outlines=options.outlines,
         )
     else:
-        picture = render.colourise(labels, colours, kind=view.kind)
+        image = None
+        picture = render.colourise(labels, colours, kind=view.kind, hidden=drawing.hidden)
+    if drawing.truth is not None:
+        picture = _beside_truth(view, image_id, picture, image, options, drawing)
     if options.legend:
         title = "classes" if view.kind == "classes" else "regions (colours arbitrary)"
-        picture = render.with_legend(picture, legend_entries(view, options.overlay), title)
+        title += "; left prediction, right truth" if drawing.truth is not None else ""
+        entries = legend_entries(view, options.overlay, drawing.hidden)
+        picture = render.with_legend(picture, entries, title)
     return picture
+
+
+def _beside_truth(
+    view: Any, image_id: str, picture: Any, image: Any, options: MaskOptions, drawing: MaskDrawing
+) -> Any:
+    """``picture`` with the image's truth drawn the same way on its right."""
+    from batchseg import render
+    from batchseg.report.pictures import truth_picture
+    from batchseg.report.truth import truth_labels
+
+    truth = truth_labels(view, drawing.truth, image_id)
+    if truth is None:
+        raise UsageError(f"no truth for {image_id!r} in {drawing.truth.truth}")
+    drawn = truth_picture(
+        view,
+        drawing.truth,
+        truth,
+        level=options.level,
+        image=image,
+        alpha=options.alpha,
+        hidden=drawing.hidden,
+        outlines=options.outlines,
+    )
+    return render.beside(picture, drawn, gap=8)
 
 
 def mask_file_names(image_ids: list[str]) -> list[str]:
@@ -227,6 +264,7 @@ def _mask_many(
     if options.object_label is not None:
         raise UsageError("--object is for one image (IMAGE_ID), not --where")
     view = batchseg.open(path)
+    drawing = MaskDrawing.of(view, options)
     plan = plan_query(view.columns(), where, "status", None)
     chosen = select(plan, view.table(plan.read)).rows
     done = chosen[chosen["status"] == "done"]
@@ -244,7 +282,7 @@ def _mask_many(
             continue
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            render.save_png(_mask_picture(view, image, options), str(target))
+            render.save_png(_mask_picture(view, image, options, drawing), str(target))
         except (BatchsegError, OSError) as exc:
             failures.append((image, one_line(exc)))
     skipped = len(chosen) - len(done)

@@ -176,14 +176,15 @@ def export_coco_panoptic(
 
     Returns the number of images, segments and categories written.
     """
-    from batchseg.render import save_png
+    from batchseg.render import save_png, stored_colours
 
     root, attrs = _open(store_path, "panoptic", "coco-panoptic")
     target = Path(output)
     _check_folder(target, overwrite)
     names = [str(n) for n in attrs.get("classes") or []]
     is_thing = [bool(t) for t in attrs.get("is_thing") or [False] * len(names)]
-    colours = attrs.get("colours") or [[0, 0, 0]] * len(names)
+    stored = stored_colours(attrs.get("colours"), names, str(store_path))
+    colours = stored or [[0, 0, 0]] * len(names)
     classes = PanopticClasses(tuple(names), tuple(is_thing), (), ())
     categories = [
         {

@@ -1,4 +1,5 @@
-"""The report's gallery: which images it shows and their source | labels | overlay thumbnails.
+"""The report's gallery: which images it shows and their source | labels | overlay thumbnails,
+and the truth beside them once the store was evaluated against truth images.
 
 Only the gallery's images are decoded: the selection comes from the table (a query with
 ``--where``/``--sort``, or a seeded sample of the done images), then each chosen image's
@@ -8,6 +9,7 @@ labels are read once and its source decoded once.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +19,7 @@ from batchseg.cli.query_output import cell
 from batchseg.errors import BatchsegError, one_line
 from batchseg.report import pictures, rows
 from batchseg.report.index import CatalogueIndex, IndexedView
+from batchseg.report.truth import TruthSource, find_source
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,7 @@ def build(
     """The gallery: chosen rows and their thumbnails (``size`` px longest side)."""
     caption, selection, errors = choose(view, where, sort, sample, seed)
     records = selection.records()
+    truth = _truth_source(view)
     statuses = {str(r["image_id"]): str(r.get("status") or "") for r in records}
     if records:  # one catalogue read instead of a scan per image
         index = CatalogueIndex(view.group)
@@ -94,19 +98,21 @@ def build(
         card = Card(image_id, status, stats[:STATS_PER_CARD])
         try:
             if status == "done":
-                thumbs = pictures.triptych(view, image_id, size)
+                thumbs = _thumbnails(view, image_id, size, truth, card)
                 card.images = {
                     "source": pictures.data_uri(thumbs["source"], "jpeg"),
                     "labels": pictures.data_uri(thumbs["mask"], "png"),
                     "overlay": pictures.data_uri(thumbs["overlay"], "jpeg"),
                 }
+                if "truth" in thumbs:
+                    card.images["truth"] = pictures.data_uri(thumbs["truth"], "png")
             else:
                 card.problem = errors.get(image_id) or status
         except (BatchsegError, OSError) as exc:
             card.problem = one_line(exc)
             log.debug("gallery: %s", card.problem)
         cards.append(card)
-    broken = [c for c in cards if c.problem and c.status == "done"]
+    broken = [c for c in cards if c.problem and c.status == "done" and not c.images]
     if broken:
         log.warning(
             "gallery: %d of %d images could not be drawn (first: %s)",
@@ -114,4 +120,34 @@ def build(
             len(cards),
             broken[0].problem,
         )
+    if truth is not None:
+        caption += f"; truth from evaluation {truth.evaluation!r} ({truth.truth})"
     return Gallery(caption, cards)
+
+
+def _truth_source(view: Any) -> TruthSource | None:
+    """The newest evaluation's truth (a folder or CSV that is still there), else None."""
+    try:
+        source = find_source(view)
+    except BatchsegError as exc:
+        log.warning("gallery: no truth pictures: %s", one_line(exc))
+        return None
+    if source is not None and "://" not in source.truth and not os.path.exists(source.truth):
+        log.warning("gallery: no truth pictures: %s is gone", source.truth)
+        return None
+    return source
+
+
+def _thumbnails(
+    view: Any, image_id: str, size: int, truth: TruthSource | None, card: Card
+) -> dict[str, Any]:
+    """The card's thumbnails; a truth that cannot be drawn is the card's problem, and the
+    prediction is still shown."""
+    if truth is None:
+        return pictures.triptych(view, image_id, size)
+    try:
+        return pictures.triptych(view, image_id, size, truth=truth)
+    except (BatchsegError, OSError) as exc:
+        thumbs = pictures.triptych(view, image_id, size)  # raises when the prediction fails
+        card.problem = f"truth: {one_line(exc)}"
+        return thumbs

@@ -221,7 +221,8 @@ def _worst_row(entry: Any) -> tuple[str, str]:
 
 
 def gallery_section(gallery: Gallery) -> str:
-    """The gallery: per image its id, statistics and source | labels | overlay thumbnails."""
+    """The gallery: per image its id, statistics and source | labels | overlay (| truth)
+    thumbnails."""
     cards = []
     for card in gallery.cards:
         imgs = "".join(
@@ -235,9 +236,10 @@ def gallery_section(gallery: Gallery) -> str:
             f'<div class="row">{imgs}</div><div class="kv">{stats}</div>{problem}</div>'
         )
     empty = "" if cards else '<p class="note">no image matches</p>'
+    truth = " | truth" if any("truth" in c.images for c in gallery.cards) else ""
     return (
         f'<section id="gallery"><h2>Gallery</h2><p class="note">{escape(gallery.caption)}; '
-        f"each: source | labels | overlay</p>{empty}"
+        f"each: source | labels | overlay{truth}</p>{empty}"
         f'<div class="gallery">{"".join(cards)}</div></section>'
     )
 

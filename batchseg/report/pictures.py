@@ -19,6 +19,7 @@ import numpy as np
 from batchseg import render
 from batchseg.errors import UsageError
 from batchseg.io.normalise import display_rgb
+from batchseg.report.truth import IGNORED_COLOUR, TruthSource, truth_labels
 
 #: The pictures one image has (``confidence`` only in stores of semantic methods).
 KINDS = ("source", "mask", "overlay", "confidence")
@@ -35,15 +36,23 @@ def class_colours(view: Any) -> np.ndarray | None:
     return np.asarray(view.colours, dtype=np.uint8)
 
 
-def legend_entries(view: Any, overlay: bool = False) -> list[tuple[str, tuple[int, int, int]]]:
-    """``(name, colour)`` for each class of a class map; for region labels the two fixed
-    colours (no region, outline on overlays): region colours themselves are arbitrary."""
+def legend_entries(
+    view: Any, overlay: bool = False, hidden: Iterable[int] = ()
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(name, colour)`` for each class of a class map (but the ``hidden`` ones); for region
+    labels the two fixed colours (no region, outline on overlays): region colours themselves
+    are arbitrary."""
     if view.kind == "classes":
         names = list(view.classes or [])
         table = class_colours(view)
         if table is None or len(table) < len(names):
             table = render.palette(len(names))
-        return [(n, tuple(int(v) for v in table[i])) for i, n in enumerate(names)]  # type: ignore[misc]
+        hide = {int(h) for h in hidden}
+        return [
+            (n, (int(table[i][0]), int(table[i][1]), int(table[i][2])))
+            for i, n in enumerate(names)
+            if i not in hide
+        ]
     entries = [("no region", (0, 0, 0))]
     if overlay:
         entries.append(("outline", render.BOUNDARY_COLOUR))
@@ -101,10 +110,11 @@ def picture(
         return render.confidence_picture(conf, scale_bar=scale_bar)
     level = pick_level(view.image(image_id), size)
     labels = None if kind == "source" else view.mask(image_id, level=level)
+    hide = [int(h) for h in hidden] if view.kind == "classes" else []
     if kind == "mask":
         assert labels is not None
-        labels = _shrink(_hide(view, labels, hidden), size, nearest=True)
-        return render.colourise(labels, class_colours(view), kind=view.kind)
+        labels = _shrink(labels, size, nearest=True)
+        return render.colourise(labels, class_colours(view), kind=view.kind, hidden=hide)
     image = _source(view, image_id, level, labels, max_pixels)
     if labels is None:
         return _shrink(image, size, nearest=False)
@@ -112,19 +122,23 @@ def picture(
     if target is not None:
         labels = _resize(labels, target, nearest=True)
         image = _resize(image, target, nearest=False)
-    labels = _hide(view, labels, hidden)
-    kind_drawn, colours = view.kind, class_colours(view)
-    if view.kind != "classes" and not outlines:  # region colours without their outlines
-        top = int(labels.max()) if labels.size else 0
-        kind_drawn, colours = "classes", render.region_colours(np.arange(top + 1))
-    return render.overlay(image, labels, colours, kind=kind_drawn, alpha=alpha)
+    return render.overlay(
+        image, labels, class_colours(view), view.kind, alpha, hidden=hide, outlines=outlines
+    )
 
 
 def triptych(
-    view: Any, image_id: str, size: int, *, alpha: float = 0.5, max_pixels: int = DEFAULT_MAX_PIXELS
+    view: Any,
+    image_id: str,
+    size: int,
+    *,
+    alpha: float = 0.5,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    truth: TruthSource | None = None,
 ) -> dict[str, np.ndarray]:
     """Thumbnails ``source``, ``mask`` and ``overlay`` of a done image (longest side ``size``),
-    from one read of its labels and one decode of its source (the report's gallery)."""
+    from one read of its labels and one decode of its source (the report's gallery); with
+    ``truth``, also ``truth`` (its truth labels, colourised as ``mask``)."""
     level = pick_level(view.image(image_id), size)
     labels = view.mask(image_id, level=level)
     image = _source(view, image_id, level, labels, max_pixels)
@@ -133,11 +147,49 @@ def triptych(
         labels = _resize(labels, target, nearest=True)
         image = _resize(image, target, nearest=False)
     colours = class_colours(view)
-    return {
+    out = {
         "source": image,
         "mask": render.colourise(labels, colours, kind=view.kind),
         "overlay": render.overlay(image, labels, colours, kind=view.kind, alpha=alpha),
     }
+    truth_map = None if truth is None else truth_labels(view, truth, image_id)
+    if truth is not None and truth_map is not None:  # images the truth lacks have none
+        out["truth"] = truth_picture(view, truth, truth_map, level=level, target=target)
+    return out
+
+
+def truth_picture(
+    view: Any,
+    source: TruthSource,
+    labels: np.ndarray,
+    *,
+    level: int = 0,
+    target: tuple[int, int] | None = None,
+    image: np.ndarray | None = None,
+    alpha: float = 0.5,
+    hidden: Iterable[int] = (),
+    outlines: bool = True,
+) -> np.ndarray:
+    """Truth ``labels`` (full size, from :func:`batchseg.report.truth.truth_labels`) drawn as the
+    prediction is: at ``level`` (every ``2^level``-th pixel), shrunk to ``target``, colourised,
+    or overlaid on ``image`` when given. Truth pixels left out of scoring are grey
+    (colourised) or show the image (overlaid)."""
+    step = 1 << level
+    labels = labels[::step, ::step]
+    if target is not None:
+        labels = _resize(labels, target, nearest=True)
+    hide = [int(h) for h in hidden] if view.kind == "classes" else []
+    colours = None
+    if view.kind == "classes":
+        table = class_colours(view)
+        n = source.ignored
+        table = table if table is not None and len(table) >= n else render.palette(n)
+        colours = np.vstack([table[:n], np.asarray([IGNORED_COLOUR], dtype=np.uint8)])
+    if image is None:
+        return render.colourise(labels, colours, kind=view.kind, hidden=hide)
+    if view.kind == "classes":
+        hide = [*hide, source.ignored]
+    return render.overlay(image, labels, colours, view.kind, alpha, hidden=hide, outlines=outlines)
 
 
 def pick_level(info: Any, size: int | None) -> int:
@@ -191,14 +243,6 @@ def _source(
         shape = labels.shape
     image = read_overlay_source(view.uri(image_id), shape, level, max_pixels)
     return display_rgb(image)
-
-
-def _hide(view: Any, labels: np.ndarray, hidden: Iterable[int]) -> np.ndarray:
-    """Class ids in ``hidden`` set to 0 (class maps only)."""
-    hidden = [int(h) for h in hidden]
-    if not hidden or view.kind != "classes":
-        return labels
-    return np.where(np.isin(labels, hidden), 0, labels).astype(labels.dtype)
 
 
 def _fit(shape: Sequence[int], size: int) -> tuple[int, int] | None:
