@@ -133,7 +133,7 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             plan, store.shard_status(root), spec.retry_failed
         ):
             # nothing to segment: no cluster, no run of 0 images recorded
-            log.info("nothing to do: every image of %s is finished", spec.output)
+            log.debug("nothing to do: every image of %s is finished", spec.output)  # run prints it
             job.lock.check()
             result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
             gone = len(change.gone) if change else 0
