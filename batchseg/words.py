@@ -42,3 +42,22 @@ def did_you_mean(word: str, candidates: Iterable[str], *, stems: bool = True) ->
     """``"; did you mean 'x.jpg'?"`` (or ``'x.jpg' or 'x.png'``) for an unknown name, else ``""``."""
     matches = near_matches(word, candidates, stems=stems)
     return f"; did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+
+
+def size_text(n_bytes: float) -> str:
+    """A byte count a person reads at a glance: ``812 B``, ``4.2 kB``, ``3.1 MB``, ``1.20 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return (
+                f"{n_bytes / scale:.2f} {unit}" if unit == "GB" else f"{n_bytes / scale:.1f} {unit}"
+            )
+    return f"{int(n_bytes)} B"
+
+
+def rate_text(images: int, seconds: float) -> str:
+    """Throughput in the unit that shows it: ``12.5 images/s``, or ``41.3 s/image`` below one
+    image per second (a tiled image can take minutes)."""
+    if images <= 0 or seconds <= 0:
+        return "0 images/s"
+    rate = images / seconds
+    return f"{rate:.1f} images/s" if rate >= 1 else f"{seconds / images:.1f} s/image"

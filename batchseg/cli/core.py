@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from batchseg.cli.text import PrintableFormatter, echo
 from batchseg.cluster.profiles import QUIET_DISTRIBUTED
@@ -22,8 +23,19 @@ log = logging.getLogger("batchseg")
 #: The STORE argument of every command that reads a store.
 StoreArgument = Annotated[str, typer.Argument(metavar="STORE", help="A batchseg Zarr store.")]
 
+
+class _Group(TyperGroup):
+    """The app's group: every command also accepts ``-v``/``-q`` after its name."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for command in self.commands.values():
+            _add_verbosity(command)
+
+
 app = typer.Typer(
     name="batchseg",
+    cls=_Group,
     help="Segment whole image collections with Dask into a queryable Zarr v3 store.",
     no_args_is_help=True,
     add_completion=False,
@@ -32,7 +44,7 @@ app = typer.Typer(
     # columns; click wraps the help text and never truncates an option name
     rich_markup_mode=None,
 )
-_state = {"verbose": False}
+_state = {"verbose": False, "quiet": False}
 T = TypeVar("T")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED_IMAGES = 0, 1, 2, 3
@@ -81,7 +93,12 @@ def main_callback(
     ] = False,
 ) -> None:
     """Segment whole image collections with Dask into a queryable Zarr v3 store."""
-    _state["verbose"] = verbose
+    configure_logging(verbose=verbose, quiet=quiet)
+
+
+def configure_logging(*, verbose: bool, quiet: bool) -> None:
+    """Route batchseg's log to stderr at the level ``-v``/``-q`` ask for (``-v`` wins)."""
+    _state["verbose"], _state["quiet"] = verbose, quiet
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     handler = _StderrHandler()
     handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -94,6 +111,50 @@ def main_callback(
         # the marker tells batchseg.cluster.jobqueue to give batch-job workers their usual log level
         os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
         os.environ[QUIET_DISTRIBUTED] = "1"
+    elif verbose and os.environ.get(QUIET_DISTRIBUTED) == "1":  # -v after the command name
+        os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+        os.environ.pop(QUIET_DISTRIBUTED, None)
+
+
+def _verbose_after(value: bool) -> None:
+    """``-v`` after a command's name: applied on top of what was given before it."""
+    if value:
+        configure_logging(verbose=True, quiet=bool(_state["quiet"]))
+
+
+def _quiet_after(value: bool) -> None:
+    if value:
+        configure_logging(verbose=bool(_state["verbose"]), quiet=True)
+
+
+def _verbosity_template(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", callback=_verbose_after, help="Debug logs and tracebacks."),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", callback=_quiet_after, help="Warnings and errors only.")
+    ] = False,
+) -> None:
+    """Only its options are used: every command gets them (see :func:`_add_verbosity`)."""
+
+
+def _verbosity_options() -> list[Any]:
+    """``-v``/``-q`` as options of a command that pass nothing to its function."""
+    template = typer.Typer(add_completion=False)
+    template.command()(_verbosity_template)
+    params = list(typer.main.get_command(template).params)
+    for param in params:
+        param.expose_value = False
+    return params
+
+
+def _add_verbosity(command: Any) -> None:
+    """Give ``command`` (and a group's commands) the global ``-v``/``-q`` options."""
+    taken = {opt for p in command.params for opt in getattr(p, "opts", ())}
+    command.params.extend(p for p in _verbosity_options() if not taken & set(p.opts))
+    for sub in getattr(command, "commands", {}).values():
+        _add_verbosity(sub)
 
 
 @contextmanager

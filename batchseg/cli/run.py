@@ -13,6 +13,7 @@ import typer
 from batchseg.cli.core import EXIT_OK, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
+from batchseg.words import rate_text, size_text
 
 if TYPE_CHECKING:
     from batchseg.job.dryrun import PlanReport
@@ -282,7 +283,7 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
     else:
         echo(
             f"{result.store}: {counts}; {result.processed} processed in {result.seconds:.1f} s "
-            f"({result.images_per_second:.1f} images/s)"
+            f"({rate_text(result.processed, result.seconds)})"
         )
     if result.added:
         echo(f"{result.store}: appended {plural(result.added, 'new image')}")
@@ -313,7 +314,7 @@ def _print_plan(r: PlanReport) -> None:
     echo(
         f"  labels {r['label_bytes_uncompressed'] / 1e9:.3f} GB uncompressed "
         f"(compressed typically 15-60x smaller, see README), statistics "
-        f"{r['stats_bytes_uncompressed'] / 1e6:.1f} MB"
+        f"{size_text(r['stats_bytes_uncompressed'])}"
     )
     if r["existing_store"]:
         e = r["existing_store"]

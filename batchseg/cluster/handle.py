@@ -30,7 +30,18 @@ class ClusterHandle:
 
     @property
     def dashboard(self) -> str | None:
-        return self.client.dashboard_link
+        """The dashboard's link when the scheduler serves one (None otherwise: a scheduler
+        started without one must not be shown another process's usual port)."""
+        try:
+            services = self.client.scheduler_info(n_workers=0).get("services") or {}
+            if not services.get("dashboard"):
+                return None
+            link = self.client.dashboard_link
+        except Exception:  # noqa: BLE001 - a link to print, never a reason to fail
+            return None
+        if self.cluster is None and not _serves_status(self.client):
+            return None  # an HTTP server for /health and /metrics only (``--no-dashboard``)
+        return str(link) if link else None
 
     def n_threads(self) -> int:
         return max(1, self.expected_threads, sum(self.client.nthreads().values()))
@@ -44,3 +55,18 @@ class ClusterHandle:
         finally:
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _serves_status(client: Client) -> bool:
+    """Whether the scheduler's HTTP server has the dashboard's ``/status`` page (it always runs
+    one, reported as "dashboard", for ``/health`` and ``/metrics``); True when unknown."""
+
+    def status_route(dask_scheduler: Any) -> bool:  # pickled by value: runs on the scheduler
+        rules = dask_scheduler.http_application.wildcard_router.rules
+        patterns = [getattr(getattr(r.matcher, "regex", None), "pattern", "") for r in rules]
+        return any(p.endswith("/status$") for p in patterns)
+
+    try:
+        return bool(client.run_on_scheduler(status_route))
+    except Exception:  # noqa: BLE001 - running code on the scheduler may be refused
+        return True

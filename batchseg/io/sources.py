@@ -10,7 +10,7 @@ import glob
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
 _GLOB_CHARS = set("*?[")
 
 
-def discover(source: str, *, follow_links: bool = False) -> list[ImageRef]:
+#: ``skip(folder)``: whether discovery leaves a folder out (and does not walk into it).
+FolderFilter = Callable[[str], bool]
+
+
+def discover(
+    source: str, *, follow_links: bool = False, skip: FolderFilter | None = None
+) -> list[ImageRef]:
     """Images named by ``source`` (directory, glob or manifest), sorted by image id.
 
     ``source`` may be an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file://...``):
@@ -37,6 +43,10 @@ def discover(source: str, *, follow_links: bool = False) -> list[ImageRef]:
     folder unless ``follow_links`` is true. A file name that is not valid UTF-8 is listed
     with ``\\xHH`` escapes (see :func:`batchseg.io.formats.escape_name`): reading it fails
     alone with "file name is not valid UTF-8".
+
+    ``skip`` leaves folders out of a directory walk (the job's own output store and other
+    batchseg stores: a store inside its input folder is not an image of it; a glob lists
+    only files, so never a store).
     """
     if "://" in source:
         refs = _from_url(source)
@@ -45,7 +55,7 @@ def discover(source: str, *, follow_links: bool = False) -> list[ImageRef]:
     elif any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
         refs = _from_glob(source, follow_links)
     elif os.path.isdir(source):
-        refs = _from_directory(Path(source), follow_links)
+        refs = _from_directory(Path(source), follow_links, skip)
     elif os.path.isfile(source) and Path(source).suffix.lower() in MANIFEST_SUFFIXES:
         refs = _from_manifest(Path(source))
     elif os.path.isfile(source) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
@@ -161,9 +171,12 @@ def _from_url_manifest(fs: Any, url: str, path: str) -> list[ImageRef]:
     ]
 
 
-def _from_directory(root: Path, follow_links: bool = False) -> list[ImageRef]:
+def _from_directory(
+    root: Path, follow_links: bool = False, skip: FolderFilter | None = None
+) -> list[ImageRef]:
     refs: list[ImageRef] = []
     skipped = 0
+    left_out: list[str] = []
     outside = 0
     top = os.path.realpath(root)
     seen_dirs: set[str] = set()
@@ -179,6 +192,10 @@ def _from_directory(root: Path, follow_links: bool = False) -> list[ImageRef]:
             leaving = [d for d in dirnames if _leaves(os.path.join(dirpath, d), top)]
             outside += len(leaving)
             dirnames[:] = [d for d in dirnames if d not in leaving]
+        if skip is not None:
+            left = [d for d in dirnames if skip(os.path.join(dirpath, d))]
+            left_out += [os.path.join(dirpath, d) for d in left]
+            dirnames[:] = [d for d in dirnames if d not in left]
         # a Zarr image is a folder: listed as one image, never walked into
         for name in [d for d in dirnames if is_zarr(os.path.join(dirpath, d))]:
             dirnames.remove(name)
@@ -195,7 +212,17 @@ def _from_directory(root: Path, follow_links: bool = False) -> list[ImageRef]:
     if skipped:
         log.info("skipped %d file(s) without an image suffix under %s", skipped, root)
     _log_links(outside, str(root))
+    _log_skipped(left_out)
     return refs
+
+
+def _log_skipped(folders: list[str]) -> None:
+    if folders:
+        log.info(
+            "left out %d batchseg store(s) inside the input: %s",
+            len(folders),
+            ", ".join(escape_name(f) for f in folders[:3]) + (", ..." if len(folders) > 3 else ""),
+        )
 
 
 def _leaves(path: str, top: str) -> bool:

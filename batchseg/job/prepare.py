@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
 from batchseg.methods.base import Method
 from batchseg.store import grow as growing
-from batchseg.store.replace import check_replaceable
+from batchseg.store.replace import check_replaceable, is_store_folder
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,23 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     objects = method.objects(spec.objects)
     if spec.colors:
         _check_colours(spec.colors, method, params)
-    refs = discover(spec.input, follow_links=spec.follow_links)
+    refs = discover(spec.input, follow_links=spec.follow_links, skip=store_skipper(spec.output))
     fp = fingerprint(refs, method, params, tiling_identity(spec), objects)
     legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
     if legacy is not None:
         refs, fp = legacy
     return PreparedJob(spec, method, params, refs, fp, objects)
+
+
+def store_skipper(output: str) -> Callable[[str], bool]:
+    """What discovery leaves out of an input folder: the output ``output`` (whatever state it
+    is in) and every other batchseg store; they are never images of the collection."""
+    real = None if store.is_url(output) else os.path.realpath(output)
+
+    def skip(folder: str) -> bool:
+        return (real is not None and os.path.realpath(folder) == real) or is_store_folder(folder)
+
+    return skip
 
 
 def _legacy_manifest_refs(

@@ -133,12 +133,13 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             plan, store.shard_status(root), spec.retry_failed
         ):
             # nothing to segment: no cluster, no run of 0 images recorded
-            log.info("nothing to do: every image of %s is finished", spec.output)
+            log.debug("nothing to do: every image of %s is finished", spec.output)  # run prints it
             job.lock.check()
             result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
             gone = len(change.gone) if change else 0
             return replace(result, nothing_to_do=True, gone=gone)
     scan = _start_header_scan(job) if existing is None else None
+    early = _refuse_tiling_early(job, scan)
     try:
         with children_ignore_sigint():
             handle = cluster_mod.connect(
@@ -161,7 +162,8 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             gpu = cluster_mod.gpu_resources(handle.client) if job.method.uses_gpu else None
             warming = graph.start_warm(handle.client, job.method.id, params, gpu)
         if scan is not None:
-            plan, root = _plan_and_create(job, handle, scan.finish(handle.client))
+            headers = early if early is not None else scan.finish(handle.client)
+            plan, root = _plan_and_create(job, handle, headers)
         elif change is not None and change.new:
             plan = append.grow_store(job, job.lock, handle, graph, root, plan, change)
         else:
@@ -307,6 +309,30 @@ def _start_header_scan(job: _Job) -> Any:
     spec = job.spec
     local = isinstance(spec.profile, LocalProfile)
     return HeaderScan(job.refs, spec.max_pixels, spec.tile_threshold or None, local=local)
+
+
+def _refuse_tiling_early(job: _Job, scan: Any) -> list[Any] | None:
+    """When these parameters have no tiled form, read the headers on this machine before any
+    cluster starts (embedded clusters only) and refuse, naming every reason, if an image would
+    be tiled; the headers read, or None when the scan goes on as usual."""
+    from batchseg.cluster.profiles import LocalProfile
+    from batchseg.methods.tiled import spec_for, tiling_refusals
+
+    spec = job.spec
+    if scan is None or not spec.tile_threshold or not isinstance(spec.profile, LocalProfile):
+        return None
+    if not tiling_refusals(job.method, job.params):
+        return None
+    try:
+        headers: list[Any] = scan.finish(None)
+    except BaseException:
+        scan.close()
+        raise
+    threshold = spec.tile_threshold
+    # (h, w) from a manifest, or (h, w, windowed) above the threshold: tiled as plan_shards does
+    if any(isinstance(h, tuple) and h[0] * h[1] > threshold and h[2:] != (False,) for h in headers):
+        spec_for(job.method, job.params)  # raises, naming every reason in one line
+    return headers
 
 
 def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, zarr.Group]:

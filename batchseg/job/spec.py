@@ -144,16 +144,56 @@ def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None 
     except OSError as exc:
         raise UsageError(f"cannot read job spec {spec_path}: {exc.strerror or exc}") from None
     folder = spec_path.absolute().parent
+    data = _lift_param_keys(data, str(spec_path))
     for key in _PATH_KEYS:
-        value = data.get(key)
-        if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
-            data[key] = str(folder / value)
+        data[key] = _from_folder(data.get(key), folder)
+    params = data.get("params")
+    if isinstance(params, Mapping):
+        data["params"] = {**params, **_param_paths(params, folder)}
     table = data.get("cluster")
     if isinstance(table, Mapping):
         log_dir = table.get("log_directory")
         if isinstance(log_dir, str) and not os.path.isabs(log_dir):
             data["cluster"] = {**table, "log_directory": str(folder / log_dir)}
     return build_spec(data, overrides, source=str(spec_path))
+
+
+#: Method parameters that a job spec may also give at its top level (as the flags do).
+PARAM_KEYS = ("weights", "model", "classes")
+
+
+def _lift_param_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with top-level ``weights``, ``model`` and ``classes`` moved into ``[params]``."""
+    lifted = {k: data[k] for k in PARAM_KEYS if k in data}
+    if not lifted:
+        return data
+    params = data.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise UsageError(f"'params' in {source} must be a table")
+    both = sorted(set(lifted) & set(params))
+    if both:
+        raise UsageError(f"{both[0]!r} is given both at the top level and in [params] of {source}")
+    rest = {k: v for k, v in data.items() if k not in PARAM_KEYS}
+    return {**rest, "params": {**params, **lifted}}
+
+
+def _from_folder(value: Any, folder: Path) -> Any:
+    """A relative local path taken from the spec's ``folder``; anything else as it is."""
+    if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+        return os.path.normpath(folder / value)
+    return value
+
+
+def _param_paths(params: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """The file parameters of ``params`` (``model``, ``classes``, a ``weights`` file, not a
+    weights name such as ``DEFAULT``) taken from the spec's ``folder``."""
+    from batchseg.methods.models import is_weights_path
+
+    out = {k: _from_folder(params[k], folder) for k in ("model", "classes") if k in params}
+    weights = params.get("weights")
+    if isinstance(weights, str) and (is_weights_path(weights) or os.path.exists(folder / weights)):
+        out["weights"] = _from_folder(weights, folder)
+    return out
 
 
 def build_spec(
@@ -178,7 +218,7 @@ def build_spec(
         merged["params"] = {**params, "pre": pre}
     unknown = sorted(set(merged) - set(SPEC_KEYS))
     if unknown:
-        known = ", ".join(SPEC_KEYS)
+        known = ", ".join((*SPEC_KEYS, "pre", *PARAM_KEYS))
         raise UsageError(f"unknown key {unknown[0]!r} in {source}; known: {known}")
     for key in ("input", "method", "output"):
         if not merged.get(key):

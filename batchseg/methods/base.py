@@ -123,7 +123,8 @@ class TileSpec:
     watersheds) or ``semantic`` (blended logits of sliding windows). ``halo`` is the context
     read around each tile, ``segment`` the method on one haloed window. ``check`` refuses
     parameters that have no tiled form; ``min_area`` is the size under which stitched
-    regions are dropped (0: none).
+    regions are dropped (0: none); ``smooth`` the Gaussian sigma through which the reduction
+    and ``segment`` see the grey image (0: none; windows then carry its radius as halo).
     """
 
     reduce: Literal["none", "histogram", "sample"]
@@ -134,6 +135,7 @@ class TileSpec:
     threshold: Callable[[Params], str] | None = None
     check: Callable[[Params], None] | None = None
     min_area: Callable[[Params], int] | None = None
+    smooth: Callable[[Params], float] | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,31 @@ def finish_sample(params: Params, features: np.ndarray) -> dict[str, Any]:
     return {"model": model, "rank": rank}
 
 
+def smoothing_radius(sigma: float) -> int:
+    """Pixels a Gaussian of ``sigma`` reaches (scikit-image's default truncation, 4 sigma)."""
+    return int(4.0 * sigma + 0.5) if sigma > 0 else 0
+
+
+def smoothed_grey(window: np.ndarray, sigma: float) -> np.ndarray:
+    """Grey of ``window`` smoothed as the whole-image kernel smooths it (``sigma`` 0: none).
+
+    Pixels at least :func:`smoothing_radius` inside the window (or at the image border, where
+    both use the nearest pixel) equal the whole image's smoothed values exactly.
+    """
+    grey = to_grey(window)
+    return filters.gaussian(grey, sigma=sigma) if sigma > 0 else grey
+
+
+def reduction_halo(spec: TileSpec, params: Params) -> int:
+    """Halo the global (histogram) pass reads around each tile's core: the smoothing radius."""
+    return smoothing_radius(spec.smooth(params)) if spec.smooth is not None else 0
+
+
+def reduction_grey(spec: TileSpec, params: Params, window: np.ndarray) -> np.ndarray:
+    """The grey values the global pass counts, for a window read with :func:`reduction_halo`."""
+    return smoothed_grey(window, spec.smooth(params) if spec.smooth is not None else 0.0)
+
+
 # --------------------------------------------------------------------------- segment
 
 
@@ -146,8 +171,11 @@ def _seg_objects(window: np.ndarray, params: Params, info: dict[str, Any], shape
 
 
 def _seg_watershed(window: np.ndarray, params: Params, info: dict[str, Any], shape: Shape) -> Any:
+    grey = smoothed_grey(window, params.get("sigma", 0.0))
+    t = info["threshold"]
+    mask = np.zeros(grey.shape, dtype=bool) if t is None else grey > t
     return kernels.watershed_of_mask(
-        _foreground(window, info), params["min_distance"], params["footprint"]
+        mask, params["min_distance"], params["footprint"], params.get("h", 0.0)
     )
 
 
@@ -188,7 +216,11 @@ def _felzenszwalb_halo(params: Params, shape: Shape, tile: int) -> int:
 
 
 def _watershed_halo(params: Params, shape: Shape, tile: int) -> int:
-    return min(tile, max(32, 4 * params["min_distance"], 2 * params["footprint"]))
+    # h-maxima: a peak's dynamic is decided within a few multiples of h around it
+    reach = max(
+        32, 4 * params["min_distance"], 2 * params["footprint"], 4 * math.ceil(params.get("h", 0.0))
+    )
+    return min(tile, reach + smoothing_radius(params.get("sigma", 0.0)))
 
 
 def _named(name: str, params: Params) -> str:
@@ -209,13 +241,16 @@ def _check_sample(params: Params) -> None:
 
 
 def _check_window(params: Params) -> None:
+    reasons = []
     if params["overlap"] >= params["window"]:
-        raise UsageError(
+        reasons.append(
             f"parameter 'overlap' ({params['overlap']}) must be smaller than "
             f"'window' ({params['window']})"
         )
     if params.get("resize"):
-        raise UsageError("'resize' cannot be combined with tiled images (raise --tile-threshold)")
+        reasons.append("'resize' cannot be combined with tiled images")
+    if reasons:
+        raise UsageError("; ".join(reasons))
 
 
 def _min_area(params: Params) -> int:
@@ -233,47 +268,58 @@ OBJECTS = TileSpec(
 )
 
 
-def _check_watershed(params: Params) -> None:
-    """sigma, h and min_area (whole-image smoothing, markers, sizes) have no tiled form yet."""
-    given = [k for k in ("sigma", "h", "min_area") if params.get(k)]
-    if given:
-        raise UsageError(
-            f"method skimage.watershed with {given[0]}={params[given[0]]} cannot segment images "
-            f"above --tile-threshold; raise --tile-threshold or leave {given[0]} at 0"
-        )
+def _sigma(params: Params) -> float:
+    return float(params.get("sigma", 0.0))
 
 
+# sigma: the smoothed image, exact in every tile (its halo carries the filter's radius);
+# h: markers from h-maxima, within the halo; min_area: applied to the stitched regions
 WATERSHED = TileSpec(
     "histogram",
     "overlap",
     _watershed_halo,
     _seg_watershed,
     threshold=_param,
-    check=_check_watershed,
+    min_area=_min_area,
+    smooth=_sigma,
 )
 SLIC = TileSpec("none", "overlap", _slic_halo, _seg_slic)
 FELZENSZWALB = TileSpec("none", "overlap", _felzenszwalb_halo, _seg_felzenszwalb)
 SEMANTIC = TileSpec("none", "semantic", _no_halo, None, check=_check_window)
 
 
-def spec_for(method: Method, params: Params) -> TileSpec:
-    """The tiled form of ``method``; UsageError naming the reason when it has none."""
-    spec = method.tiled
+def tiling_refusals(method: Method, params: Params) -> list[str]:
+    """Every reason why ``method`` with ``params`` cannot segment images tile by tile."""
+    reasons = []
     if params.get("pre"):
-        raise UsageError(
-            "a preprocessing chain ('pre') cannot segment images above --tile-threshold "
-            "(its filters would need context across tiles); raise --tile-threshold or drop 'pre'"
-        )
+        reasons.append("a preprocessing chain ('pre') would need context across tiles; drop 'pre'")
+    spec = method.tiled
     if spec is None:
+        return [*reasons, f"{method.untiled_reason}; choose another method"]
+    checks: list[Callable[[Params], object]] = []
+    if spec.threshold is not None:
+        checks.append(functools.partial(threshold_name, spec))
+    if spec.check is not None:
+        checks.append(spec.check)
+    for check in checks:
+        try:
+            check(params)
+        except UsageError as exc:
+            reasons.append(str(exc))
+    return reasons
+
+
+def spec_for(method: Method, params: Params) -> TileSpec:
+    """The tiled form of ``method``; UsageError naming every reason (one line) when it has
+    none for these parameters."""
+    reasons = tiling_refusals(method, params)
+    if reasons:
         raise UsageError(
             f"method {method.id} cannot segment images above --tile-threshold: "
-            f"{method.untiled_reason}; raise --tile-threshold or choose another method"
+            f"{'; '.join(reasons)}; or raise --tile-threshold"
         )
-    if spec.threshold is not None:
-        threshold_name(spec, params)
-    if spec.check is not None:
-        spec.check(params)
-    return spec
+    assert method.tiled is not None
+    return method.tiled
 
 
 # --------------------------------------------------------------------------- sliding window

@@ -47,6 +47,13 @@ def recognised(attrs: Mapping[str, Any], kind: Kind = "store") -> bool:
     return CREATING_KEY in attrs or (ATTRS_KEY in attrs and "ome" not in attrs)
 
 
+def is_store_folder(path: str) -> bool:
+    """Whether local folder ``path`` holds a batchseg store (its root ``zarr.json`` says so,
+    also while the store is being created)."""
+    attrs = _local_attributes(os.path.join(path, "zarr.json"))
+    return attrs is not None and recognised(attrs, "store")
+
+
 def _refuse(path: str, why: str, flag: str) -> UsageError:
     return UsageError(f"{flag} refuses to replace {path}: {why}")
 

@@ -68,8 +68,11 @@ def wait_listening(port: int, proc: subprocess.Popen[Any], timeout: float = 60) 
 
 
 @contextmanager
-def dask_processes_cluster(n_workers: int = 2, nanny: bool = True) -> Iterator[str]:
-    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback.
+def dask_processes_cluster(
+    n_workers: int = 2, nanny: bool = True, dashboard: bool = True
+) -> Iterator[str]:
+    """A ``dask scheduler`` and ``n_workers`` ``dask worker`` processes on loopback; the
+    scheduler serves a dashboard on a free port unless ``dashboard`` is false.
 
     Without a ``nanny`` a killed worker stays dead, and the cluster closes in a fraction of
     the time (a nanny takes ~2 s to see its worker out).
@@ -87,7 +90,8 @@ def dask_processes_cluster(n_workers: int = 2, nanny: bool = True) -> Iterator[s
         "env": {**os.environ, "PYTHONPATH": path},
     }  # fmt: skip
     scheduler = [dask_bin, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
-    procs = [subprocess.Popen([*scheduler, "--dashboard-address", ":0"], **quiet)]
+    scheduler += ["--dashboard-address", ":0"] if dashboard else ["--no-dashboard"]
+    procs = [subprocess.Popen(scheduler, **quiet)]
     worker = [dask_bin, "worker", address, "--nthreads", "1", "--no-dashboard"]
     worker += ["--nworkers", "1"] if nanny else ["--no-nanny"]
     procs += [subprocess.Popen(worker, **quiet) for _ in range(n_workers)]

@@ -38,7 +38,7 @@ def test_load_spec_with_params_and_relative_paths(tmp_path: Path) -> None:
     )
     spec = load_spec(spec_file)
     folder = (tmp_path / "jobs").absolute()
-    assert spec.input == str(folder / "../images")
+    assert spec.input == str(tmp_path.absolute() / "images")  # normalised: no "jobs/.."
     assert spec.output == str(folder / "results/out.zarr")
     assert os.path.isabs(spec.input) and os.path.isabs(spec.output)
     assert spec.method == "skimage.slic"
@@ -58,7 +58,7 @@ def test_load_spec_relative_to_spec_not_cwd(
     (tmp_path / "b").mkdir()
     monkeypatch.chdir(tmp_path / "b")
     spec = load_spec("../a/job.toml")
-    assert Path(spec.input) == (tmp_path / "b" / ".." / "a" / "in").absolute()
+    assert Path(spec.input) == (tmp_path / "a" / "in").absolute()
     assert os.path.samefile(Path(spec.input).parent, tmp_path / "a")
 
 
@@ -294,3 +294,52 @@ def test_spec_and_profiles_import_no_dask() -> None:
         "assert not {'dask', 'distributed'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_every_path_of_a_spec_is_taken_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27 item 17: [params] paths too, and weights/model/classes at the top level."""
+    jobs = tmp_path / "jobs"
+    (jobs / "models").mkdir(parents=True)
+    (jobs / "models" / "net.pt").write_bytes(b"")
+    (jobs / "classes.txt").write_text("a\nb\n")
+    monkeypatch.chdir(tmp_path)
+    nested = load_spec(
+        _write(
+            jobs / "nested.toml",
+            'input = "in"\nmethod = "m"\noutput = "o.zarr"\n'
+            '[params]\nweights = "models/net.pt"\nclasses = "classes.txt"\nmodel = "m.ts"\n',
+        )
+    )
+    top = load_spec(
+        _write(
+            jobs / "top.toml",
+            'input = "in"\nmethod = "m"\noutput = "o.zarr"\n'
+            'weights = "models/net.pt"\nclasses = "classes.txt"\nmodel = "m.ts"\n',
+        )
+    )
+    folder = jobs.absolute()
+    want = {
+        "weights": str(folder / "models" / "net.pt"),
+        "classes": str(folder / "classes.txt"),
+        "model": str(folder / "m.ts"),
+    }
+    assert nested.params == top.params == want
+    named = load_spec(
+        _write(
+            jobs / "named.toml", 'input = "in"\nmethod = "m"\noutput = "o"\nweights = "DEFAULT"\n'
+        )
+    )
+    assert named.params == {"weights": "DEFAULT"}  # a torchvision weights name, not a path
+    with pytest.raises(UsageError, match="known: .*pre.*weights"):
+        load_spec(
+            _write(jobs / "bad.toml", 'input = "in"\nmethod = "m"\noutput = "o"\nwieghts = 1\n')
+        )
+    with pytest.raises(UsageError, match="both at the top level and in \\[params\\]"):
+        load_spec(
+            _write(
+                jobs / "twice.toml",
+                'input = "i"\nmethod = "m"\noutput = "o"\nmodel = "a"\n[params]\nmodel = "b"\n',
+            )
+        )

@@ -27,6 +27,8 @@ from batchseg.methods.tiled import (
     blend_weights,
     grey_histogram,
     grey_range,
+    reduction_grey,
+    reduction_halo,
     sample_features,
     spec_for,
     window_lattice,
@@ -80,14 +82,23 @@ def _window_box(t: Tile) -> tuple[int, int, int, int]:
     return t.hy0, t.hy1, t.hx0, t.hx1
 
 
+def _reduction_core(ctx: JobContext, shard: Shard, index: int) -> np.ndarray:
+    """The grey values of one tile's core that the global pass counts (smoothed where the
+    method smooths, from a window with the smoothing radius around the core)."""
+    method, params, spec, bucket = _setup(ctx, shard)
+    shape = (bucket.height, bucket.width)
+    t = tile_at(shape, bucket.tile, reduction_halo(spec, params), index)
+    return reduction_grey(spec, params, _read(ctx, shard, _window_box(t)))[t.core_in_window]
+
+
 def tile_range(ctx: JobContext, shard: Shard, index: int) -> tuple[float, float]:
     """Grey (min, max) of one tile's core."""
-    return grey_range(_read(ctx, shard, _core_box(tile_of(ctx, shard, index))))
+    return grey_range(_reduction_core(ctx, shard, index))
 
 
 def tile_histogram(ctx: JobContext, shard: Shard, index: int, lo: float, hi: float) -> np.ndarray:
     """Grey histogram of one tile's core on the whole image's bins."""
-    return grey_histogram(_read(ctx, shard, _core_box(tile_of(ctx, shard, index))), lo, hi)
+    return grey_histogram(_reduction_core(ctx, shard, index), lo, hi)
 
 
 def tile_sample(ctx: JobContext, shard: Shard, index: int, flat: np.ndarray) -> np.ndarray:
