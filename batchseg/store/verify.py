@@ -28,6 +28,7 @@ from batchseg.store.layout import (
     STATS,
     published_rows,
 )
+from batchseg.store.object_check import COUNT_COLUMN, part_damage
 from batchseg.store.read import (
     array,
     attributes,
@@ -39,6 +40,7 @@ from batchseg.store.read import (
     open_group,
     pyramid_array,
     read_array,
+    stat_names,
     subgroup,
 )
 from batchseg.store.table import invalidate_consolidated, table_group
@@ -121,7 +123,7 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
         else:
             _check_bucket(root, b, rows, bucket_row, _zero_ok(root, attrs, b, stats), found)
     if attrs.get("objects"):
-        _check_objects(path, S, done, found)
+        _check_objects(path, S, done, stats, stat_names(root), found)
     damaged_rows = sorted(found)
     damaged = [(str(ids[r]), found[r]) for r in damaged_rows]
     stale = _table_stale(root, raw, real)
@@ -134,14 +136,22 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     return VerifyReport(checked=checked, damaged=damaged, marked=marked, table_stale=stale)
 
 
-def _check_objects(path: str, S: int, done: np.ndarray, found: dict[int, str]) -> None:
-    """Every shard with done rows has its object table, readable and intact; if not, its done
-    rows go to ``found`` (a rerun redoes the shard and rewrites the part whole)."""
+def _check_objects(
+    path: str, S: int, done: np.ndarray, stats: np.ndarray, names: list[str], found: dict[int, str]
+) -> None:
+    """Every shard with done rows has its object table, readable, intact and holding the rows
+    its statistics count (``n_objects``); if not, its done rows go to ``found`` (a rerun redoes
+    the shard and rewrites the part whole)."""
+    column = names.index(COUNT_COLUMN) if COUNT_COLUMN in names else None
     for k in range(0, -(-len(done) // S)):
         rows = np.flatnonzero(done[k * S : (k + 1) * S]) + k * S
         if rows.size == 0:
             continue
-        reason = objects.part_damage(path, objects.shard_part_name(k))
+        want = None
+        if column is not None and np.isfinite(stats[rows, column]).all():
+            counts = stats[k * S : (k + 1) * S, column]
+            want = int(counts[np.isfinite(counts)].sum())
+        reason = part_damage(path, objects.shard_part_name(k), want)
         if reason is not None:
             for r in rows:
                 found.setdefault(int(r), reason)
