@@ -43,7 +43,7 @@ from batchseg.store.read import (
     stat_names,
     subgroup,
 )
-from batchseg.store.table import invalidate_consolidated, table_group
+from batchseg.store.table import consolidate, invalidate_consolidated, table_damage, table_group
 from batchseg.store.write import mark_pending
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,19 @@ class VerifyReport:
         Rows set back to pending for re-segmentation (0 without ``mark``).
     table_stale : bool
         The consolidated table did not match the catalogue (invalidated with ``mark``).
+    table_damaged : str or None
+        Why the consolidated table does not read back (a checksum, a lost chunk), else None.
+    table_rebuilt : bool
+        The damaged table was rebuilt from the per-shard arrays (``mark``); when they are
+        damaged too, it is invalidated instead (readers use them; the next run rebuilds it).
     """
 
     checked: int
     damaged: list[tuple[str, str]] = field(default_factory=list)
     marked: int = 0
     table_stale: bool = False
+    table_damaged: str | None = None
+    table_rebuilt: bool = False
 
 
 def verify(path: str, *, mark: bool = True) -> VerifyReport:
@@ -127,13 +134,35 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     damaged_rows = sorted(found)
     damaged = [(str(ids[r]), found[r]) for r in damaged_rows]
     stale = _table_stale(root, raw, real)
-    marked = 0
-    if mark and (damaged_rows or stale):
+    table_damaged = None if stale else table_damage(root)
+    marked, rebuilt = 0, False
+    if mark and (damaged_rows or stale or table_damaged):
         marked = mark_pending(root, damaged_rows, S)
         invalidate_consolidated(root)
+        if table_damaged and not damaged_rows:
+            rebuilt = _rebuild(root)
     for image_id, reason in damaged:
         log.warning("damaged: %s: %s", image_id, reason)
-    return VerifyReport(checked=checked, damaged=damaged, marked=marked, table_stale=stale)
+    return VerifyReport(
+        checked=checked,
+        damaged=damaged,
+        marked=marked,
+        table_stale=stale,
+        table_damaged=table_damaged,
+        table_rebuilt=rebuilt,
+    )
+
+
+def _rebuild(root: zarr.Group) -> bool:
+    """Rebuild the consolidated table from the per-shard arrays; False when they do not read
+    (the table stays invalidated: readers use the per-shard arrays)."""
+    try:
+        consolidate(root, force=True)
+    except StoreError as exc:
+        log.warning("consolidated table not rebuilt: %s", exc)
+        return False
+    log.info("consolidated table rebuilt from the per-shard arrays")
+    return True
 
 
 def _check_objects(
