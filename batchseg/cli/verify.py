@@ -50,7 +50,15 @@ def verify_store(
     # a damaged consolidated table is damage until it is rebuilt (nothing stored is lost)
     table_left = bool(report.table_damaged) and not report.table_rebuilt
     if quiet:
-        return EXIT_FAILED_IMAGES if damaged or table_left else EXIT_OK
+        return EXIT_FAILED_IMAGES if damaged or table_left or report.metadata else EXIT_OK
+    if report.metadata_recorded:
+        echo(f"{path}: recorded the metadata of every array (a store written before the record)")
+    for node in report.metadata:
+        echo(
+            f"{path}: the zarr.json of {node} is not what the store recorded (data type, "
+            "chunking or codecs edited); restore it, or rerun the job with --overwrite"
+        )
+    table_left = table_left or bool(report.metadata)
     if report.table_stale:
         echo(
             f"{path}: the consolidated table did not match the catalogue (rebuilt by the next run)"
@@ -60,7 +68,7 @@ def verify_store(
             f"{path}: the consolidated table is damaged: {report.table_damaged}; {_fix(report, mark)}"
         )
     if not damaged:
-        found = "no image damaged" if report.table_damaged else "no damage found"
+        found = "no image damaged" if report.table_damaged or report.metadata else "no damage found"
         echo(f"{path}: {report.checked} done images checked, {found}")
         return EXIT_FAILED_IMAGES if table_left else EXIT_OK
     marked = (

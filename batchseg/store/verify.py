@@ -18,6 +18,7 @@ import zarr
 
 from batchseg.errors import StoreError
 from batchseg.store import objects
+from batchseg.store.array_meta import META_KEY, record
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,
@@ -35,6 +36,7 @@ from batchseg.store.read import (
     chunk_coords,
     chunks_always_written,
     label_array,
+    metadata_problem,
     missing_chunks,
     normalise_status,
     open_group,
@@ -42,6 +44,7 @@ from batchseg.store.read import (
     read_array,
     stat_names,
     subgroup,
+    update_attributes,
 )
 from batchseg.store.table import consolidate, invalidate_consolidated, table_damage, table_group
 from batchseg.store.write import mark_pending
@@ -82,6 +85,10 @@ class VerifyReport:
     table_stale: bool = False
     table_damaged: str | None = None
     table_rebuilt: bool = False
+    #: arrays whose zarr.json differs from the store's record (their data is not checked)
+    metadata: list[str] = field(default_factory=list)
+    #: an older store without a record of array metadata got one (``mark``)
+    metadata_recorded: bool = False
 
 
 def verify(path: str, *, mark: bool = True) -> VerifyReport:
@@ -120,11 +127,14 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     done = real & (raw == DONE)
     checked = int(done.sum())
     stats = _stats(root, S, len(bucket), done, found)
+    metadata = _metadata(root)
     for b in attrs["buckets"]:
         rows = np.flatnonzero(done & (bucket == int(b["index"])))
         rows = np.asarray([r for r in rows if int(r) not in found], dtype=np.int64)
         if rows.size == 0 or int(b["height"]) == 0:
             continue
+        if any(p.split("/")[1:2] == [str(b["name"])] for p in metadata):
+            continue  # its chunks would decode wrong: reported, not re-segmented into it
         if b.get("tile"):
             _check_tiled(root, b, int(rows[0]), found)
         else:
@@ -136,6 +146,9 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     stale = _table_stale(root, raw, real)
     table_damaged = None if stale else table_damage(root)
     marked, rebuilt = 0, False
+    recorded = mark and not isinstance(attrs.get(META_KEY), dict)
+    if recorded:  # an older store: record its arrays as they are now
+        update_attributes(root, **{META_KEY: record(root)})
     if mark and (damaged_rows or stale or table_damaged):
         marked = mark_pending(root, damaged_rows, S)
         invalidate_consolidated(root)
@@ -150,7 +163,27 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
         table_stale=stale,
         table_damaged=table_damaged,
         table_rebuilt=rebuilt,
+        metadata=metadata,
+        metadata_recorded=recorded,
     )
+
+
+def _metadata(root: zarr.Group) -> list[str]:
+    """Paths of recorded arrays whose metadata (or label array shape) is not the record's."""
+    known = attributes(root).get(META_KEY)
+    if not isinstance(known, dict):
+        return []
+    edited = []
+    for path in sorted(known):
+        try:
+            arr = array(root, path)
+        except (KeyError, StoreError):
+            edited.append(path)
+            continue
+        if metadata_problem(root, arr) is not None:
+            log.warning("array metadata edited: %s", path)
+            edited.append(path)
+    return edited
 
 
 def _rebuild(root: zarr.Group) -> bool:
