@@ -88,13 +88,13 @@ def _objects(
     output: Path | None,
 ) -> None:
     from batchseg import query as query_lang
-    from batchseg import store
     from batchseg.store import objects as parts
+    from batchseg.store.object_check import checked_dataset
 
     _check_options(fmt, limit, output)
     expr = query_lang.parse(where) if where is not None else None
-    store.open_group(path)  # "no store at ...": exit 1
-    data = parts.require_dataset(path)  # "the job ran without objects ...": exit 1
+    # "no store at ...", "the job ran without objects ...", a part the store contradicts: exit 1
+    data = checked_dataset(path)
     available = list(data.schema.names)
     if expr is not None:
         expr.check_columns(available)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,15 +47,30 @@ def verify_store(
     else:
         report = verify_data(path, mark=False)
     damaged = [(str(image_id), str(reason)) for image_id, reason in report.damaged]
+    # a damaged consolidated table is damage until it is rebuilt (nothing stored is lost)
+    table_left = bool(report.table_damaged) and not report.table_rebuilt
     if quiet:
-        return EXIT_FAILED_IMAGES if damaged else EXIT_OK
+        return EXIT_FAILED_IMAGES if damaged or table_left or report.metadata else EXIT_OK
+    if report.metadata_recorded:
+        echo(f"{path}: recorded the metadata of every array (a store written before the record)")
+    for node in report.metadata:
+        echo(
+            f"{path}: the zarr.json of {node} is not what the store recorded (data type, "
+            "chunking or codecs edited); restore it, or rerun the job with --overwrite"
+        )
+    table_left = table_left or bool(report.metadata)
     if report.table_stale:
         echo(
             f"{path}: the consolidated table did not match the catalogue (rebuilt by the next run)"
         )
+    if report.table_damaged:
+        echo(
+            f"{path}: the consolidated table is damaged: {report.table_damaged}; {_fix(report, mark)}"
+        )
     if not damaged:
-        echo(f"{path}: {report.checked} done images checked, no damage found")
-        return EXIT_OK
+        found = "no image damaged" if report.table_damaged or report.metadata else "no damage found"
+        echo(f"{path}: {report.checked} done images checked, {found}")
+        return EXIT_FAILED_IMAGES if table_left else EXIT_OK
     marked = (
         f"; {report.marked} set back to pending, rerun the job to segment them again"
         if report.marked
@@ -67,3 +82,12 @@ def verify_store(
     ):
         echo(line)
     return EXIT_FAILED_IMAGES
+
+
+def _fix(report: Any, mark: bool) -> str:
+    """What became of a damaged consolidated table."""
+    if report.table_rebuilt:
+        return "rebuilt from the per-shard arrays"
+    if mark:
+        return "set aside: readers use the per-shard arrays, the next run rebuilds it"
+    return "run batchseg verify STORE (without --no-mark) to rebuild it"

@@ -59,7 +59,7 @@ from batchseg.store.layout import (
     table_codec,
     table_codecs,
 )
-from batchseg.store.objects import objects_frame
+from batchseg.store.object_check import objects_frame
 from batchseg.store.paths import is_url, normalise, path_exists, remove
 from batchseg.store.read import (
     ImageInfo,

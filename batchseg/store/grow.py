@@ -26,6 +26,7 @@ import zarr
 
 from batchseg.core.faults import fault
 from batchseg.core.plan import Plan
+from batchseg.store.array_meta import META_KEY, record
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,
@@ -178,8 +179,12 @@ def publish(root: zarr.Group, plan: Plan, label_dtypes: Sequence[np.dtype], **ch
     """Make the grown ``plan`` the store's (and ``changes``) with one attribute write.
 
     The consolidated table lacks the new rows, so the same write marks it stale: readers then
-    read the per-shard arrays (new rows pending) until the run consolidates again.
+    read the per-shard arrays (new rows pending) until the run consolidates again. New arrays
+    join the record of array metadata (recorded ones keep their entry).
     """
+    known = attributes(root).get(META_KEY)
+    if isinstance(known, dict):
+        changes[META_KEY] = record(root, known)
     update_attributes(
         root,
         consolidated=False,

@@ -18,6 +18,7 @@ from batchseg.core.faults import fault
 from batchseg.core.meta import SCHEMA_VERSION
 from batchseg.core.plan import Bucket, Plan
 from batchseg.errors import StoreError
+from batchseg.store.array_meta import META_KEY, record
 from batchseg.store.objects import OBJECTS
 from batchseg.store.paths import normalise, path_exists, remove
 
@@ -220,6 +221,7 @@ def create(
         runs=[],
         **{CHUNKS_WRITTEN_KEY: True},
     )
+    attrs[META_KEY] = record(root)  # what every array's zarr.json must say
     root.attrs.put({ATTRS_KEY: attrs})  # replaces the creating marker in one atomic write
     return root
 

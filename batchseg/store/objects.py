@@ -23,7 +23,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,11 +42,14 @@ __all__ = [
     "ROW_GROUP_ROWS",
     "batches",
     "count",
+    "damaged_part",
     "dataset",
     "expects_objects",
     "has_objects",
     "object_schema",
     "objects_frame",
+    "part_names",
+    "part_words",
     "remove_all",
     "remove_parts",
     "require_dataset",
@@ -63,6 +66,8 @@ OBJECTS = "objects"
 
 ROW_GROUP_ROWS = 65_536
 """Rows per Parquet row group: a filtered scan skips groups by their statistics."""
+
+VERIFY_HINT = "run batchseg verify on the store to mark its images for re-segmentation, then rerun"
 
 SCAN_BATCH_ROWS = 65_536
 """Rows per record batch of a scan: a limit stops after the batch that fills it."""
@@ -244,30 +249,6 @@ def write_part(store: str, name: str, columns: Mapping[str, np.ndarray] | pa.Tab
     log.debug("wrote object part %s (%d rows)", name, table.num_rows)
 
 
-def part_damage(store: str, name: str) -> str | None:
-    """Why the part ``name`` cannot serve its rows (missing, unreadable, checksum), or None.
-
-    The whole part is read with its page checksums verified (parts are one shard's objects).
-    """
-    import pyarrow.parquet as pq
-
-    fs, folder = _folder(store)
-    path = os.path.join(folder, name) if fs is None else f"{folder}/{name}"
-    try:
-        if fs is None:
-            if not os.path.isfile(path):
-                return "object table missing"
-            pq.read_table(path, page_checksum_verification=True)
-        else:
-            if not fs.exists(path):
-                return "object table missing"
-            with fs.open(path, "rb") as f:
-                pq.read_table(f, page_checksum_verification=True)
-    except (pa.ArrowException, OSError) as exc:
-        return f"object table damaged ({one_line(exc, limit=120)})"
-    return None
-
-
 def _write_local(table: pa.Table, folder: str, name: str, options: dict[str, Any]) -> None:
     import pyarrow.parquet as pq
 
@@ -333,8 +314,13 @@ def remove_all(store: str) -> None:
 
 def has_objects(store: str) -> bool:
     """Whether the store holds at least one object part."""
+    return bool(part_names(store))
+
+
+def part_names(store: str) -> list[str]:
+    """The names of every part of the store, sorted."""
     fs, folder = _folder(store)
-    return bool(_part_paths(fs, folder))
+    return [p.replace("\\", "/").rsplit("/", 1)[-1] for p in _part_paths(fs, folder)]
 
 
 def expects_objects(store: str) -> bool:
@@ -359,8 +345,11 @@ def dataset(store: str) -> ds.Dataset | None:
     if not paths:
         return None
     arrow_fs = pafs.LocalFileSystem() if fs is None else pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    # every page read is checked against the crc32 it was written with
+    verified = ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+    fmt = ds.ParquetFileFormat(default_fragment_scan_options=verified)
     try:
-        factory = ds.FileSystemDatasetFactory(arrow_fs, paths, ds.ParquetFileFormat())
+        factory = ds.FileSystemDatasetFactory(arrow_fs, paths, fmt)
         schema = pa.unify_schemas([object_schema(), factory.inspect(fragments=None)])
         return factory.finish(schema)
     except (pa.ArrowException, OSError) as exc:
@@ -424,10 +413,10 @@ def _batches(
     # a limit usually fills from the first parts: read few ahead (bounded memory, early stop)
     ahead = {} if limit is None else {"fragment_readahead": 2, "batch_readahead": 4}
     scanner = data.scanner(columns=names, filter=condition, batch_size=SCAN_BATCH_ROWS, **ahead)
-    return _limited(scanner, limit)
+    return _limited(scanner, limit, lambda: damaged_part(data, names, condition))
 
 
-def _limited(scanner: ds.Scanner, limit: int | None) -> Iterator[pa.RecordBatch]:
+def _limited(scanner: ds.Scanner, limit: int | None, culprit: Callable[[], str]) -> Iterator[Any]:
     left = limit
     try:
         for batch in scanner.to_batches():
@@ -440,7 +429,30 @@ def _limited(scanner: ds.Scanner, limit: int | None) -> Iterator[pa.RecordBatch]
                 left -= batch.num_rows
             yield batch
     except (pa.ArrowException, OSError) as exc:
-        raise StoreError(f"cannot read the object tables: {one_line(exc)}") from None
+        raise StoreError(f"cannot read the object tables: {one_line(exc)}{culprit()}") from None
+
+
+def damaged_part(
+    data: ds.Dataset, names: Sequence[str] | None = None, condition: Any = None
+) -> str:
+    """``"; object table part-000003.parquet (shard 3) is damaged, run batchseg verify ..."``
+    naming the first part a scan of ``data`` fails on, or "" (read on an error only)."""
+    for fragment in data.get_fragments(filter=condition):
+        try:
+            for _ in fragment.to_batches(schema=data.schema, columns=names, filter=condition):
+                pass
+        except (pa.ArrowException, OSError):
+            name = str(fragment.path).rsplit("/", 1)[-1]
+            return f"; object table {name} ({part_words(name)}) is damaged: {VERIFY_HINT}"
+    return ""
+
+
+def part_words(name: str) -> str:
+    """``shard 3`` for ``part-000003.parquet``, ``tiled image row 12`` for a tiled part."""
+    digits = _check_name(name)[len("part-") : -len(".parquet")]
+    if digits.startswith("t"):
+        return f"tiled image in catalogue row {int(digits[1:])}"
+    return f"shard {int(digits)}"
 
 
 def scan(

@@ -19,6 +19,7 @@ from zarr.core.sync import sync
 from batchseg.core.meta import StoreMeta
 from batchseg.core.plan import Bucket, Plan, Shard
 from batchseg.errors import StoreError
+from batchseg.store.array_meta import META_KEY, digest
 from batchseg.store.layout import (
     ATTRS_KEY,
     CATALOGUE,
@@ -389,7 +390,7 @@ def read_labels(
             raise StoreError(
                 f"image {image_id!r} has no stored label level {level}; levels: {have}"
             )
-        arr = array(root, pyramid_node(b["name"], level))
+        arr = recorded_array(root, pyramid_node(b["name"], level))
         return read_checked(root, arr, (0, slice(None), slice(None)), info, what)
     return read_map(root, info, confidence=confidence, classes=classes)
 
@@ -404,7 +405,9 @@ def read_map(
     what = "confidence data" if confidence else "class map data" if classes else "label data"
     if (confidence and CONFIDENCE not in root) or (classes and CLASSES not in root):
         raise StoreError(f"this store has no {'confidence' if confidence else 'class'} maps")
-    arr = array(root, map_node(info.bucket["name"], confidence=confidence, classes=classes))
+    arr = recorded_array(
+        root, map_node(info.bucket["name"], confidence=confidence, classes=classes)
+    )
     row = 0 if info.tiled else info.bucket_row
     return read_checked(root, arr, (row, slice(None), slice(None)), info, what)
 
@@ -412,14 +415,38 @@ def read_map(
 def label_array(
     root: zarr.Group, bucket_name: str, *, confidence: bool = False, classes: bool = False
 ) -> zarr.Array:
-    """A bucket's label (or confidence, or class map) array."""
-    return array(root, map_node(bucket_name, confidence=confidence, classes=classes))
+    """A bucket's label (or confidence, or class map) array, its metadata checked."""
+    return recorded_array(root, map_node(bucket_name, confidence=confidence, classes=classes))
 
 
 def pyramid_array(root: zarr.Group, bucket_name: str, level: int) -> zarr.Array | None:
     """Level ``level`` of a tiled image's stored label pyramid, None when not stored."""
     node = pyramid_node(bucket_name, level)
-    return array(root, node) if node in root else None
+    return recorded_array(root, node) if node in root else None
+
+
+def metadata_problem(root: zarr.Group, arr: zarr.Array) -> str | None:
+    """How ``arr``'s metadata differs from the store's record, None when it matches (or the
+    store records none for it: older stores, see :mod:`batchseg.store.array_meta`)."""
+    known = attributes(root).get(META_KEY)
+    want = known.get(arr.path) if isinstance(known, Mapping) else None
+    if want is None or digest(arr) == want:
+        return None
+    return (
+        f"the metadata (zarr.json) of store array {arr.path!r} is not what the store recorded "
+        f"(data type {arr.metadata.to_dict().get('data_type')}, chunking or codecs edited)"
+    )
+
+
+def recorded_array(root: zarr.Group, node: str) -> zarr.Array:
+    """:func:`array` at ``node`` under the root, after :func:`metadata_problem` (StoreError)."""
+    arr = array(root, node)
+    problem = metadata_problem(root, arr)
+    if problem is not None:
+        raise StoreError(
+            f"{problem}; its chunks would decode wrong (batchseg verify lists every such array)"
+        )
+    return arr
 
 
 def _short(exc: BaseException) -> str:

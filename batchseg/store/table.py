@@ -169,6 +169,47 @@ def _write_table(table: zarr.Group, root: zarr.Group, status: np.ndarray, real: 
     )
 
 
+TABLE_ARRAYS = (
+    "status",
+    "height",
+    "width",
+    "error",
+    "uri",
+    "stats",
+    "image_id_offsets",
+    "image_id_bytes",
+)
+
+
+def table_damage(root: zarr.Group) -> str | None:
+    """Why the consolidated table readers use does not read back whole, None when it does
+    (or there is none: readers then use the per-shard arrays).
+
+    Every chunk of every column is read (one at a time: memory stays one chunk) against its
+    crc32c; a lost chunk or column is damage too (legacy ``table/`` groups: decoded only).
+    """
+    t = table_group(root)
+    if t is None:
+        return None
+    for name in TABLE_ARRAYS if t.basename != LEGACY_TABLE else tuple(t.array_keys()):
+        try:
+            arr = array(t, name)
+            every = chunk_coords(arr, tuple(slice(None) for _ in arr.shape))
+            if t.basename != LEGACY_TABLE and missing_chunks(arr, every):
+                return f"consolidated column {name!r} has lost chunks"
+            for coords in every:
+                sel = tuple(
+                    slice(c * k, (c + 1) * k)
+                    for c, k in zip(coords, arr.shards or arr.chunks, strict=True)
+                )
+                np.asarray(arr[sel])
+        except KeyError:
+            return f"consolidated column {name!r} is missing"
+        except (ValueError, RuntimeError, StoreError) as exc:
+            return f"consolidated column {name!r} is damaged ({' '.join(str(exc).split())[:120]})"
+    return None
+
+
 def invalidate_consolidated(root: zarr.Group) -> None:
     """Mark the consolidated table stale before tasks write (readers use the per-shard arrays)."""
     if attributes(root).get("consolidated"):
@@ -224,7 +265,9 @@ def read_table(
                 cols = np.asarray(picked, dtype=np.intp)
                 block = np.asarray(stats.get_orthogonal_selection((rows, cols)))
         except (ValueError, RuntimeError) as exc:
-            raise StoreError(f"store statistics are damaged: {exc}") from None
+            raise StoreError(
+                f"store statistics are damaged: {exc}; run batchseg verify on the store"
+            ) from None
         block = block[keep]
         for j, i in enumerate(picked):
             data[names[i]] = block[:, j]

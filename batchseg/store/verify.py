@@ -18,6 +18,7 @@ import zarr
 
 from batchseg.errors import StoreError
 from batchseg.store import objects
+from batchseg.store.array_meta import META_KEY, record
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,
@@ -28,20 +29,24 @@ from batchseg.store.layout import (
     STATS,
     published_rows,
 )
+from batchseg.store.object_check import COUNT_COLUMN, part_damage
 from batchseg.store.read import (
     array,
     attributes,
     chunk_coords,
     chunks_always_written,
     label_array,
+    metadata_problem,
     missing_chunks,
     normalise_status,
     open_group,
     pyramid_array,
     read_array,
+    stat_names,
     subgroup,
+    update_attributes,
 )
-from batchseg.store.table import invalidate_consolidated, table_group
+from batchseg.store.table import consolidate, invalidate_consolidated, table_damage, table_group
 from batchseg.store.write import mark_pending
 
 log = logging.getLogger(__name__)
@@ -67,12 +72,23 @@ class VerifyReport:
         Rows set back to pending for re-segmentation (0 without ``mark``).
     table_stale : bool
         The consolidated table did not match the catalogue (invalidated with ``mark``).
+    table_damaged : str or None
+        Why the consolidated table does not read back (a checksum, a lost chunk), else None.
+    table_rebuilt : bool
+        The damaged table was rebuilt from the per-shard arrays (``mark``); when they are
+        damaged too, it is invalidated instead (readers use them; the next run rebuilds it).
     """
 
     checked: int
     damaged: list[tuple[str, str]] = field(default_factory=list)
     marked: int = 0
     table_stale: bool = False
+    table_damaged: str | None = None
+    table_rebuilt: bool = False
+    #: arrays whose zarr.json differs from the store's record (their data is not checked)
+    metadata: list[str] = field(default_factory=list)
+    #: an older store without a record of array metadata got one (``mark``)
+    metadata_recorded: bool = False
 
 
 def verify(path: str, *, mark: bool = True) -> VerifyReport:
@@ -111,37 +127,93 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     done = real & (raw == DONE)
     checked = int(done.sum())
     stats = _stats(root, S, len(bucket), done, found)
+    metadata = _metadata(root)
     for b in attrs["buckets"]:
         rows = np.flatnonzero(done & (bucket == int(b["index"])))
         rows = np.asarray([r for r in rows if int(r) not in found], dtype=np.int64)
         if rows.size == 0 or int(b["height"]) == 0:
             continue
+        if any(p.split("/")[1:2] == [str(b["name"])] for p in metadata):
+            continue  # its chunks would decode wrong: reported, not re-segmented into it
         if b.get("tile"):
             _check_tiled(root, b, int(rows[0]), found)
         else:
             _check_bucket(root, b, rows, bucket_row, _zero_ok(root, attrs, b, stats), found)
     if attrs.get("objects"):
-        _check_objects(path, S, done, found)
+        _check_objects(path, S, done, stats, stat_names(root), found)
     damaged_rows = sorted(found)
     damaged = [(str(ids[r]), found[r]) for r in damaged_rows]
     stale = _table_stale(root, raw, real)
-    marked = 0
-    if mark and (damaged_rows or stale):
+    table_damaged = None if stale else table_damage(root)
+    marked, rebuilt = 0, False
+    recorded = mark and not isinstance(attrs.get(META_KEY), dict)
+    if recorded:  # an older store: record its arrays as they are now
+        update_attributes(root, **{META_KEY: record(root)})
+    if mark and (damaged_rows or stale or table_damaged):
         marked = mark_pending(root, damaged_rows, S)
         invalidate_consolidated(root)
+        if table_damaged and not damaged_rows:
+            rebuilt = _rebuild(root)
     for image_id, reason in damaged:
         log.warning("damaged: %s: %s", image_id, reason)
-    return VerifyReport(checked=checked, damaged=damaged, marked=marked, table_stale=stale)
+    return VerifyReport(
+        checked=checked,
+        damaged=damaged,
+        marked=marked,
+        table_stale=stale,
+        table_damaged=table_damaged,
+        table_rebuilt=rebuilt,
+        metadata=metadata,
+        metadata_recorded=recorded,
+    )
 
 
-def _check_objects(path: str, S: int, done: np.ndarray, found: dict[int, str]) -> None:
-    """Every shard with done rows has its object table, readable and intact; if not, its done
-    rows go to ``found`` (a rerun redoes the shard and rewrites the part whole)."""
+def _metadata(root: zarr.Group) -> list[str]:
+    """Paths of recorded arrays whose metadata (or label array shape) is not the record's."""
+    known = attributes(root).get(META_KEY)
+    if not isinstance(known, dict):
+        return []
+    edited = []
+    for path in sorted(known):
+        try:
+            arr = array(root, path)
+        except (KeyError, StoreError):
+            edited.append(path)
+            continue
+        if metadata_problem(root, arr) is not None:
+            log.warning("array metadata edited: %s", path)
+            edited.append(path)
+    return edited
+
+
+def _rebuild(root: zarr.Group) -> bool:
+    """Rebuild the consolidated table from the per-shard arrays; False when they do not read
+    (the table stays invalidated: readers use the per-shard arrays)."""
+    try:
+        consolidate(root, force=True)
+    except StoreError as exc:
+        log.warning("consolidated table not rebuilt: %s", exc)
+        return False
+    log.info("consolidated table rebuilt from the per-shard arrays")
+    return True
+
+
+def _check_objects(
+    path: str, S: int, done: np.ndarray, stats: np.ndarray, names: list[str], found: dict[int, str]
+) -> None:
+    """Every shard with done rows has its object table, readable, intact and holding the rows
+    its statistics count (``n_objects``); if not, its done rows go to ``found`` (a rerun redoes
+    the shard and rewrites the part whole)."""
+    column = names.index(COUNT_COLUMN) if COUNT_COLUMN in names else None
     for k in range(0, -(-len(done) // S)):
         rows = np.flatnonzero(done[k * S : (k + 1) * S]) + k * S
         if rows.size == 0:
             continue
-        reason = objects.part_damage(path, objects.shard_part_name(k))
+        want = None
+        if column is not None and np.isfinite(stats[rows, column]).all():
+            counts = stats[k * S : (k + 1) * S, column]
+            want = int(counts[np.isfinite(counts)].sum())
+        reason = part_damage(path, objects.shard_part_name(k), want)
         if reason is not None:
             for r in rows:
                 found.setdefault(int(r), reason)
