@@ -4,14 +4,16 @@ Each connection waits in one phase at a time: for a request's headers (h11's ``I
 body (``SEND_BODY``), or for the app (nothing to time out). Entering a waiting phase starts one
 deadline for the whole phase (a client trickling a byte a second gains nothing); a deadline
 that passes answers 408 and closes the connection (a connection that sent nothing is closed
-without an answer). A connection over the limit is answered 503 and closed before any byte of
-it is read, so idle clients never use up the server's file descriptors.
+without an answer). A connection over the limit is answered 503 at once and closed when its
+request arrives (at the latest after :data:`REFUSED_LINGER`), so idle clients never use up the
+server's file descriptors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, ClassVar
 
 import h11
@@ -20,6 +22,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from batchseg.serve.limits import Limits, error_answer
 
 log = logging.getLogger(__name__)
+
+#: Seconds a refused connection (its 503 sent) waits for the client's request before closing.
+REFUSED_LINGER = 0.5
 
 
 class LimitedH11Protocol(H11Protocol):
@@ -36,22 +41,26 @@ class LimitedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
             self._refused = True
-            log.warning("refused a connection: %d open", len(self.connections))
+            _warn_refused(len(self.connections))
             message = f"too many connections (at most {self.limits.max_connections}); retry"
             transport.write(error_answer(503, "Service Unavailable", message))
-            transport.close()
+            transport.write_eof()
+            # closed once the client's request is read (closing on unread bytes would reset
+            # the connection and lose the answer), at the latest after REFUSED_LINGER seconds
+            self.transport = transport
+            self._timer = self.loop.call_later(REFUSED_LINGER, transport.close)
             return
         super().connection_made(transport)
         self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
-            return
         self._stop_timer()
-        super().connection_lost(exc)
+        if not self._refused:
+            super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self.transport.close()
             return
         super().data_received(data)
 
@@ -94,6 +103,17 @@ class LimitedH11Protocol(H11Protocol):
             self.transport.write(error_answer(408, "Request Timeout", message))
         log.info("closed a connection: its request's %s did not arrive in time", waited)
         self.transport.close()
+
+
+_last_warning = [0.0]
+
+
+def _warn_refused(open_now: int) -> None:
+    """Log refused connections at most once every 10 s (an attack would flood the log)."""
+    now = time.monotonic()
+    if now - _last_warning[0] >= 10:
+        _last_warning[0] = now
+        log.warning("refusing connections: %d are open (--max-connections)", open_now)
 
 
 def protocol_class(limits: Limits) -> type[LimitedH11Protocol]:
