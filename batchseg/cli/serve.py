@@ -20,6 +20,7 @@ def serve(
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="NAME",
             help="Another name the app may be reached by (Host header; repeatable). Loopback "
             "names and the --host address are always answered, any other name refused."
         ),
