@@ -22,7 +22,7 @@ def serve(
         typer.Option(
             metavar="NAME",
             help="Another name the app may be reached by (Host header; repeatable). Loopback "
-            "names and the --host address are always answered, any other name refused."
+            "names and the --host address are always answered, any other name refused.",
         ),
     ] = None,
     show_paths: Annotated[
