@@ -72,6 +72,11 @@ class LimitedH11Protocol(H11Protocol):
         super().on_response_complete()
         self._watch()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (or headers over 16 KiB), as JSON."""
+        self.transport.write(error_answer(400, "Bad Request", msg))
+        self.transport.close()
+
     def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()

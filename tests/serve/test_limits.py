@@ -102,6 +102,14 @@ def test_a_trickled_header_or_body_is_cut_off(running: serve.Running) -> None:
         assert [client.get("/api/meta").status_code for _ in range(3)] == [200] * 3
 
 
+def test_garbage_and_huge_headers_get_json_400(running: serve.Running) -> None:
+    huge = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n"
+    for request in (b"NOT HTTP AT ALL\r\n\r\n", huge):
+        with _connect(running.url) as sock:
+            sock.sendall(request)
+            assert _status_and_error(_read_all(sock))[0] == 400
+
+
 def test_limits_are_checked() -> None:
     for bad in ({"max_connections": 0}, {"header_timeout": 0}, {"body_timeout": float("nan")}):
         with pytest.raises(UsageError):
