@@ -67,5 +67,7 @@ def _serve(
         reach = "loopback only: other machines cannot connect (--host 0.0.0.0 opens it)"
     else:
         reach = f"listening on {host}: reachable from the network, with no authentication"
+        if host in ("0.0.0.0", "::") and not hosts:
+            reach += "; name this machine's names or addresses with --allowed-host"
     echo(f"serving {printable(path)} read-only at http://{shown}:{port}/ ({reach}); Ctrl-C stops")
     web.serve_app(app_, host, port, limits)
