@@ -1,24 +1,30 @@
 """The web app's routes: the page and a read-only JSON/PNG API over one store.
 
 ``GET /api/summary``, ``/api/meta``, ``/api/query``, ``/api/images/{image_id}`` and its
-``source.png``, ``mask.png``, ``overlay.png``, ``confidence.png`` and ``objects``. Image ids
-(which hold slashes) are looked up in the store's catalogue; nothing named in a URL is ever
-opened as a path. Bad queries and parameters answer 400, unknown ids 404, each with
-``{"error": "one line"}``.
+``source.png``, ``mask.png``, ``overlay.png``, ``confidence.png`` and ``objects``, and the same
+with the id as a parameter (``/api/image?id=``, ``/api/image/mask.png?id=``), which every id
+survives (browsers rewrite ``.`` and ``..`` segments of a path). Image ids are looked up in
+the store's catalogue; nothing named in a URL is ever opened as a path. Every answer other
+than 200 (bad queries and parameters 400, unknown ids and routes 404, methods 405) is
+``{"error": "one line"}``; requests for another ``Host`` are refused first (:mod:`.hosts`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from batchseg.errors import BatchsegError, ImageError, StoreError, UsageError, one_line
 from batchseg.report import pictures, rows
+from batchseg.serve.hosts import HostGuard
 from batchseg.serve.page import PAGE
 from batchseg.serve.state import StoreState
 
@@ -41,8 +47,23 @@ class HTTPProblem(Exception):
         self.status = status
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class AnyPathConvertor(Convertor[str]):
+    """Starlette's ``path`` that also matches newlines (an id may hold one)."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPathConvertor())
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _int(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -88,16 +109,16 @@ def _handled(fn: Callable[[StoreState, Request], Response]) -> Callable[[Request
         try:
             return fn(state, request)
         except HTTPProblem as exc:
-            return _error(exc.status, str(exc))
+            return _error(exc.status, state.public(str(exc)))
         except UsageError as exc:  # QueryError included
-            return _error(400, one_line(exc))
+            return _error(400, state.public(one_line(exc)))
         except ImageError as exc:
-            return _error(422, f"cannot read the source image: {one_line(exc)}")
+            return _error(422, state.public(f"cannot read the source image: {one_line(exc)}"))
         except StoreError as exc:
             log.warning("%s: %s", request.url.path, one_line(exc))
-            return _error(500, one_line(exc))
+            return _error(500, state.public(one_line(exc)))
         except BatchsegError as exc:
-            return _error(500, one_line(exc))
+            return _error(500, state.public(one_line(exc)))
 
     return endpoint
 
@@ -129,7 +150,7 @@ def query(state: StoreState, request: Request) -> Response:
     limit = _int(request, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
     offset = _int(request, "offset", 0, 0, 1 << 62) or 0
     plan = rows.plan_query(
-        state.view.columns(), q.get("where"), q.get("columns"), q.get("sort"), q.getlist("id")
+        state.columns(), q.get("where"), q.get("columns"), q.get("sort"), q.getlist("id")
     )
     selection = rows.select(plan, state.frame(plan.read), limit=limit, offset=offset)
     return JSONResponse(
@@ -138,7 +159,7 @@ def query(state: StoreState, request: Request) -> Response:
             "offset": offset,
             "limit": limit,
             "columns": [str(c) for c in selection.rows.columns],
-            "rows": selection.records(),
+            "rows": state.public(selection.records(), keep="image_id"),
         }
     )
 
@@ -152,10 +173,10 @@ def _known(state: StoreState, image_id: str) -> str:
 def image_row(state: StoreState, image_id: str) -> Response:
     """Every column of one image's row."""
     _known(state, image_id)
-    plan = rows.plan_query(state.view.columns(), None, "*", None)
+    plan = rows.plan_query(state.columns(), None, "*", None)
     frame = state.frame(plan.read)
     selection = rows.select(plan, frame.iloc[[state.row(image_id) or 0]])
-    return JSONResponse(selection.records()[0])
+    return JSONResponse(state.public(selection.records()[0], keep="image_id"))
 
 
 def _picture(state: StoreState, request: Request, image_id: str, kind: str) -> Response:
@@ -201,24 +222,65 @@ def image(state: StoreState, request: Request) -> Response:
     path: str = request.path_params["image_id"]
     head, _, tail = path.rpartition("/")
     if head and (tail in PICTURES or tail == "objects") and state.row(head) is not None:
-        if tail == "objects":
-            return objects(state, head)
-        return _picture(state, request, head, PICTURES[tail])
+        return _part(state, request, head, tail)
     return image_row(state, path)
 
 
-def make_app(path: str, max_pixels: int = pictures.DEFAULT_MAX_PIXELS) -> Starlette:
+def image_by_id(state: StoreState, request: Request) -> Response:
+    """``/api/image?id=ID`` and ``/api/image/{part}?id=ID``: any id, sent as a parameter."""
+    image_id = request.query_params.get("id")
+    if image_id is None:
+        raise HTTPProblem(400, "id is missing: /api/image?id=IMAGE_ID")
+    part = request.path_params.get("part")
+    if part is None:
+        return image_row(state, image_id)
+    if part not in PICTURES and part != "objects":
+        raise HTTPProblem(404, f"no such part of an image: {part[:40]!r}")
+    return _part(state, request, image_id, part)
+
+
+def _part(state: StoreState, request: Request, image_id: str, part: str) -> Response:
+    if part == "objects":
+        return objects(state, image_id)
+    return _picture(state, request, image_id, PICTURES[part])
+
+
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown route 404, method 405) as ``{"error": ...}``."""
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no such page: {request.url.path[:100]!r}", 405: "only GET is answered"}
+    return _error(exc.status_code, message.get(exc.status_code, exc.detail), exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("%s failed", request.url.path)
+    return _error(500, "internal error (the server's log says more)")
+
+
+def make_app(
+    path: str,
+    max_pixels: int = pictures.DEFAULT_MAX_PIXELS,
+    *,
+    hosts: frozenset[str] = frozenset(),
+    show_paths: bool = False,
+) -> Starlette:
     """The Starlette app serving the store at ``path`` (opened now: StoreError if it is not
-    a batchseg store)."""
-    state = StoreState(path)
+    a batchseg store), answering the loopback names and ``hosts`` (see :mod:`.hosts`)."""
+    state = StoreState(path, show_paths=show_paths)
     routes = [
         Route("/", _handled(page)),
         Route("/api/summary", _handled(summary)),
         Route("/api/meta", _handled(meta)),
         Route("/api/query", _handled(query)),
-        Route("/api/images/{image_id:path}", _handled(image)),
+        Route("/api/image", _handled(image_by_id)),
+        Route("/api/image/{part}", _handled(image_by_id)),
+        Route("/api/images/{image_id:anypath}", _handled(image)),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(HostGuard, allowed=hosts)],
+        exception_handlers={HTTPException: _http_problem, Exception: _crash},
+    )
     app.state.store = state
     app.state.max_pixels = max_pixels
     return app

@@ -4,7 +4,10 @@ A query box (the ``batchseg query`` grammar), a sortable, paged table of the mat
 with overlay thumbnails (one page of rows is fetched at a time from ``/api/query``), and an
 image view: overlay with an opacity slider, class legend with toggles, region outlines on/off,
 the confidence map, the image's statistics and its objects. Data is only ever inserted as text
-(``textContent``), never as HTML.
+(``textContent``), never as HTML. The page's own URL keeps the query, the page of rows, the open
+image and its overlay settings (``?where=&columns=&sort=&offset=&limit=&image=&alpha=&hide=
+&outlines=``), so a URL can be shared or bookmarked and the back button steps through them.
+Images are fetched as ``/api/image/PART?id=ID``, which every id survives.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ margin:0 3px}.muted{color:#777;font-size:12px}
 <header><h1 id="title">batchseg</h1><div class="sub" id="subtitle"></div></header>
 <main><div id="left">
 <form id="qform"><input type="text" id="where" name="where" autocomplete="off"
- placeholder="query, e.g. n_regions > 10 and width >= 400 (empty: all images)">
+ placeholder="query (the batchseg query grammar; empty: all images)">
 <input type="text" id="columns" placeholder="columns (default: key ones; * = all)"
  style="flex:0 1 200px"><button type="submit">Query</button></form>
 <div id="error"></div>
@@ -62,8 +65,46 @@ function el(tag, text, attrs) {
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   return e;
 }
-function imageUrl(id, suffix) {
-  return "/api/images/" + id.split("/").map(encodeURIComponent).join("/") + "/" + suffix;
+function imageUrl(id, part, params) {
+  const p = new URLSearchParams(params || {});
+  p.set("id", id);
+  return "/api/image" + (part ? "/" + part : "") + "?" + p;
+}
+function pageQuery() {
+  const p = new URLSearchParams();
+  if (S.where) p.set("where", S.where);
+  if (S.columns) p.set("columns", S.columns);
+  if (S.sort) p.set("sort", S.sort);
+  if (S.offset) p.set("offset", S.offset);
+  if (S.limit !== 50) p.set("limit", S.limit);
+  if (S.id !== null) p.set("image", S.id);
+  if (+S.alpha !== 0.5) p.set("alpha", S.alpha);
+  if (S.hidden.size) p.set("hide", [...S.hidden].join(","));
+  if (!S.outlines) p.set("outlines", "0");
+  return p.toString();
+}
+function remember(replace) {
+  const q = pageQuery(), url = location.pathname + (q ? "?" + q : "");
+  if (url === location.pathname + location.search) return;
+  if (replace) history.replaceState(null, "", url); else history.pushState(null, "", url);
+}
+function restore() {
+  const p = new URLSearchParams(location.search);
+  S.where = p.get("where") || ""; S.columns = p.get("columns") || ""; S.sort = p.get("sort") || "";
+  S.offset = Math.max(0, parseInt(p.get("offset"), 10) || 0);
+  const limit = parseInt(p.get("limit"), 10);
+  S.limit = [25, 50, 100, 200].includes(limit) ? limit : 50;
+  S.id = p.get("image");
+  const alpha = parseFloat(p.get("alpha"));
+  S.alpha = alpha >= 0 && alpha <= 1 ? alpha : 0.5;
+  S.hidden = new Set((p.get("hide") || "").split(",").filter((t) => /^\d+$/.test(t)).map(Number));
+  S.outlines = p.get("outlines") !== "0";
+  $("where").value = S.where; $("columns").value = S.columns; $("psize").value = String(S.limit);
+}
+async function show() {
+  await runQuery(true);
+  if (S.id !== null) await openImage(S.id, true);
+  else $("view").replaceChildren(el("p", "Click a row to open the image.", {"class": "muted"}));
 }
 async function getJSON(url) {
   const r = await fetch(url);
@@ -77,13 +118,16 @@ function fmt(v) {
   return String(v);
 }
 async function init() {
+  restore();
   S.meta = await getJSON("/api/meta");
   $("title").textContent = S.meta.store;
   $("subtitle").textContent = S.meta.method + " (" + S.meta.kind + "), " +
     S.meta.images + " images";
-  await runQuery();
+  $("where").placeholder = "query, e.g. " + S.meta.example + " (empty: all images)";
+  await show();
 }
-async function runQuery() {
+async function runQuery(restoring) {
+  if (!restoring) remember(false);
   const p = new URLSearchParams({where: S.where, columns: S.columns, sort: S.sort,
                                  offset: S.offset, limit: S.limit});
   $("error").textContent = "";
@@ -110,7 +154,7 @@ function drawTable(data) {
     const r = el("tr", null, {"data-id": row.image_id});
     const td = el("td");
     if (row.status === undefined || row.status === "done")
-      td.appendChild(el("img", null, {src: imageUrl(row.image_id, "overlay.png?size=64"),
+      td.appendChild(el("img", null, {src: imageUrl(row.image_id, "overlay.png", {size: 64}),
                                       alt: "", loading: "lazy"}));
     r.appendChild(td);
     for (const c of data.columns) {
@@ -135,15 +179,17 @@ function pictureParams() {
 }
 function refreshOverlay() {
   const img = $("overlay");
-  if (img && S.id) img.src = imageUrl(S.id, "overlay.png?" + pictureParams());
+  remember(true);
+  if (img && S.id !== null) img.src = imageUrl(S.id, "overlay.png", pictureParams());
 }
-async function openImage(id) {
+async function openImage(id, restoring) {
   S.id = id;
+  if (!restoring) remember(false);
   for (const r of $("rows").tBodies[0].rows) r.classList.toggle("sel", r.dataset.id === id);
   const view = $("view");
   view.replaceChildren(el("h2", id));
   let row;
-  try { row = await getJSON(imageUrl(id, "").replace(/\/$/, "")); }
+  try { row = await getJSON(imageUrl(id)); }
   catch (e) { view.appendChild(el("p", e.message, {"class": "muted"})); return; }
   if (row.status === "done") drawPictures(view); else
     view.appendChild(el("p", row.status + (row.error ? ": " + row.error : ""), {id: "problem"}));
@@ -186,11 +232,11 @@ function drawPictures(view) {
   }
   view.appendChild(legend);
   view.appendChild(el("img", null, {id: "overlay", alt: "overlay",
-    src: imageUrl(S.id, "overlay.png?" + pictureParams())}));
+    src: imageUrl(S.id, "overlay.png", pictureParams())}));
   if (S.meta.confidence) {
     view.appendChild(el("h3", "Confidence"));
     view.appendChild(el("img", null, {id: "confidence", alt: "confidence",
-      src: imageUrl(S.id, "confidence.png?size=480")}));
+      src: imageUrl(S.id, "confidence.png", {size: 480})}));
   }
 }
 async function drawObjects(view, id) {
@@ -212,6 +258,9 @@ $("qform").addEventListener("submit", (ev) => {
 $("prev").addEventListener("click", () => { S.offset = Math.max(0, S.offset - S.limit); runQuery(); });
 $("next").addEventListener("click", () => { S.offset += S.limit; runQuery(); });
 $("psize").addEventListener("change", () => { S.limit = +$("psize").value; S.offset = 0; runQuery(); });
+window.addEventListener("popstate", () => {
+  restore(); show().catch((e) => { $("error").textContent = e.message; });
+});
 init().catch((e) => { $("error").textContent = e.message; });
 </script>
 </body></html>

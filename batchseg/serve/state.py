@@ -21,6 +21,7 @@ from batchseg import store
 from batchseg.api import StoreView
 from batchseg.errors import StoreError
 from batchseg.report.index import CatalogueIndex, IndexedView
+from batchseg.serve.redact import PATH_COLUMNS, redact, store_name
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,14 @@ class StoreState:
     ----------
     path : str
         The store (local path or URL); StoreError when it is not a batchseg store.
+    show_paths : bool
+        Whether answers may show where the store and the images live (the ``uri`` column,
+        absolute paths in texts); off, they are left out or shortened (:mod:`~.redact`).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, show_paths: bool = False) -> None:
         self.path = path
+        self.show_paths = show_paths
         self._lock = threading.RLock()
         self._view = batchseg.open(path)
         self._stamp = self._read_stamp()
@@ -147,13 +152,32 @@ class StoreState:
             return where
         return None  # ids are unique in a store; anything else is not an answer
 
+    def columns(self) -> list[str]:
+        """The table's columns the app answers with (without ``uri`` unless ``show_paths``)."""
+        columns = self.view.columns()
+        return columns if self.show_paths else [c for c in columns if c not in PATH_COLUMNS]
+
+    def public(self, value: Any, keep: str | None = None) -> Any:
+        """``value`` as the app may answer it: absolute paths shortened unless ``show_paths``
+        (``keep``: a key of the records of ``value`` left as it is, such as ``image_id``)."""
+        if self.show_paths:
+            return value
+        if keep is not None and isinstance(value, dict):
+            return {k: v if k == keep else redact(v) for k, v in value.items()}
+        if keep is not None and isinstance(value, list):
+            return [self.public(v, keep) for v in value]
+        return redact(value)
+
     def summary(self) -> dict[str, Any]:
-        """``StoreView.summary()`` (what ``batchseg stats --json`` prints), cached."""
+        """``StoreView.summary()`` (what ``batchseg stats --json`` prints; cached), paths
+        shortened unless ``show_paths``."""
         with self._lock:
             self._refresh()
             if self._summary is None:
                 self._summary = dict(self._view.summary())
-            return self._summary
+            if self.show_paths:
+                return self._summary
+            return {**self.public(self._summary), "store": store_name(self.path)}
 
     def meta(self) -> dict[str, Any]:
         """What the page needs to draw: kind, classes and colours, columns, optional maps."""
@@ -162,7 +186,7 @@ class StoreState:
         view = self.view
         legend = legend_entries(view, overlay=True)
         return {
-            "store": self.path,
+            "store": self.path if self.show_paths else store_name(self.path),
             "method": view.attrs.get("method", {}).get("id"),
             "kind": view.kind,
             "classes": [
@@ -172,8 +196,20 @@ class StoreState:
             if view.kind == "classes"
             else [],
             "legend": [{"name": n, "colour": list(c)} for n, c in legend],
-            "columns": view.columns(),
+            "columns": self.columns(),
+            "example": example_query(self.columns(), view.kind),
             "confidence": "mean_confidence" in view.columns(),
             "objects": bool(view.attrs.get("objects")),
             "images": int(view.attrs.get("n_images", 0)),
         }
+
+
+def example_query(columns: Sequence[str], kind: str) -> str:
+    """A query over columns this store has, for the page's query box."""
+    fractions = [c for c in columns if c.startswith("fraction_") and c != "fraction_background"]
+    if fractions:
+        first = f"{fractions[0]} > 0.3"
+    else:
+        counts = [c for c in ("n_regions", "n_objects") if c in columns]
+        first = f"{counts[0]} > 10" if counts else "status == 'failed'"
+    return f"{first} and width >= 400" if "width" in columns else first

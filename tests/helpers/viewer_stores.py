@@ -50,3 +50,47 @@ def viewer_store(factory: pytest.TempPathFactory, address: str, kind: str) -> Pa
     assert (result.done, result.failed) == (12, 1), result
     _BUILT[kind] = out
     return out
+
+
+#: Ids a browser or a router would mangle: dot segments, a newline, URL syntax, spaces.
+ODD_IDS = ("../up/a.png", "./dot/b.png", "sub/./c.png", "nl\nname.png", "q?#%20&+ x.png")
+
+
+def odd_ids_store(factory: pytest.TempPathFactory, address: str) -> Path:
+    """A finished ``skimage.otsu`` store whose ids are :data:`ODD_IDS` (from a CSV manifest,
+    which keeps relative entries as written), built on first use."""
+    if "odd" in _BUILT:
+        return _BUILT["odd"]
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from batchseg.cluster.profiles import AddressProfile
+    from batchseg.job.run import run_job
+    from batchseg.job.spec import JobSpec
+
+    root = factory.mktemp("viewer-odd")
+    listed = root / "list"
+    listed.mkdir()
+    rng = np.random.default_rng(5)
+    for i, image_id in enumerate(ODD_IDS):
+        target = (listed / image_id).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = (rng.random((24 + i, 32)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(target, format="PNG")
+    (listed / "sub").mkdir(exist_ok=True)
+    with (listed / "images.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["path"], *[[i] for i in ODD_IDS]])
+    out = root / "odd.zarr"
+    spec = JobSpec(
+        input=str(listed / "images.csv"),
+        method="skimage.otsu",
+        output=str(out),
+        profile=AddressProfile(address),
+        shard_size=8,
+    )
+    result = run_job(spec)
+    assert (result.done, result.failed) == (len(ODD_IDS), 0), result
+    _BUILT["odd"] = out
+    return out
