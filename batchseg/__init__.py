@@ -1,27 +1,83 @@
-"""batchseg: segment whole image collections with Dask into a queryable Zarr v3 store."""
+"""batchseg: segment whole image collections with Dask into a queryable Zarr v3 store.
+
+The public Python API is :data:`__all__`: :func:`run`, :func:`evaluate` and :func:`panoptic`
+run jobs (:mod:`batchseg.api_jobs`), :func:`open` reads a store (:mod:`batchseg.api`), and
+their results are frozen dataclasses (:mod:`batchseg.results`). Each name is imported on first
+use, so ``import batchseg`` (and so starting the CLI) does not import zarr, pandas or Dask.
+
+``batchseg.evaluate`` is the function, although ``batchseg/evaluate/`` is also a subpackage
+(the scoring internals): the package's module class keeps the attribute pointing at the
+function when the subpackage is imported (``from batchseg.evaluate.job import ...`` works as
+ever; ``import batchseg.evaluate.job as m`` does not, use the ``from`` form).
+"""
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
+    from batchseg.api_jobs import evaluate, panoptic, run
+    from batchseg.results import EvaluationResult, ImageFailure, RunResult
+
+_JOBS = ("run", "evaluate", "panoptic")
+_VIEWS = ("open", "StoreView")
+_RESULTS = ("RunResult", "EvaluationResult", "ImageFailure")
 
 
 def __getattr__(name: str) -> Any:
-    """``open`` and ``StoreView`` on first use: importing the package (and so starting the
-    CLI) does not import zarr and pandas."""
-    if name in ("open", "StoreView"):
+    """The public names on first use (see the module docstring)."""
+    if name in _JOBS:
+        from batchseg import api_jobs
+
+        return getattr(api_jobs, name)
+    if name in _VIEWS:
         from batchseg import api
 
         return getattr(api, name)
+    if name in _RESULTS:
+        from batchseg import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'batchseg' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """The ``batchseg`` module: ``evaluate`` is the API function, never the subpackage."""
+
+    @property
+    def evaluate(self) -> Any:
+        from batchseg import api_jobs
+
+        return api_jobs.evaluate
+
+    @evaluate.setter
+    def evaluate(self, value: Any) -> None:
+        """Importing ``batchseg.evaluate.*`` sets the subpackage here; it stays in sys.modules."""
+
+
+sys.modules[__name__].__class__ = _Package
 
 try:
     __version__ = metadata.version("batchseg")
 except metadata.PackageNotFoundError:  # pragma: no cover - source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["StoreView", "__version__", "open"]
+__all__ = [
+    "EvaluationResult",
+    "ImageFailure",
+    "RunResult",
+    "StoreView",
+    "__version__",
+    "evaluate",
+    "open",
+    "panoptic",
+    "run",
+]

@@ -20,6 +20,8 @@ from batchseg.errors import QueryError
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
 from batchseg.store.evaluations import evaluations as store_evaluations
 
+__all__ = ["Failure", "StatusReport", "StoreView", "Summary", "open"]
+
 
 class Failure(TypedDict):
     """One failed image of :meth:`StoreView.status`."""
@@ -162,62 +164,9 @@ class StoreView:
         extra = evaluation_frame(self._root, wanted, self.attrs)
         return table.merge(extra, on="image_id", how="left")
 
-    def evaluate(
-        self,
-        truth: str,
-        *,
-        name: str = "eval",
-        pattern: str | None = None,
-        truth_classes: str | None = None,
-        ignore: Sequence[int] = (),
-        tolerance: float | None = None,
-        scheduler: str | None = None,
-    ) -> dict[str, Any]:
-        """Score the store's done images against ground truth and store the scores.
-
-        Parameters
-        ----------
-        truth : str
-            A folder of truth label images (matched by relative path, any image suffix) or a
-            CSV ``image_id,truth_path``; for instance stores a COCO instances JSON (COCO AP by
-            pycocotools), for panoptic stores a COCO panoptic JSON with its PNG folder
-            (panoptic quality). README, Evaluation.
-        name : str
-            The evaluation's name: per-image columns ``<name>_<metric>`` join :meth:`table`;
-            evaluating again with a name replaces it.
-        pattern : str, optional
-            Truth file names from an image's stem, e.g. ``{stem}_L.png``; ``*`` matches several
-            annotators (scored each, averaged per image).
-        truth_classes : str, optional
-            CSV ``value,class`` mapping truth grey values or colours to the store's classes
-            (or ``ignore``); without it truth values are class indices.
-        ignore : sequence of int
-            Truth values left out of scoring.
-        tolerance : float, optional
-            Boundary match distance in pixels (default 0.0075 x the image diagonal).
-        scheduler : str, optional
-            Run on this Dask scheduler instead of an embedded local cluster.
-
-        Returns
-        -------
-        dict
-            The dataset result as stored (see README, Evaluation), with ``missing`` (ids without
-            truth) and ``failed`` (id -> error).
-        """
-        from batchseg.cluster.profiles import AddressProfile, LocalProfile
-        from batchseg.evaluate.job import EvalOptions, evaluate_store
-
-        profile = AddressProfile(scheduler) if scheduler else LocalProfile()
-        options = EvalOptions(
-            truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile
-        )
-        out = evaluate_store(self.path, options)
-        self._root = store.open_group(self.path, mode="r")  # its attributes changed
-        self.__dict__.pop("attrs", None)
-        return {**out.result, "missing": out.missing, "failed": out.failed}
-
     def evaluations(self) -> dict[str, dict[str, Any]]:
-        """The stored evaluations by name: dataset results, confusion matrix, truth source."""
+        """The stored evaluations by name: dataset results, confusion matrix, truth source
+        (:func:`batchseg.evaluate` scores a store; this view never writes to it)."""
         return store_evaluations(self._root, self.attrs)
 
     def query(self, expr: str, columns: Sequence[str] | None = None) -> pd.DataFrame:

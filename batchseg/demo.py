@@ -60,16 +60,6 @@ _TRANSFORMS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] 
 }
 
 
-def variant_shape(shape: tuple[int, ...], variant: str) -> tuple[int, int]:
-    """Height and width of ``variant`` of a picture whose array shape is ``shape``."""
-    h, w = shape[:2]
-    if variant == "rot90":
-        return w, h
-    if variant == "crop":
-        return int(h * CROP_FRACTION), int(w * CROP_FRACTION)
-    return h, w
-
-
 def plan(count: int) -> list[tuple[str, str, str]]:
     """``(relative path, source name, variant)`` of each of the ``count`` demo images."""
     names = list(SOURCES)

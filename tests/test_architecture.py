@@ -6,7 +6,7 @@ Each rule is one test; a failure lists every violation as ``module: what``.
   under ``if TYPE_CHECKING:`` never run and do not count);
 - no module uses another module's underscore names (``from m import _x``, ``alias._x`` on an
   imported ``batchseg`` module; dunders are fine);
-- no module over 500 lines, no function over 80;
+- no module over 500 lines, no function over 80 (its docstring not counted);
 - only ``batchseg/engine/`` and ``batchseg/cluster/`` import dask/distributed;
 - only ``batchseg/methods/`` imports torch/torchvision, and only lazily (inside a function);
 - only ``batchseg/store/`` spells Zarr paths inside a store (``"catalogue/..."``, ``f"labels/{b}"``,
@@ -67,7 +67,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 #: Top-level modules that belong to a package's unit (until they move into it).
-UNIT_OF = {"query_arrow": "query", "query_names": "query"}
+UNIT_OF = {"query_arrow": "query", "query_names": "query", "api_jobs": "api", "results": "api"}
 #: Violations being removed by work in progress (the one job runner, the one query engine).
 PENDING = (
     "batchseg.engine.evaluate_graph: imports batchseg.evaluate.",
@@ -385,15 +385,27 @@ def sizes(pkg: Package) -> list[str]:
     ]
 
 
+def function_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of ``node`` without its docstring: the public API's numpydoc docstrings (with
+    their examples) are documentation, not size."""
+    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+    first = node.body[0]
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        lines -= (first.end_lineno or first.lineno) - first.lineno + 1
+    return lines
+
+
 def long_functions(pkg: Package) -> list[str]:
     return [
-        f"{m.name}.{node.name}: {node.end_lineno - node.lineno + 1} lines "
-        f"(at most {MAX_FUNCTION_LINES})"
+        f"{m.name}.{node.name}: {function_lines(node)} lines (at most {MAX_FUNCTION_LINES})"
         for m in pkg.modules.values()
         for node in ast.walk(m.tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.end_lineno is not None
-        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+        and function_lines(node) > MAX_FUNCTION_LINES
     ]
 
 
@@ -555,6 +567,14 @@ BAD = {
     "cli/__init__.py": "",
     "report.py": "def f():\n    from batchseg.cli import x\n    return x\n",
     "oddity.py": "",
+    # one line of code too many; a long docstring over short code is not size
+    "job/d.py": (
+        'def long():\n    """Doc."""\n'
+        + "    x = 1\n" * MAX_FUNCTION_LINES
+        + 'def documented():\n    """'
+        + "doc\n" * MAX_FUNCTION_LINES
+        + '"""\n    return 1\n'
+    ),
 }
 
 
@@ -575,6 +595,9 @@ def test_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
     ]
     assert found[f"modules over {MAX_LINES} lines"] == [
         f"batchseg.engine.e: {MAX_LINES + 1} lines (at most {MAX_LINES})"
+    ]
+    assert found[f"functions over {MAX_FUNCTION_LINES} lines"] == [
+        f"batchseg.job.d.long: {MAX_FUNCTION_LINES + 1} lines (at most {MAX_FUNCTION_LINES})"
     ]
     assert [v.split(" (")[0] for v in found["dask/distributed outside engine/ and cluster/"]] == [
         "batchseg.io.a: imports dask.array",

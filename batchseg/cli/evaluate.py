@@ -176,29 +176,31 @@ def _evaluate(
     components: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> int:
-    from batchseg.cluster.profiles import AddressProfile, LocalProfile
-    from batchseg.evaluate.job import EvalOptions, evaluate_store
+    from batchseg import api_jobs
 
     if truth is None:
         raise UsageError("--truth is required (or --show to print stored evaluations)")
-    if tolerance is not None and not tolerance >= 0:
-        raise UsageError(f"--boundary-tolerance must be >= 0, got {tolerance}")
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be >= 1")
-    if extra and not 1 <= extra["max_pixels"] <= 1 << 40:
-        raise UsageError(f"--max-pixels must be in [1, 2^40], got {extra['max_pixels']}")
-    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
-    options = EvalOptions(
-        truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile, components,
-        **(extra or {}),
-    )  # fmt: skip
     with progress_reporter("scoring") as on_progress:
-        result = evaluate_store(path, options, on_progress)
+        result = api_jobs.evaluate(
+            path,
+            truth=truth,
+            name=name,
+            truth_pattern=pattern,
+            truth_classes=truth_classes,
+            ignore=ignore,
+            boundary_tolerance=tolerance,
+            components=components,
+            workers=workers,
+            scheduler=scheduler,
+            on_progress=on_progress,
+            **(extra or {}),
+        )
+    failed = {f.image_id: f.error for f in result.failures}
     if as_json:
-        payload = {**result.result, "missing": result.missing, "failed": result.failed}
+        payload = {**result.metrics, "missing": list(result.missing), "failed": failed}
         typer.echo(json.dumps({name: payload}, indent=2))
     else:
-        _print(name, result.result)
+        _print(name, dict(result.metrics))
         if result.missing:
             echo(
                 f"no truth for {plural(len(result.missing), 'image')}: "
@@ -206,7 +208,7 @@ def _evaluate(
                 + (" ..." if len(result.missing) > 5 else ""),
                 err=True,
             )
-        for image_id, error in list(result.failed.items())[:5]:
+        for image_id, error in list(failed.items())[:5]:
             echo(f"not scored: {image_id}: {error}", err=True)
     return result.exit_code
 

@@ -8,7 +8,6 @@ import typer
 
 from batchseg.cli.core import app, guard
 from batchseg.cli.text import echo, plural
-from batchseg.errors import UsageError
 
 
 @app.command()
@@ -89,23 +88,20 @@ def _panoptic(
     overwrite: bool,
     void: tuple[str, ...] | None = None,
 ) -> int:
-    from batchseg.cluster.profiles import AddressProfile, LocalProfile
-    from batchseg.job.panoptic import PanopticSpec, run_panoptic
+    from batchseg import api_jobs
 
-    if workers is not None and scheduler is not None:
-        raise UsageError("--workers is for the embedded cluster; it cannot go with --scheduler")
-    if workers is not None and not 1 <= workers <= 1024:
-        raise UsageError(f"--workers must be in [1, 1024], got {workers}")
-    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
-    names = None
-    if things is not None:
-        names = tuple(n.strip() for n in things.split(",") if n.strip())
-        if not names:
-            raise UsageError("--things needs at least one class name")
-    spec = PanopticSpec(
-        semantic, instances, output, names, overlap, min_stuff_area, profile, overwrite, void
+    result = api_jobs.panoptic(
+        semantic=semantic,
+        instances=instances,
+        output=output,
+        things=things,
+        overlap=overlap,
+        min_stuff_area=min_stuff_area,
+        workers=workers,
+        scheduler=scheduler,
+        overwrite=overwrite,
+        void=void,
     )
-    result = run_panoptic(spec)
     if result.nothing_to_do:
         echo(f"nothing to do: every image of {result.store} is finished")
     else:

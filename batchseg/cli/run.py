@@ -256,24 +256,20 @@ def _run(source: str, flags: dict[str, Any], *, dry_run: bool, as_json: bool) ->
         from batchseg.cluster import forkserver
 
         forkserver.start()  # its imports overlap the launcher's (below) until the cluster starts
-    from batchseg.job.dryrun import plan_job
-    from batchseg.job.run import run_job
-    from batchseg.job.spec import build_spec, load_spec
-
-    if source.lower().endswith(".toml"):
-        spec = load_spec(source, flags)
-    else:
-        spec = build_spec({"input": source}, flags)
-
     if dry_run:
-        report = plan_job(spec)
+        from batchseg.job.dryrun import plan_job
+        from batchseg.job.spec import resolve_spec
+
+        report = plan_job(resolve_spec(source, flags))
         if as_json:
             typer.echo(json.dumps(report, indent=2))  # JSON escapes control characters
         else:
             _print_plan(report)
         return EXIT_OK
+    from batchseg import api_jobs
+
     with progress_reporter("segmenting") as on_progress:
-        result = run_job(spec, on_progress=on_progress)
+        result = api_jobs.run(source, **flags, on_progress=on_progress)
     counts = (
         f"{result.done} done, {result.failed} failed, {result.pending} pending "
         f"of {plural(result.images, 'image')}"

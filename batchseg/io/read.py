@@ -37,6 +37,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.errors import ImageError
 from batchseg.io.chunked import ZarrSource, windowed_shape
 from batchseg.io.formats import (
@@ -72,7 +73,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PIXELS: int = 1 << 28
 """Decompression-bomb guard (pixels per image); configurable per job (--max-pixels)."""
 
 SUPPORTED_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES

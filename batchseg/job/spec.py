@@ -401,3 +401,28 @@ def parse_param(text: str) -> tuple[str, str]:
     if not sep or not key.strip():
         raise UsageError(f"--param expects KEY=VALUE, got {text!r}")
     return key.strip(), value.strip()
+
+
+def resolve_spec(source: str | os.PathLike[str], overrides: Mapping[str, Any]) -> JobSpec:
+    """The job of ``source`` (a ``.toml`` job spec, else the input collection) with
+    ``overrides`` (flag or keyword values; None: not given), as ``batchseg run`` resolves it."""
+    text = os.fspath(source)
+    if text.lower().endswith(".toml"):
+        return load_spec(text, overrides)
+    return build_spec({"input": text}, overrides)
+
+
+def cluster_profile(options: Mapping[str, Any], *, source: str = "arguments") -> Profile:
+    """The profile of a job's cluster options (``workers``, ``threads_per_worker``, ``gpus``,
+    ``scheduler``, ``cluster``: a profile name or a ``[cluster]`` table; None: not given),
+    resolved and checked as :func:`build_spec` does for ``run``."""
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(given) - {*_LOCAL_KEYS, "scheduler", "cluster"})
+    if unknown:
+        raise UsageError(f"unknown cluster option {unknown[0]!r} in {source}")
+    if "scheduler" in given and not isinstance(given["scheduler"], str):
+        raise UsageError(f"'scheduler' must be a string, got {given['scheduler']!r}")
+    for key in _LOCAL_KEYS:
+        if key in given:
+            check_int(key, given[key])
+    return _resolve_cluster(dict(given), {}, given, source)

@@ -53,12 +53,6 @@ class Preprocess:
     resize_size: tuple[int, ...] | None = None
     antialias: bool = True
 
-    def with_resize(self, size: tuple[int, int] | None) -> Preprocess:
-        """Same preprocessing, with an explicit ``(h, w)`` run size when ``size`` is set."""
-        if size is None:
-            return self
-        return Preprocess(self.mean, self.std, tuple(size), self.antialias)
-
 
 @dataclass
 class LoadedModel:

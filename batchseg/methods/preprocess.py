@@ -225,18 +225,3 @@ def apply_chain(image: np.ndarray, chain: Sequence[str]) -> np.ndarray:
         filt, values = parse_filter(spec)
         out = np.asarray(filt.call(out, colour, **dict(values)))
     return out
-
-
-def describe_filters() -> list[dict[str, Any]]:
-    """Plain-data description of the filters (for listings and help)."""
-    return [
-        {
-            "name": f.name,
-            "aliases": [a for a, n in ALIASES.items() if n == f.name],
-            "help": f.help,
-            "params": [
-                {"name": p.name, "type": p.type.__name__, "default": p.default} for p in f.params
-            ],
-        }
-        for f in FILTERS.values()
-    ]

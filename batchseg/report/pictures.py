@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import render
+from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.errors import UsageError
 from batchseg.io.normalise import display_rgb
 from batchseg.report.truth import IGNORED_COLOUR, TruthSource, truth_labels
@@ -26,7 +27,6 @@ KINDS = ("source", "mask", "overlay", "confidence")
 #: Largest picture drawn at full size; larger (tiled) images use a coarser stored level.
 MAX_PICTURE_PIXELS = 1 << 25
 #: Default bound on decoded source images (as ``batchseg mask --max-pixels``).
-DEFAULT_MAX_PIXELS = 1 << 28
 
 
 def class_colours(view: Any) -> np.ndarray | None:

@@ -161,16 +161,17 @@ def test_regions_against_several_annotators(stores, tmp_path, cluster_address):
             Image.fromarray(truth).save(out)
             annotators.append({**region_scores(truth, pred), **boundary_scores(truth, pred)})
         expected[image_id] = {m: np.mean([a[m] for a in annotators]) for m in annotators[0]}
-    result = view.evaluate(
-        str(tmp_path / "gt"), name="bsds", pattern="{stem}_*.png", scheduler=cluster_address
-    )
-    assert result["images_scored"] == len(expected) and not result["missing"]
+    result = batchseg.evaluate(
+        path, truth=tmp_path / "gt", name="bsds", truth_pattern="{stem}_*.png",
+        scheduler=cluster_address,
+    )  # fmt: skip
+    assert result.images_scored == len(expected) and not result.missing
     table = batchseg.open(str(path)).table().set_index("image_id")
     for image_id, want in expected.items():
         for metric in ("adapted_rand_error", "variation_of_information", "boundary_f"):
             assert table.loc[image_id, f"bsds_{metric}"] == pytest.approx(want[metric])
     mean_f = np.mean([w["boundary_f"] for w in expected.values()])
-    assert result["boundary_f"] == pytest.approx(mean_f)
+    assert result.metrics["boundary_f"] == pytest.approx(mean_f)
     del rng
 
 

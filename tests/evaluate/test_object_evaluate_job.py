@@ -153,9 +153,10 @@ def test_coco_ap_of_an_instance_store_equals_cocoeval(tmp_path: Path, cluster_ad
 
     store = write_instances(tmp_path / "inst.zarr")
     truth = _instance_truth(tmp_path / "gt.json")
-    view = batchseg.open(str(store))
-    got = view.evaluate(str(truth), name="coco", scheduler=cluster_address)
-    assert got["images_scored"] == 3 and not got["missing"] and not got["failed"]
+    result = batchseg.evaluate(store, truth=truth, name="coco", scheduler=cluster_address)
+    assert result.images_scored == 3 and not result.missing and not result.failures
+    assert result.exit_code == 0 and result.store == str(store) and result.name == "coco"
+    got = result.metrics
     # the same detections through the COCO export and pycocotools' own loadRes
     export_coco(str(store), None, tmp_path / "pred.json")
     pred = json.loads((tmp_path / "pred.json").read_text())

@@ -33,4 +33,5 @@ SLOW_FILES = (
     "tests/job/test_bad_inputs.py",
     "tests/cluster/test_cluster_processes.py",
     "tests/export/test_ome_zarr_tiled.py",
+    "tests/test_api_jobs.py",  # three embedded clusters (doctests) and a script's own
 )
