@@ -124,11 +124,14 @@ def test_bad_pages_and_patterns_refused_before_reading(options, needle):
 
 
 def test_empty_and_all_missing_text_columns_answer_false():
-    """Arrow reads an empty or all-None object column as type null: compared, it matches
-    nothing (it used to be an error on an empty store's table)."""
+    """Arrow reads an empty or all-None object column as type null: it is queried as the text
+    column it is (compared with text it matches nothing, ordered against a number it is
+    refused, as on a store whose errors are all present)."""
     empty = pd.DataFrame({"image_id": pd.Series([], dtype=object), "height": []})
     empty["error"] = pd.Series([], dtype=object)
     assert len(filter_table(empty, "error == 'x' or height > 0")) == 0
     blank = pd.DataFrame({"image_id": ["a", "b"], "error": [None, None]})
     assert filter_table(blank, "error != 'x'").index.tolist() == []
     assert filter_table(blank, "not (error == 'x')").index.tolist() == [0, 1]
+    with pytest.raises(QueryError, match="strings compare only with strings"):
+        filter_table(blank, "error > 1")
