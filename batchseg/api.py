@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from batchseg import query as query_lang
 from batchseg import store
 from batchseg.errors import QueryError
+from batchseg.query import Selection, select
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
 from batchseg.store.evaluations import evaluations as store_evaluations
 
@@ -177,7 +177,7 @@ class StoreView:
         expr : str
             A safe boolean expression over the columns (see :mod:`batchseg.query`).
         columns : sequence of str, optional
-            Read and return only the expression's columns and these.
+            Read and return only the expression's columns and these (globs allowed).
 
         Returns
         -------
@@ -188,13 +188,10 @@ class StoreView:
         QueryError
             An invalid expression or an unknown column.
         """
-        parsed = query_lang.parse(expr)
-        parsed.check_columns(self.columns())
-        needed = None if columns is None else sorted(set(columns) | set(parsed.columns))
-        table = query_lang.filter_table(self.table(needed), parsed)
-        if columns is not None:
-            table = table[["image_id", *[c for c in columns if c != "image_id"]]]
-        return table.reset_index(drop=True)
+        if expr == "":  # a Selection reads "" as every row; a query must say something
+            raise QueryError("the query is empty")
+        chosen = Selection(where=expr, columns=None if columns is None else list(columns))
+        return select(self, chosen, self.columns(), integers=False).rows
 
     def objects(
         self,
@@ -211,7 +208,7 @@ class StoreView:
             :meth:`query`), pushed down to the Parquet scan: the whole table is never loaded
             to filter it.
         columns : sequence of str, optional
-            Return only these columns (default: all).
+            Return only these columns (globs allowed; default: all).
         limit : int, optional
             Stop after this many matching rows.
 
@@ -230,7 +227,13 @@ class StoreView:
         StoreError
             The store has no object tables (the job ran without ``--objects``).
         """
-        return store.objects_frame(self.path, where, columns, limit)
+        from batchseg.store import objects as parts
+
+        chosen = Selection(where, None if columns is None else list(columns), limit=limit)
+        query = chosen.expression()
+        data = parts.require_dataset(self.path)
+        names = chosen.column_names(data.schema.names, data.schema.names)
+        return parts.scan(data, None if query is None else query.text, names, limit).to_pandas()
 
     def mask(self, image_id: str, level: int = 0) -> np.ndarray:
         """The label map of one image.

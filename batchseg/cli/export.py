@@ -252,7 +252,7 @@ def _mask_many(
     import batchseg
     from batchseg import render
     from batchseg.errors import one_line
-    from batchseg.report.rows import plan_query, select
+    from batchseg.query import Selection, select
 
     if image_id is not None or output is not None:
         raise UsageError("--where/--output-dir write many images: no IMAGE_ID or --output")
@@ -265,8 +265,7 @@ def _mask_many(
         raise UsageError("--object is for one image (IMAGE_ID), not --where")
     view = batchseg.open(path)
     drawing = MaskDrawing.of(view, options)
-    plan = plan_query(view.columns(), where, "status", None)
-    chosen = select(plan, view.table(plan.read)).rows
+    chosen = select(view, Selection(where, "status")).rows
     done = chosen[chosen["status"] == "done"]
     ids = [str(i) for i in done["image_id"]][:limit]
     try:

@@ -134,35 +134,18 @@ def _query(
     import pandas as pd
 
     import batchseg
-    from batchseg import query as query_lang
-    from batchseg.cli import query_output as qo
+    from batchseg.query import Selection, select
 
     if fmt not in ("table", "csv", "json"):
         raise UsageError(f"--format must be table, csv or json, got {fmt!r}")
     if limit is not None and limit < 0:
         raise UsageError("--limit must be >= 0")
-    patterns = qo.check_patterns(ids or [])
-    expr = query_lang.parse(where or "height >= 0")
+    chosen = Selection(where, columns, sort, ids or [], limit)
+    chosen.expression()  # a bad query is refused before the store is opened
     view = batchseg.open(path)
-    available = list(view.columns())
-    expr.check_columns(available)
-    order = qo.parse_sort(sort, available)
-    where_cols = [c for c in available if c in expr.columns] if where else []
-    keep = where_cols + ([order[0]] if order else [])
-    if columns:
-        cols = query_lang.parse_columns(columns, available)
-    else:
-        cols = qo.default_columns(available, where_cols)
-    shown = [c for c in dict.fromkeys(cols if columns else [*cols, *keep]) if c != "image_id"]
-    rows = view.query(expr.text, columns=[*shown, *[c for c in keep if c not in shown]])
-    if patterns:
-        rows = rows[qo.id_matches([str(i) for i in rows["image_id"]], patterns)]
-    if order:
-        rows = rows.sort_values(order[0], ascending=order[1], kind="stable", na_position="last")
-    rows = qo.trim_fractions(rows, keep) if not columns else rows[["image_id", *shown]]
-    rows = qo.with_integers(rows.reset_index(drop=True))
-    out = rows if limit is None else rows.head(limit)
-    total = view.attrs.get("n_images", len(rows))
+    page = select(view, chosen)
+    out = page.rows
+    total = view.attrs.get("n_images", page.total)
     if fmt == "json":
         typer.echo(out.to_json(orient="records", indent=2))  # escapes control characters
     elif fmt == "csv":
@@ -173,7 +156,7 @@ def _query(
         typer.echo(safe.to_csv(index=False), nl=False)
     else:
         more = "" if columns else "; all columns: --columns '*'"
-        caption = f"{len(out)} of {len(rows)} matching images ({total} in store){more}"
+        caption = f"{len(out)} of {page.total} matching images ({total} in store){more}"
         _print_table(out, caption=caption)
 
 
@@ -183,7 +166,7 @@ def _print_table(out: Any, caption: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from batchseg.cli.query_output import cell
+    from batchseg.query.display import cell
 
     t = Table(caption=Text(caption))
     for c in out.columns:

@@ -87,28 +87,30 @@ def _objects(
     fmt: str,
     output: Path | None,
 ) -> None:
-    from batchseg import query as query_lang
+    from batchseg.query import Selection
     from batchseg.store import objects as parts
     from batchseg.store.object_check import checked_dataset
 
     _check_options(fmt, limit, output)
-    expr = query_lang.parse(where) if where is not None else None
+    chosen = Selection(where, columns, limit=limit)
+    expr = chosen.expression()
     # "no store at ...", "the job ran without objects ...", a part the store contradicts: exit 1
     data = checked_dataset(path)
     available = list(data.schema.names)
     if expr is not None:
         expr.check_columns(available)
     where_cols = [c for c in available if expr is not None and c in expr.columns]
-    if columns:
-        cols = query_lang.parse_columns(columns, available)
-    elif fmt == "table":
-        cols = list(dict.fromkeys([*(c for c in DEFAULT_COLUMNS if c in available), *where_cols]))
+    if fmt == "table":
+        default = list(
+            dict.fromkeys([*(c for c in DEFAULT_COLUMNS if c in available), *where_cols])
+        )
     else:
-        cols = available
+        default = available
+    cols = chosen.column_names(available, default)
     text = expr.text if expr is not None else None
     if fmt == "table":
         rows = DEFAULT_TABLE_ROWS if limit is None else limit
-        _show_table(data, text, cols, rows, chosen=bool(columns))
+        _show_table(data, text, cols, rows, chosen=chosen.explicit)
         return
     batches = parts.batches(data, text, cols, limit)
     if fmt == "parquet":
@@ -149,7 +151,7 @@ def _print_table(rows: Any, caption: str) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from batchseg.cli.query_output import cell
+    from batchseg.query.display import cell
 
     table = Table(caption=Text(caption))
     for field in rows.schema:

@@ -1,6 +1,6 @@
 """Looking at a store's results: a self-contained HTML report (:func:`write_report`).
 
-Modules: :mod:`~batchseg.report.rows` (the rows a query shows, shared with the web app),
+Modules:
 :mod:`~batchseg.report.pictures` (source, labels, overlay and confidence pictures and
 thumbnails), :mod:`~batchseg.report.facts` (numbers from the table and attributes),
 :mod:`~batchseg.report.plots` (matplotlib figures), :mod:`~batchseg.report.gallery` and

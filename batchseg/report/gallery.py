@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from batchseg.cli.query_output import cell
 from batchseg.errors import BatchsegError, one_line
-from batchseg.report import pictures, rows
+from batchseg.query import Page, Selection
+from batchseg.query.display import cell
+from batchseg.report import pictures
 from batchseg.report.index import CatalogueIndex, IndexedView
 from batchseg.report.truth import TruthSource, find_source
 
@@ -48,25 +49,25 @@ class Gallery:
 
 def choose(
     view: Any, where: str | None, sort: str | None, sample: int, seed: int = 0
-) -> tuple[str, rows.Selection, dict[str, str]]:
+) -> tuple[str, Page, dict[str, str]]:
     """The gallery's rows: the ``where`` selection sorted by ``sort`` (first ``sample``), or,
     without either, a seeded random sample of ``sample`` done images in id order; and the
     error of each chosen image that failed."""
     if where or sort:
-        plan = rows.plan_query(view.columns(), where, None, sort)
+        plan = Selection(where, sort=sort, limit=sample).plan(view.columns())
         table = view.table([*plan.read, "error"])
-        selection = rows.select(plan, table, limit=sample)
+        selection = plan.apply(table)
         what = f"where {where}" if where else "all images"
         order = f", sorted by {sort}" if sort else ""
         caption = f"{what}{order}: first {len(selection.rows)} of {selection.total:,}"
     else:
-        plan = rows.plan_query(view.columns(), "status == 'done'", None, None)
+        plan = Selection("status == 'done'").plan(view.columns())
         table = view.table([*plan.read, "error"])
         done = np.flatnonzero((table["status"] == "done").to_numpy())
         rng = np.random.default_rng(seed)
         picked = np.sort(rng.choice(done, size=min(sample, done.size), replace=False))
         table = table.iloc[picked]
-        selection = rows.Selection(int(done.size), rows.select(plan, table).rows)
+        selection = Page(int(done.size), plan.apply(table).rows)
         caption = f"a random sample (seed {seed}) of {len(picked)} of {done.size:,} done images"
     chosen = set(selection.rows["image_id"].astype(str))
     shown = table[table["image_id"].astype(str).isin(chosen)]

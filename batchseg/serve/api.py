@@ -23,7 +23,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from batchseg.errors import BatchsegError, ImageError, StoreError, UsageError, one_line
-from batchseg.report import pictures, rows
+from batchseg.query import Selection
+from batchseg.report import pictures
 from batchseg.serve.hosts import HostGuard
 from batchseg.serve.page import PAGE
 from batchseg.serve.state import StoreState
@@ -149,10 +150,11 @@ def query(state: StoreState, request: Request) -> Response:
     q = request.query_params
     limit = _int(request, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
     offset = _int(request, "offset", 0, 0, 1 << 62) or 0
-    plan = rows.plan_query(
-        state.columns(), q.get("where"), q.get("columns"), q.get("sort"), q.getlist("id")
+    chosen = Selection(
+        q.get("where"), q.get("columns"), q.get("sort"), q.getlist("id"), limit, offset
     )
-    selection = rows.select(plan, state.frame(plan.read), limit=limit, offset=offset)
+    plan = chosen.plan(state.view.columns())
+    selection = plan.apply(state.frame(plan.read))
     return JSONResponse(
         {
             "total": selection.total,
@@ -173,9 +175,9 @@ def _known(state: StoreState, image_id: str) -> str:
 def image_row(state: StoreState, image_id: str) -> Response:
     """Every column of one image's row."""
     _known(state, image_id)
-    plan = rows.plan_query(state.columns(), None, "*", None)
+    plan = Selection(columns="*").plan(state.view.columns())
     frame = state.frame(plan.read)
-    selection = rows.select(plan, frame.iloc[[state.row(image_id) or 0]])
+    selection = plan.apply(frame.iloc[[state.row(image_id) or 0]])
     return JSONResponse(state.public(selection.records()[0], keep="image_id"))
 
 

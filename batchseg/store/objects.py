@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from batchseg.errors import QueryError, StoreError, one_line
-from batchseg.query_names import unknown_column
+from batchseg.query.names import unknown_column
 from batchseg.store.paths import filesystem, is_url, normalise
 
 if TYPE_CHECKING:  # imported where used: ``import batchseg.store`` stays quick
@@ -404,7 +404,7 @@ def batches(
 def _batches(
     data: ds.Dataset, where: str | None, columns: Sequence[str] | None, limit: int | None
 ) -> Iterator[pa.RecordBatch]:
-    from batchseg.query_arrow import to_arrow
+    from batchseg.query.arrow import to_arrow
 
     names = _columns(data, columns)
     condition = to_arrow(where, data.schema) if where is not None else None
@@ -479,7 +479,7 @@ def scan(
 
 def count(store: str | ds.Dataset, where: str | None = None) -> int:
     """How many rows match ``where`` (all rows: from the parts' metadata alone)."""
-    from batchseg.query_arrow import to_arrow
+    from batchseg.query.arrow import to_arrow
 
     data = _open(store)
     condition = to_arrow(where, data.schema) if where is not None else None

@@ -1,32 +1,29 @@
-"""The query language as a pyarrow compute expression (filters pushed down to Parquet scans).
+"""The one query evaluator: a checked query as a pyarrow compute expression.
 
-:func:`to_arrow` translates a checked query (:func:`batchseg.query.parse`: the same whitelist,
-the same refusals) into a :class:`pyarrow.compute.Expression` over the columns of a schema,
-for ``pyarrow.dataset`` scanners. Where :func:`batchseg.query.filter_table` answers on the same
-data read into pandas, the translation selects the same rows:
+:func:`to_arrow` translates a checked query (:func:`batchseg.query.parse`) into a
+:class:`pyarrow.compute.Expression` over the columns of a schema: pushed down to the Parquet
+scan of the object tables (``pyarrow.dataset`` scanners), applied to an Arrow table built from
+the statistics table otherwise (:mod:`batchseg.query.frames`). The semantics:
 
 * missing values (null, NaN) never satisfy a comparison: ``x != 1`` and ``x not in (1, 2)`` are
   False where ``x`` is missing, and every comparison is two-valued (``not (x > 1)`` is True
-  where ``x`` is missing, as in pandas);
+  where ``x`` is missing);
 * ``/`` is true division, ``//`` and ``%`` follow Python/numpy (floored; floats through
   ``fmod``); an integer divided by zero gives ``inf``/``nan`` with ``//`` and ``nan`` with
-  ``%``, as pandas does; booleans in arithmetic count as 0 and 1;
+  ``%`` (as pandas always did); booleans in arithmetic count as 0 and 1;
 * strings compare with strings; ``==`` between a string and a number is False, ``!=`` True
   where the column is present, ``<`` and friends are refused;
 * ``in`` / ``not in`` match items of the column's kind (numbers, also ``True`` as 1, or strings).
 
-Where pandas refuses (integers to negative integer powers, small-integer overflow), the
-translation computes in float64 instead. An integer column with nulls stays integer here, while
-pandas reads it as float64: only the sign of a zero can differ (``1 / -i`` where ``i`` is 0).
-Constant parts are evaluated in Python, as the pandas evaluator does. Errors are
+Integers to negative integer powers and small-integer overflow compute in float64. Constant
+parts are evaluated in Python (:mod:`batchseg.query.constants`). Errors are
 :class:`~batchseg.errors.QueryError` one-liners.
 """
 
 from __future__ import annotations
 
 import ast
-import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,17 +31,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batchseg.errors import QueryError, one_line
-from batchseg.query import Expression, apply_binop, parse, scalar_equal
-from batchseg.query_names import unknown_column
+from batchseg.query.constants import apply_binop, compare, is_missing, scalar_equal
+from batchseg.query.grammar import Expression, parse
+from batchseg.query.names import unknown_column
 
 __all__ = ["filter_arrow", "to_arrow"]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-#: Each comparison: the Python operator (on constants) and the Arrow function.
-_CMPOPS: dict[type[ast.cmpop], tuple[Callable[[Any, Any], Any], str]] = {
-    ast.Lt: (operator.lt, "less"), ast.LtE: (operator.le, "less_equal"),
-    ast.Gt: (operator.gt, "greater"), ast.GtE: (operator.ge, "greater_equal"),
-    ast.Eq: (operator.eq, "equal"), ast.NotEq: (operator.ne, "not_equal"),
+#: Each comparison's Arrow function.
+_CMPOPS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "less", ast.LtE: "less_equal", ast.Gt: "greater",
+    ast.GtE: "greater_equal", ast.Eq: "equal", ast.NotEq: "not_equal",
 }  # fmt: skip
 _INT, _FLOAT, _BOOL, _STR, _OTHER = "int", "float", "bool", "str", "other"
 _NUMERIC = (_INT, _FLOAT, _BOOL)
@@ -93,10 +90,6 @@ def _f64(expr: pc.Expression) -> pc.Expression:
 
 def _not_missing(expr: pc.Expression) -> pc.Expression:
     return ~expr.is_null(nan_is_null=True)
-
-
-def _is_missing(value: Any) -> bool:
-    return isinstance(value, float) and value != value
 
 
 class _Translator:
@@ -173,7 +166,7 @@ class _Translator:
         """The expression of ``term``; derived booleans without nulls, booleans as int64."""
         assert term.expr is not None
         expr = term.expr
-        if term.mask:  # pandas cleans NA to False before using a boolean as a value
+        if term.mask:  # a boolean used as a value: missing is False
             expr = pc.coalesce(expr, pc.scalar(False))
         if as_number and term.kind == _BOOL:
             expr = expr.cast(pa.int64())
@@ -243,8 +236,8 @@ class _Translator:
         if isinstance(op, ast.In | ast.NotIn):
             return self.membership(isinstance(op, ast.In), left, right)
         if left.constant and right.constant:
-            return _const(_python_compare(op, left.value, right.value, node))
-        # != is False where a side is missing (pandas: ``& side.notna()``)
+            return _const(compare(op, left.value, right.value, node))
+        # != is False where a side is missing
         guard = [self.value(t) for t in (left, right) if not t.constant]
         guard = guard if isinstance(op, ast.NotEq) else []
         kinds = {left.kind, right.kind}
@@ -258,7 +251,7 @@ class _Translator:
             present = _combine([_not_missing(g) for g in guard], True)
             return _Term(present, None, _BOOL, "", mask=True)
         a, b = self.comparable(left, right, node), self.comparable(right, left, node)
-        result = _call(_CMPOPS[type(op)][1], a, b)
+        result = _call(_CMPOPS[type(op)], a, b)
         for g in guard:
             result = result & _not_missing(g)
         return _Term(result, None, _BOOL, ast.unparse(node), mask=True)
@@ -284,7 +277,7 @@ class _Translator:
         """``left in items`` (or ``not in``): items of another kind never match."""
         if left.constant:
             found = any(scalar_equal(left.value, item) for item in items)
-            return _const(found if inside else not found and not _is_missing(left.value))
+            return _const(found if inside else not found and not is_missing(left.value))
         expr = self.value(left, as_number=left.kind == _BOOL)
         hit = _is_in(expr, left.kind, items)
         if inside:
@@ -408,16 +401,6 @@ def _power(
     return _call("power", pc.coalesce(_f64(a), nan), pc.coalesce(_f64(b), nan)), _FLOAT
 
 
-def _python_compare(op: ast.cmpop, left: Any, right: Any, node: ast.Compare) -> bool:
-    try:
-        result = _CMPOPS[type(op)][0](left, right)
-    except Exception as exc:  # noqa: BLE001 - e.g. 1 < 'a'
-        raise QueryError(f"cannot evaluate {ast.unparse(node)!r}: {one_line(exc)}") from None
-    if _is_missing(left) or _is_missing(right):
-        return False
-    return bool(result)
-
-
 # ------------------------------------------------------------------------- API
 
 
@@ -427,7 +410,7 @@ def to_arrow(expr: str | Expression, schema: pa.Schema) -> pc.Expression:
     Parameters
     ----------
     expr : str or Expression
-        A query (parsed and checked with :func:`batchseg.query.parse`).
+        A query (parsed and checked with :func:`batchseg.query.grammar.parse`).
     schema : pyarrow.Schema
         The columns it may use (unknown ones are refused with a did-you-mean).
 

@@ -1,4 +1,4 @@
-"""What ``batchseg query`` shows: a few readable columns, ids by glob, sorting, integer counts.
+"""What a query shows: a few readable columns, ids by glob, sorting, integer counts, cells.
 
 Default columns: the image id, the columns the ``--where`` expression uses, the status, then a
 few key statistics (``n_regions``, ``mean_confidence`` and at most three ``fraction_*``
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from batchseg.errors import UsageError
+from batchseg.query.names import unknown_column
 
 #: Most ``fraction_*`` columns shown by default (the largest on average).
 DEFAULT_FRACTIONS = 3
@@ -53,8 +54,6 @@ def parse_sort(sort: str | None, available: Sequence[str]) -> tuple[str, bool] |
     ascending = not name.startswith("-")
     name = name.lstrip("-+").strip()
     if name not in available:
-        from batchseg.query_names import unknown_column
-
         raise UsageError(f"--sort: {unknown_column(name, available)}")
     return name, ascending
 

@@ -1,4 +1,4 @@
-"""Issue 18 item 3: query output people can read (unit tests of batchseg.cli.query_output)."""
+"""Issue 18 item 3: query output people can read (unit tests of batchseg.query.display)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batchseg.cli import query_output as qo
 from batchseg.errors import QueryError, UsageError
-from batchseg.query import parse
-from batchseg.query_names import parse_columns
+from batchseg.query import display as qo
+from batchseg.query import parse, parse_columns
 
 CLASSES = [f"fraction_c{i:02d}" for i in range(14)]
 AVAILABLE = ["image_id", "status", "error", "height", "width", "n_regions", *CLASSES, "uri"]
