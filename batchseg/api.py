@@ -15,6 +15,7 @@ import pandas as pd
 import zarr
 
 from batchseg import store
+from batchseg.core.kinds import Kind
 from batchseg.errors import QueryError
 from batchseg.query import Selection, select
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
@@ -368,7 +369,7 @@ class StoreView:
             "pixels": int((done["height"].astype(np.int64) * done["width"]).sum()),
             "shapes": int(len(self.attrs["buckets"])),
         }
-        if self.kind in ("classes", "instances", "panoptic"):
+        if Kind(self.kind).has_classes:
             keys = [c[len("pixels_") :] for c in table.columns if c.startswith("pixels_")]
             total = max(1, out["pixels"])
             out["classes"] = {
@@ -379,7 +380,7 @@ class StoreView:
                 }
                 for k in keys
             }
-            if self.kind in ("instances", "panoptic"):  # panoptic: thing classes only
+            if Kind(self.kind).object_classes:  # panoptic: thing classes only
                 for k in keys:
                     if f"n_{k}" in done:
                         out["classes"][k]["instances"] = int(done[f"n_{k}"].sum())
@@ -387,7 +388,7 @@ class StoreView:
                 out["mean_confidence"] = (
                     float(done["mean_confidence"].mean()) if len(done) else None
                 )
-        if self.kind != "classes":
+        if not Kind(self.kind).class_map:
             n = done["n_regions"]
             out["regions"] = {
                 "total": int(n.sum()),

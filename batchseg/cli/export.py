@@ -11,6 +11,7 @@ import typer
 from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.mask_options import MaskDrawing, MaskOptions
 from batchseg.cli.text import echo, plural, printable
+from batchseg.core.kinds import Kind
 from batchseg.errors import BatchsegError, StoreError, UsageError
 
 
@@ -135,7 +136,7 @@ def _mask(path: str, image_id: str | None, output: Path | None, options: MaskOpt
     options = options.check()
     check_png_output(output)
     view = batchseg.open(path)
-    if options.object_label is not None and view.kind == "classes":
+    if options.object_label is not None and Kind(view.kind).class_map:
         raise UsageError(f"{path} holds class maps; --object needs region labels (objects)")
     drawing = MaskDrawing.of(view, options)
     render.save_png(_mask_picture(view, image_id, options, drawing), str(output))
@@ -159,7 +160,7 @@ def _mask_picture(
     # instance ids are drawn like regions: the class colours are for class maps
     colours = (
         np.asarray(view.colours, dtype=np.uint8)
-        if view.colours and view.kind == "classes"
+        if view.colours and Kind(view.kind).class_map
         else None
     )
     if options.overlay:
@@ -189,7 +190,7 @@ def _mask_picture(
     if drawing.truth is not None:
         picture = _beside_truth(view, image_id, picture, image, options, drawing)
     if options.legend:
-        title = "classes" if view.kind == "classes" else "regions (colours arbitrary)"
+        title = "classes" if Kind(view.kind).class_map else "regions (colours arbitrary)"
         title += "; left prediction, right truth" if drawing.truth is not None else ""
         entries = legend_entries(view, options.overlay, drawing.hidden)
         picture = render.with_legend(picture, entries, title)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 
 
@@ -84,7 +85,7 @@ class MaskDrawing:
         truth = None if options.truth is None else find_source(view, options.truth)
         if not options.hidden:
             return cls((), truth)
-        if view.kind != "classes":
+        if not Kind(view.kind).class_map:
             raise UsageError(f"--hide is for class maps; the store holds {view.kind} labels")
         names = [str(n) for n in view.classes or []]
         by_name = {n.lower(): i for i, n in enumerate(names)}

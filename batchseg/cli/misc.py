@@ -10,6 +10,7 @@ import typer
 
 from batchseg.cli.core import app, guard
 from batchseg.cli.text import echo, plural
+from batchseg.core.kinds import Kind
 
 
 @app.command()
@@ -45,7 +46,7 @@ def _methods(method_id: str | None, as_json: bool) -> None:
         if m["classes"]:
             more = " ..." if len(m["classes"]) > 12 else ""
             typer.echo(f"    classes: {', '.join(m['classes'][:12])}{more}")
-        elif m["kind"] == "classes" and not full:
+        elif Kind(m["kind"]).class_map and not full:
             typer.echo(f"    classes: see `batchseg methods {m['id']}`")
         for p in m["params"]:
             choices = f" one of {p['choices']}" if p["choices"] else ""

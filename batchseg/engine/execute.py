@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.core.kinds import Kind
 from batchseg.core.plan import Bucket, Shard
 from batchseg.engine.tiled.objects import merge_partials, tile_partials
 from batchseg.errors import ImageError, one_line
@@ -241,13 +242,13 @@ def _segment_batch(
             if lab.size and (lab.min() < 0 or lab.max() > top):
                 raise ValueError(f"label {lab.max()} does not fit the store's {dtype}")
             lab = lab.astype(dtype, copy=False)
-            if method.kind == "instances":
+            if Kind(method.kind) is Kind.INSTANCES:
                 check_instances(lab, result.classes, result.instances)
                 assert out.classes is not None and result.instances is not None
                 assert result.classes is not None
                 row = instance_row(lab, result.classes, result.instances, ctx.n_classes)
                 out.classes[slot] = result.classes
-            elif method.kind == "classes":
+            elif Kind(method.kind).class_map:
                 row = class_stats(lab, ctx.n_classes)
             else:
                 row = region_stats(lab)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.evaluate.coco_eval import coco_ap
 from batchseg.evaluate.coco_truth import (
     CocoTruth,
@@ -26,7 +27,7 @@ OBJECT_KINDS = ("instances", "panoptic")
 
 def truth_items(kind: str, truth: CocoTruth) -> dict[str, ObjectTruth]:
     """What each scoring task gets per image id."""
-    return instance_items(truth) if kind == "instances" else panoptic_items(truth)
+    return instance_items(truth) if Kind(kind) is Kind.INSTANCES else panoptic_items(truth)
 
 
 def object_result(
@@ -40,7 +41,7 @@ def object_result(
     out: dict[str, Any] = {
         "classes_not_in_truth": truth.not_in_truth(ctx.class_names),
     }
-    if ctx.kind == "instances":
+    if Kind(ctx.kind) is Kind.INSTANCES:
         detections = {i: d for s in scores for i, d in zip(s.image_ids, s.detections, strict=True)}
         if not detections:
             return out

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.core.kinds import Kind
 from batchseg.errors import BatchsegError, ImageError, one_line
 from batchseg.evaluate.coco_truth import ObjectTruth
 from batchseg.evaluate.panoptic_quality import image_row, pq_counts, rgb_ids
@@ -25,10 +26,10 @@ def score_objects(ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Objec
     recorded, the rest go on."""
     root = store.open_group(ctx.store, mode="r")
     out = Scores()
-    if ctx.kind == "panoptic":
+    if Kind(ctx.kind) is Kind.PANOPTIC:
         out.counts = np.zeros((len(ctx.class_names), 4), dtype=np.float64)
     table = (
-        InstanceTable(ctx.store, root, store.attributes(root)) if ctx.kind == "instances" else None
+        InstanceTable(ctx.store, root, store.attributes(root)) if Kind(ctx.kind) is Kind.INSTANCES else None
     )
     mask_api = _mask_api() if table is not None else None
     for info, truth in items:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import store
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError, one_line
 from batchseg.evaluate import coco_eval, panoptic_quality
 from batchseg.evaluate.metrics import boundary_scores, class_scores, confusion, region_scores
@@ -63,12 +64,12 @@ class EvalContext:
     @property
     def metrics(self) -> list[str]:
         """Per-image metric names, in column order (without the evaluation's prefix)."""
-        if self.kind == "classes":
+        if Kind(self.kind).class_map:
             names = [*CLASS_METRICS, *(f"iou_{k}" for k in class_keys(self.class_names))]
             return names + (list(REGION_METRICS) if self.components is not None else [])
-        if self.kind == "instances":
+        if Kind(self.kind) is Kind.INSTANCES:
             return list(coco_eval.IMAGE_METRICS)
-        if self.kind == "panoptic":
+        if Kind(self.kind) is Kind.PANOPTIC:
             return list(panoptic_quality.IMAGE_METRICS)
         return list(REGION_METRICS)
 
@@ -97,14 +98,14 @@ def check_kind_options(
     kind: str, truth_classes: str | None, void: Sequence[str] | None, truth_components: int | None
 ) -> None:
     """UsageError for an option that the store's kind (class maps or regions) does not use."""
-    if kind == "regions" and truth_classes is not None:
+    if Kind(kind) is Kind.REGIONS and truth_classes is not None:
         raise UsageError(
             "--truth-classes is for class maps; region stores are scored as regions (against "
             "the connected components of one truth value with --truth-components VALUE)"
         )
-    if kind == "regions" and void is not None:
+    if Kind(kind) is Kind.REGIONS and void is not None:
         raise UsageError("--void is for class maps; region stores have no classes")
-    if kind == "classes" and truth_components is not None:
+    if Kind(kind).class_map and truth_components is not None:
         raise UsageError("--truth-components is for region stores; class maps: --components CLASS")
 
 
@@ -129,14 +130,14 @@ def score_images(
     root = store.open_group(ctx.store, mode="r")
     out = Scores()
     n = len(ctx.class_names)
-    if ctx.kind == "classes":
+    if Kind(ctx.kind).class_map:
         out.confusion = np.zeros((n, n), dtype=np.int64)
     for info, paths in items:
         image_id = info.image_id
         try:
             labels = store.read_map(root, info)
             truths = [read_truth(p, labels.shape, ctx.max_pixels) for p in paths]
-            if ctx.kind == "regions" and ctx.truth_components is None:
+            if Kind(ctx.kind) is Kind.REGIONS and ctx.truth_components is None:
                 out.two_value_truth += looks_binary(truths, labels)
             row, matrix = _score_one(ctx, labels, truths)
         except Exception as exc:  # noqa: BLE001 - recorded per image
@@ -193,7 +194,7 @@ def _score_one(
                 f"truth is {truth.shape[0]}x{truth.shape[1]}, prediction "
                 f"{labels.shape[0]}x{labels.shape[1]} (height x width); never resized"
             )
-        if ctx.kind == "classes":
+        if Kind(ctx.kind).class_map:
             mapped = (ctx.value_map or ValueMap()).apply(truth, ctx.ignore)
             left_out = (mapped == IGNORE) | np.isin(mapped, ctx.void)
             matrix = confusion(np.where(left_out, 0, mapped), labels, len(ctx.class_names),

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
+
 LabelTable = tuple[list[dict[str, Any]], list[dict[str, Any]], int, int]
 
 NGFF_VERSION = "0.5"
@@ -174,7 +176,7 @@ def label_table(view: Any, counted: LabelCounts) -> LabelTable:
     from batchseg import render
 
     total_pixels = max(1, counted.size)
-    if view.kind == "classes":
+    if Kind(view.kind).class_map:
         names = list(view.classes or [])
         n = max(len(names), counted.top + 1 if counted.size else 0)
         names += [f"class_{i}" for i in range(len(names), n)]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.measure.objects import AGGREGATE_COLUMNS
 
 REGION_COLUMNS = ("n_regions", "area_min", "area_mean", "area_max")
@@ -43,13 +44,13 @@ def stats_columns(
     """Statistics columns for a method's output kind, in table order."""
     keys = class_keys(class_names or [])
     per_class = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
-    if kind == "instances":  # the ids' region statistics, the class map's, instances per class
+    if Kind(kind) is Kind.INSTANCES:  # the ids' region statistics, the class map's, instances per class
         cols = [*REGION_COLUMNS, *per_class, *(f"n_{k}" for k in keys)]
-    elif kind == "classes":
+    elif Kind(kind).class_map:
         cols = per_class
     else:
         cols = list(REGION_COLUMNS)
-    if confidence and kind != "regions":
+    if confidence and Kind(kind) is not Kind.REGIONS:
         cols.append("mean_confidence")
     if objects:
         cols.extend(OBJECT_AGGREGATES)

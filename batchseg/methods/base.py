@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.methods import preprocess
 from batchseg.methods.params import Param
@@ -20,7 +21,6 @@ PRE = "pre"
 
 #: ``classes``: a class per pixel; ``regions``: region ids (0 none); ``instances``: instance
 #: ids (0 none) with a class map of the same pixels and per-instance class, score and box.
-OutputKind = Literal["classes", "regions", "instances"]
 #: What a method is, for listings and orchestration (a closed set, checked on construction).
 Family = Literal["classical", "threshold", "edge", "region", "clustering", "semantic", "instance"]
 FAMILIES: tuple[str, ...] = get_args(Family)
@@ -149,7 +149,7 @@ class Method:
     """
 
     id: str
-    kind: OutputKind
+    kind: Kind  # a kind name is accepted and parsed
     kernel: Kernel
     description: str
     params: tuple[Param, ...] = ()
@@ -181,15 +181,17 @@ class Method:
             raise ValueError(
                 f"method {self.id!r}: family {self.family!r} is not one of {', '.join(FAMILIES)}"
             )
-        if self.kind not in get_args(OutputKind):
-            raise ValueError(f"method {self.id!r}: kind {self.kind!r} is not classes or regions")
-        if self.objects_default and self.kind == "classes":
+        kind = Kind.parse(self.kind, what=f"output kind of method {self.id!r}")
+        if not kind.method_output:
+            raise ValueError(f"method {self.id!r}: a method cannot produce {kind} labels")
+        object.__setattr__(self, "kind", kind)
+        if self.objects_default and self.kind.class_map:
             raise ValueError(f"method {self.id!r}: only region methods measure objects")
 
     def objects(self, requested: bool | None) -> bool:
         """Whether a job measures objects: ``requested`` (``--objects``/``--no-objects``) or
         this method's default. Class maps have no objects: asking for them is a UsageError."""
-        if requested and self.kind == "classes":
+        if requested and self.kind.class_map:
             raise UsageError(
                 f"method {self.id} makes class maps; objects are measured on region labels "
                 "(e.g. skimage.objects, skimage.watershed)"
@@ -254,7 +256,7 @@ class Method:
 
     def classes(self, params: Mapping[str, Any]) -> list[str] | None:
         """Class names for class-map and instance methods, None for region methods."""
-        if self.kind == "regions":
+        if self.kind is Kind.REGIONS:
             return None
         if self.class_names is None:
             raise UsageError(f"method {self.id} declares no class names")
@@ -264,7 +266,7 @@ class Method:
         """Smallest unsigned dtype that holds every label this method can produce."""
         if self.max_label is not None:
             top = self.max_label(params, height, width)
-        elif self.kind == "classes":
+        elif self.kind.class_map:
             top = len(self.classes(params) or []) - 1
         else:
             top = height * width
@@ -289,7 +291,7 @@ def smallest_uint(top: int) -> np.dtype:
 
 def _default_classes(method: Method) -> list[str] | None:
     """Class names under default parameters, when they need no model file."""
-    if method.kind == "regions":
+    if method.kind is Kind.REGIONS:
         return None
     try:
         return method.classes(method.resolve_params())
@@ -305,7 +307,7 @@ def describe(methods: Sequence[Method], *, classes: bool = True) -> list[dict[st
         out.append(
             {
                 "id": m.id,
-                "kind": m.kind,
+                "kind": m.kind.value,
                 "family": m.family,
                 "description": m.description,
                 "params": [

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from math import prod
 from typing import Any
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.methods import kernels, tiled
 from batchseg.methods.base import Method, Param
@@ -50,7 +51,7 @@ for _name, _kernel in [
     METHODS.append(
         Method(
             id=f"skimage.{_name}",
-            kind="classes",
+            kind=Kind.CLASSES,
             kernel=_kernel,
             description=_GLOBAL_DESCRIPTIONS[_name],
             class_names=_foreground_names,
@@ -68,7 +69,7 @@ def _level_names(params: Params) -> list[str]:
 METHODS.append(
     Method(
         id="skimage.multiotsu",
-        kind="classes",
+        kind=Kind.CLASSES,
         kernel=kernels.multiotsu,
         description="Multi-Otsu thresholds: splits grey levels into N ordered classes.",
         params=(
@@ -89,7 +90,7 @@ def _check_local(p: dict[str, Any]) -> None:
 METHODS.append(
     Method(
         id="skimage.local",
-        kind="classes",
+        kind=Kind.CLASSES,
         kernel=kernels.local_threshold,
         description="Local (adaptive) threshold: each pixel against its neighbourhood mean.",
         params=(
@@ -130,7 +131,7 @@ def _objects_max(p: Params, h: int, w: int) -> int:
 METHODS.append(
     Method(
         id="skimage.objects",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.objects,
         description="Global threshold, then connected components: one region per object.",
         params=(
@@ -165,7 +166,7 @@ def _canny_max(p: Params, h: int, w: int) -> int:
 METHODS.append(
     Method(
         id="skimage.canny",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.canny,
         description="Canny edges, holes filled, 8-connected components as regions.",
         params=(
@@ -196,7 +197,7 @@ def _sobel_watershed_max(p: Params, h: int, w: int) -> int:
 METHODS.append(
     Method(
         id="skimage.sobel_watershed",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.sobel_watershed,
         description="Watershed of the Sobel gradient from a regular grid of seeds.",
         params=(
@@ -213,7 +214,7 @@ METHODS.append(
 METHODS.append(
     Method(
         id="skimage.watershed",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.distance_watershed,
         description="Threshold, then distance-transform watershed to split touching objects.",
         params=(
@@ -268,7 +269,7 @@ def _felzenszwalb_max(p: Params, h: int, w: int) -> int:
 METHODS.append(
     Method(
         id="skimage.felzenszwalb",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.felzenszwalb,
         description="Felzenszwalb graph-based superpixels (colour-aware for RGB input).",
         params=(
@@ -286,7 +287,7 @@ METHODS.append(
 METHODS.append(
     Method(
         id="skimage.slic",
-        kind="regions",
+        kind=Kind.REGIONS,
         kernel=kernels.slic,
         description="SLIC superpixels: k-means in colour (Lab) + position space.",
         params=(
@@ -318,7 +319,7 @@ def _check_kmeans(p: dict[str, Any]) -> None:
 METHODS.append(
     Method(
         id="kmeans",
-        kind="classes",
+        kind=Kind.CLASSES,
         kernel=kernels.kmeans,
         description="k-means colour clustering; classes ordered darkest to brightest.",
         params=(

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.methods import instance_models, models
 from batchseg.methods.base import Method, Param
 from batchseg.methods.instance_models import DetectorConfig, InstanceRunner
@@ -260,7 +261,7 @@ def _build(builder: str) -> Method:
 
     method = Method(
         id=f"torchvision.{builder}",
-        kind="instances",
+        kind=Kind.INSTANCES,
         kernel=kernel,
         description=(
             f"torchvision {builder} instance segmentation (pretrained weights or a state_dict)"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.methods import models
 from batchseg.methods.base import Method, Param
@@ -278,7 +279,7 @@ def _build(method_id: str, description: str, params: tuple[Param, ...], **extra:
 
     method = Method(
         id=method_id,
-        kind="classes",
+        kind=Kind.CLASSES,
         kernel=kernel,
         description=description,
         params=params,

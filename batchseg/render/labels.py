@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import ImageError, UsageError
 from batchseg.io.normalise import display_rgb
 from batchseg.render.colours import colour_table, palette, region_colours
@@ -65,7 +66,7 @@ def colourise(
     low, high = int(labels.min()), int(labels.max())
     if low < 0:
         raise UsageError(f"labels must be non-negative; found {low}")
-    if kind == "classes":
+    if Kind(kind).class_map:
         if table is None:
             table = palette(high + 1)
         if high >= len(table):
@@ -126,12 +127,12 @@ def overlay(
     edge = np.asarray(colour_table([boundary_colour])[0])
     colour = colourise(labels, colours, kind)
     out = rgb.copy()
-    if kind == "classes":
+    if Kind(kind).class_map:
         mask = ~np.isin(labels, hide) if hide else np.ones(labels.shape, dtype=bool)
     else:
         mask = labels != 0
     if highlight is not None:
-        if kind != "regions":
+        if Kind(kind) is not Kind.REGIONS:
             raise UsageError("only region label maps have objects to highlight")
         mask = labels == highlight
         if not mask.any():
@@ -139,7 +140,7 @@ def overlay(
     if mask.any():
         blended = (1.0 - alpha) * rgb[mask].astype(np.float32) + alpha * colour[mask]
         out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    if kind == "regions" and labels.size:
+    if Kind(kind) is Kind.REGIONS and labels.size:
         if outlines:
             out[outline_mask(labels)] = edge
         if highlight is not None:
@@ -190,7 +191,7 @@ def _check_kind(kind: str) -> str:
         raise UsageError(
             f"unknown label kind {kind!r}; expected 'classes', 'regions', 'instances' or 'panoptic'"
         )
-    return "regions" if kind in ("instances", "panoptic") else kind
+    return "regions" if Kind(kind).object_classes else kind
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -229,6 +230,6 @@ def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 def _check_hidden(hidden: Iterable[int], kind: str) -> list[int]:
     """``hidden`` as a list of ints; UsageError when hiding on a region map."""
     hide = [int(h) for h in hidden]
-    if hide and kind != "classes":
+    if hide and not Kind(kind).class_map:
         raise UsageError("only class maps have classes to hide")
     return hide

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
+from batchseg.core.kinds import Kind
 from batchseg.report.facts import Facts
 from batchseg.report.gallery import Gallery
 
@@ -100,7 +101,7 @@ def _size(n: int | None) -> str:
 def header(facts: Facts) -> str:
     """Method, parameters, legend, store size, versions and runs."""
     params = json.dumps(facts.params, sort_keys=True)
-    what = "classes" if facts.kind == "classes" else "label colours (region colours are arbitrary)"
+    what = "classes" if Kind(facts.kind).class_map else "label colours (region colours are arbitrary)"
     versions = ", ".join(f"{k} {v}" for k, v in facts.versions.items())
     runs = [
         (

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from batchseg import render
+from batchseg.core.kinds import Kind
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.errors import UsageError
 from batchseg.io.normalise import display_rgb
@@ -31,7 +32,7 @@ MAX_PICTURE_PIXELS = 1 << 25
 
 def class_colours(view: Any) -> np.ndarray | None:
     """The store's class colour table (class maps only), None for region labels."""
-    if view.kind != "classes" or not view.colours:
+    if not Kind(view.kind).class_map or not view.colours:
         return None
     return np.asarray(view.colours, dtype=np.uint8)
 
@@ -42,7 +43,7 @@ def legend_entries(
     """``(name, colour)`` for each class of a class map (but the ``hidden`` ones); for region
     labels the two fixed colours (no region, outline on overlays): region colours themselves
     are arbitrary."""
-    if view.kind == "classes":
+    if Kind(view.kind).class_map:
         names = list(view.classes or [])
         table = class_colours(view)
         if table is None or len(table) < len(names):
@@ -110,7 +111,7 @@ def picture(
         return render.confidence_picture(conf, scale_bar=scale_bar)
     level = pick_level(view.image(image_id), size)
     labels = None if kind == "source" else view.mask(image_id, level=level)
-    hide = [int(h) for h in hidden] if view.kind == "classes" else []
+    hide = [int(h) for h in hidden] if Kind(view.kind).class_map else []
     if kind == "mask":
         assert labels is not None
         labels = _shrink(labels, size, nearest=True)
@@ -178,16 +179,16 @@ def truth_picture(
     labels = labels[::step, ::step]
     if target is not None:
         labels = _resize(labels, target, nearest=True)
-    hide = [int(h) for h in hidden] if view.kind == "classes" else []
+    hide = [int(h) for h in hidden] if Kind(view.kind).class_map else []
     colours = None
-    if view.kind == "classes":
+    if Kind(view.kind).class_map:
         table = class_colours(view)
         n = source.ignored
         table = table if table is not None and len(table) >= n else render.palette(n)
         colours = np.vstack([table[:n], np.asarray([IGNORED_COLOUR], dtype=np.uint8)])
     if image is None:
         return render.colourise(labels, colours, kind=view.kind, hidden=hide)
-    if view.kind == "classes":
+    if Kind(view.kind).class_map:
         hide = [*hide, source.ignored]
     return render.overlay(image, labels, colours, view.kind, alpha, hidden=hide, outlines=outlines)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import ImageError, UsageError
 
 #: Colour of truth pixels left out of scoring on colour pictures of the truth.
@@ -47,7 +48,7 @@ def find_source(view: Any, truth: str | None = None) -> TruthSource | None:
             f"--truth is for class and region stores; {view.kind} stores are scored against "
             "COCO JSON (see batchseg evaluate)"
         )
-    ignored = len(view.classes or []) if view.kind == "classes" else 0
+    ignored = len(view.classes or []) if Kind(view.kind).class_map else 0
     entries = sorted(
         view.evaluations().items(), key=lambda kv: str(kv[1].get("created") or ""), reverse=True
     )
@@ -80,7 +81,7 @@ def truth_labels(view: Any, source: TruthSource, image_id: str) -> np.ndarray | 
     info.require_done()
     shape = (int(info.bucket["height"]), int(info.bucket["width"]))
     truth = _read(files[0], shape)
-    if view.kind != "classes":
+    if not Kind(view.kind).class_map:
         if truth.ndim != 2 or not np.issubdtype(truth.dtype, np.integer):
             raise ImageError(f"{files[0]}: region truth must be a single-channel label image")
         return truth

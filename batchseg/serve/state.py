@@ -19,6 +19,7 @@ import pandas as pd
 import batchseg
 from batchseg import store
 from batchseg.api import StoreView
+from batchseg.core.kinds import Kind
 from batchseg.errors import StoreError
 from batchseg.report.index import CatalogueIndex, IndexedView
 from batchseg.serve.redact import PATH_COLUMNS, redact, store_name
@@ -193,7 +194,7 @@ class StoreState:
                 {"id": i, "name": name, "colour": list(colour)}
                 for i, (name, colour) in enumerate(legend)
             ]
-            if view.kind == "classes"
+            if Kind(view.kind).class_map
             else [],
             "legend": [{"name": n, "colour": list(c)} for n, c in legend],
             "columns": self.columns(),

@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
+from batchseg.core.kinds import Kind
 from batchseg.core.meta import StoreMeta
 from batchseg.core.plan import Bucket, Plan, Shard
 from batchseg.errors import StoreError
@@ -309,7 +310,7 @@ def expect_zero_map(root: zarr.Group, info: ImageInfo) -> bool:
     kind = attributes(root).get("method", {}).get("kind")
     if not row.size or not np.isfinite(row[0]):
         return False
-    if kind == "classes":
+    if Kind(kind).class_map:
         return bool(row[0] == int(info.bucket["height"]) * int(info.bucket["width"]))
     return bool(row[0] == 0)
 

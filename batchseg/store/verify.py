@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import StoreError
 from batchseg.store import objects
 from batchseg.store.array_meta import META_KEY, record
@@ -257,7 +258,7 @@ def _zero_ok(
     if chunks_always_written(root):
         return lambda row: False
     pixels = int(b["height"]) * int(b["width"])
-    classes = attrs.get("method", {}).get("kind") == "classes"
+    classes = attrs.get("method", {}).get("kind") == Kind.CLASSES
 
     def ok(row: int) -> bool:
         first = stats[row, 0] if stats.shape[1] else np.nan
