@@ -7,6 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
+from batchseg.cli.cluster_options import (
+    ClusterOption,
+    ClusterSpecOption,
+    GpusOption,
+    SchedulerOption,
+    ThreadsPerWorkerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorkersOption,
+    cluster_settings,
+)
 from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
@@ -99,10 +111,15 @@ def evaluate(
             "(Rand error, VI, boundary F), e.g. the cells of EM slices.",
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Embedded cluster: worker processes.")] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Attach to this Dask scheduler instead.")
-    ] = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_spec: ClusterSpecOption = None,
+    gpus: GpusOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
     show: Annotated[
         bool,
         typer.Option("--show", help="Print stored evaluations (--name: that one) without scoring."),
@@ -113,6 +130,11 @@ def evaluate(
     if show:
         guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
         return
+    flags = {
+        "workers": workers, "threads_per_worker": threads_per_worker, "scheduler": scheduler,
+        "cluster": cluster, "gpus": gpus, "tls_ca_file": tls_ca_file, "tls_cert": tls_cert,
+        "tls_key": tls_key,
+    }  # fmt: skip
     code = guard(
         lambda: _evaluate(
             store_path,
@@ -122,8 +144,8 @@ def evaluate(
             ignore or [],
             name,
             boundary_tolerance,
-            workers,
-            scheduler,
+            cluster_spec,
+            flags,
             as_json,
             components,
         )  # fmt: skip
@@ -139,24 +161,22 @@ def _evaluate(
     ignore: list[int],
     name: str,
     tolerance: float | None,
-    workers: int | None,
-    scheduler: str | None,
+    cluster_spec: str | None,
+    cluster_flags: dict[str, Any],
     as_json: bool,
     components: str | None = None,
 ) -> int:
-    from batchseg.cluster.profiles import AddressProfile, LocalProfile
     from batchseg.evaluate.job import EvalOptions, evaluate_store
 
     if truth is None:
         raise UsageError("--truth is required (or --show to print stored evaluations)")
     if tolerance is not None and not tolerance >= 0:
         raise UsageError(f"--boundary-tolerance must be >= 0, got {tolerance}")
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be >= 1")
-    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
+    settings = cluster_settings(cluster_spec, **cluster_flags)
     options = EvalOptions(
-        truth, name, pattern, truth_classes, tuple(ignore), tolerance, profile, components
-    )
+        truth, name, pattern, truth_classes, tuple(ignore), tolerance, settings.profile,
+        components, settings.tls_ca_file, settings.tls_cert, settings.tls_key,
+    )  # fmt: skip
     with progress_reporter("scoring") as on_progress:
         result = evaluate_store(path, options, on_progress)
     if as_json:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from batchseg.cli.cluster_options import (
+    ClusterOption,
+    ClusterSpecOption,
+    GpusOption,
+    SchedulerOption,
+    ThreadsPerWorkerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorkersOption,
+    cluster_settings,
+)
 from batchseg.cli.core import app, guard
 from batchseg.cli.text import echo, plural
 from batchseg.errors import UsageError
@@ -39,19 +51,26 @@ def panoptic(
     min_stuff_area: Annotated[
         int, typer.Option(help="Smallest stuff region kept, pixels (smaller ones are void).")
     ] = 4096,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Worker processes of the embedded cluster (default: one per core)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Attach to an existing Dask scheduler (tcp://host:8786).")
-    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output store.")
     ] = False,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_spec: ClusterSpecOption = None,
+    gpus: GpusOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Merge semantic and instance results of the same images into panoptic labels
     (class_index * 1000 + instance) with per-class statistics and one object row per segment."""
+    flags = {
+        "workers": workers, "threads_per_worker": threads_per_worker, "scheduler": scheduler,
+        "cluster": cluster, "gpus": gpus, "tls_ca_file": tls_ca_file, "tls_cert": tls_cert,
+        "tls_key": tls_key,
+    }  # fmt: skip
     code = guard(
         lambda: _panoptic(
             semantic,
@@ -60,9 +79,9 @@ def panoptic(
             things,
             overlap,
             min_stuff_area,
-            workers,
-            scheduler,
             overwrite,
+            cluster_spec,
+            flags,
         )  # fmt: skip
     )
     raise typer.Exit(code)
@@ -75,26 +94,22 @@ def _panoptic(
     things: str | None,
     overlap: float,
     min_stuff_area: int,
-    workers: int | None,
-    scheduler: str | None,
     overwrite: bool,
+    cluster_spec: str | None,
+    cluster_flags: dict[str, Any],
 ) -> int:
-    from batchseg.cluster.profiles import AddressProfile, LocalProfile
     from batchseg.job.panoptic import PanopticSpec, run_panoptic
 
-    if workers is not None and scheduler is not None:
-        raise UsageError("--workers is for the embedded cluster; it cannot go with --scheduler")
-    if workers is not None and not 1 <= workers <= 1024:
-        raise UsageError(f"--workers must be in [1, 1024], got {workers}")
-    profile = AddressProfile(scheduler) if scheduler else LocalProfile(workers=workers)
+    settings = cluster_settings(cluster_spec, **cluster_flags)
     names = None
     if things is not None:
         names = tuple(n.strip() for n in things.split(",") if n.strip())
         if not names:
             raise UsageError("--things needs at least one class name")
     spec = PanopticSpec(
-        semantic, instances, output, names, overlap, min_stuff_area, profile, overwrite
-    )
+        semantic, instances, output, names, overlap, min_stuff_area, settings.profile,
+        overwrite, settings.tls_ca_file, settings.tls_cert, settings.tls_key,
+    )  # fmt: skip
     result = run_panoptic(spec)
     if result.nothing_to_do:
         echo(f"nothing to do: every image of {result.store} is finished")

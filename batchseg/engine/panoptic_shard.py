@@ -1,6 +1,6 @@
 """One task of the panoptic merge: read a shard's images from both source stores, merge each
-(:func:`batchseg.engine.panoptic.merge`), write the output shard. No Dask here: the graph
-layer (:mod:`batchseg.engine.panoptic_graph`) calls :func:`run_panoptic_shard` in a task.
+(:func:`batchseg.engine.panoptic.merge`), write the output shard. No Dask here: the job runner
+(:mod:`batchseg.job.runner`) runs :func:`run_panoptic_shard` as the panoptic task kind.
 """
 
 from __future__ import annotations

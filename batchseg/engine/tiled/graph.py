@@ -27,8 +27,8 @@ from distributed import Client, Future
 
 from batchseg import store
 from batchseg.engine.execute import JobContext, ShardSummary, object_rows
-from batchseg.engine.graph import context_task
 from batchseg.engine.objects import object_aggregates
+from batchseg.engine.runner import context_task
 from batchseg.engine.stats import class_stats_from_counts, region_stats_from_areas
 from batchseg.engine.tiled import worker as tiles
 from batchseg.engine.tiled.grid import grid_shape, stitch
