@@ -64,7 +64,7 @@ class EvalOptions:
     tls_key: str | None = None
 
     @property
-    def cluster(self) -> ClusterSettings:
+    def cluster_settings(self) -> ClusterSettings:
         """Where the workers come from and the TLS files of the link."""
         return ClusterSettings(self.profile, self.tls_ca_file, self.tls_cert, self.tls_key)
 
@@ -234,7 +234,7 @@ def _run(
         writes=False,  # scores come back; the launcher stores them
     )  # fmt: skip
     run_kind(
-        options.cluster, kind, list(enumerate(tasks)), output=ctx.store, lock=lock,
+        options.cluster_settings, kind, list(enumerate(tasks)), output=ctx.store, lock=lock,
         on_progress=on_progress,
     )  # fmt: skip
     return out

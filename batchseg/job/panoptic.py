@@ -72,7 +72,7 @@ class PanopticSpec:
     tls_key: str | None = None
 
     @property
-    def cluster(self) -> ClusterSettings:
+    def cluster_settings(self) -> ClusterSettings:
         """Where the workers come from and the TLS files of the link."""
         profile = self.profile if self.profile is not None else LocalProfile()
         return ClusterSettings(profile, self.tls_ca_file, self.tls_cert, self.tls_key)
@@ -356,7 +356,7 @@ def _execute(
         lambda task, reason: record_failure(task.shard, reason),
     )  # fmt: skip
     return run_kind(
-        spec.cluster, kind, tasks, output=spec.output, lock=lock, on_progress=on_progress
+        spec.cluster_settings, kind, tasks, output=spec.output, lock=lock, on_progress=on_progress
     )
 
 

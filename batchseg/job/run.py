@@ -119,7 +119,9 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             return replace(result, nothing_to_do=True, gone=gone)
     scan = _start_header_scan(job) if existing is None else None
     try:
-        with runner.connected(spec.cluster, worker_env={METHOD_ENV: job.method.id}) as handle:
+        with runner.connected(
+            spec.cluster_settings, worker_env={METHOD_ENV: job.method.id}
+        ) as handle:
             warming = _start_warm(job, handle)
             if scan is not None:
                 plan, root = _plan_and_create(job, handle, scan.finish(handle.client))

@@ -111,7 +111,7 @@ class JobSpec:
         }
 
     @property
-    def cluster(self) -> ClusterSettings:
+    def cluster_settings(self) -> ClusterSettings:
         """Where the workers come from and the TLS files of the link."""
         return ClusterSettings(self.profile, self.tls_ca_file, self.tls_cert, self.tls_key)
 
