@@ -109,12 +109,14 @@ def run_tasks(
         for future in ended:
             item = running.pop(future)
             ended.update(submit(1))
+            outcome: R | BaseException
             try:
-                yield item, future.result()
+                outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - the job goes on without this task
-                yield item, exc
+                outcome = exc
             finally:
                 future.release()
+            yield item, outcome
     finally:
         if running:
             client.cancel(list(running))
