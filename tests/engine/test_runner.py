@@ -11,6 +11,7 @@ import pytest
 from batchseg.cluster.profiles import AddressProfile
 from batchseg.cluster.settings import ClusterSettings
 from batchseg.engine.runner import connected, run_tasks, window_size
+from tests.helpers.clusters import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def test_bounded_window_results_and_errors(cluster_address: str) -> None:
         assert set(seen) == set(items)
         assert all(seen[i] == 60 / i for i in items if i)
         assert isinstance(seen[0], ZeroDivisionError)
-        assert _tasks_named(handle.client, "windowtest") == 0
+        wait_for("released tasks", lambda: _tasks_named(handle.client, "windowtest") == 0, 10)
 
 
 def test_leaving_early_cancels_what_is_not_done(cluster_address: str) -> None:
@@ -51,4 +52,4 @@ def test_leaving_early_cancels_what_is_not_done(cluster_address: str) -> None:
         )  # fmt: skip
         next(outcomes)
         outcomes.close()
-        assert _tasks_named(handle.client, "canceltest") == 0
+        wait_for("cancelled tasks", lambda: _tasks_named(handle.client, "canceltest") == 0, 10)
