@@ -57,6 +57,18 @@ ClusterSpecOption = Annotated[
 ]
 
 
+#: The parameter names of the cluster options (all but ``--cluster-spec``).
+CLUSTER_FLAGS = (
+    "workers", "threads_per_worker", "scheduler", "cluster", "gpus",
+    "tls_ca_file", "tls_cert", "tls_key",
+)  # fmt: skip
+
+
+def cluster_flags(options: dict[str, Any]) -> dict[str, Any]:
+    """The cluster flags among a command's ``options`` (None: not given)."""
+    return {key: options[key] for key in CLUSTER_FLAGS}
+
+
 def cluster_settings(spec_file: str | None, **flags: Any) -> ClusterSettings:
     """Where the workers come from: the cluster flags (None: not given) over ``spec_file``."""
     from batchseg.cluster.settings import load_cluster_settings

@@ -17,6 +17,7 @@ from batchseg.cli.cluster_options import (
     TlsCertOption,
     TlsKeyOption,
     WorkersOption,
+    cluster_flags,
     cluster_settings,
 )
 from batchseg.cli.core import StoreArgument, app, guard
@@ -130,25 +131,10 @@ def evaluate(
     if show:
         guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
         return
-    flags = {
-        "workers": workers, "threads_per_worker": threads_per_worker, "scheduler": scheduler,
-        "cluster": cluster, "gpus": gpus, "tls_ca_file": tls_ca_file, "tls_cert": tls_cert,
-        "tls_key": tls_key,
-    }  # fmt: skip
+    flags = cluster_flags(locals())
+    scoring = (truth_pattern, truth_classes, ignore or [], name, boundary_tolerance)
     code = guard(
-        lambda: _evaluate(
-            store_path,
-            truth,
-            truth_pattern,
-            truth_classes,
-            ignore or [],
-            name,
-            boundary_tolerance,
-            cluster_spec,
-            flags,
-            as_json,
-            components,
-        )  # fmt: skip
+        lambda: _evaluate(store_path, truth, *scoring, cluster_spec, flags, as_json, components)
     )
     raise typer.Exit(code)
 

@@ -16,6 +16,7 @@ from batchseg.cli.cluster_options import (
     TlsCertOption,
     TlsKeyOption,
     WorkersOption,
+    cluster_flags,
     cluster_settings,
 )
 from batchseg.cli.core import app, guard
@@ -66,11 +67,7 @@ def panoptic(
 ) -> None:
     """Merge semantic and instance results of the same images into panoptic labels
     (class_index * 1000 + instance) with per-class statistics and one object row per segment."""
-    flags = {
-        "workers": workers, "threads_per_worker": threads_per_worker, "scheduler": scheduler,
-        "cluster": cluster, "gpus": gpus, "tls_ca_file": tls_ca_file, "tls_cert": tls_cert,
-        "tls_key": tls_key,
-    }  # fmt: skip
+    flags = cluster_flags(locals())
     code = guard(
         lambda: _panoptic(
             semantic,
