@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.errors import UsageError
-from batchseg.job.spec import cluster_profile, resolve_spec
+from batchseg.job.spec import resolve_spec
 from batchseg.results import MAX_FAILURES, EvaluationResult, ImageFailure, RunResult
 
 if TYPE_CHECKING:
+    from batchseg.cluster.settings import ClusterSettings
     from batchseg.job.run import JobResult
 
 __all__ = ["ProgressCallback", "evaluate", "panoptic", "run"]
@@ -185,8 +186,13 @@ def evaluate(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int | None = None,
     threads_per_worker: int | None = None,
+    gpus: int | None = None,
     scheduler: str | None = None,
     cluster: str | Mapping[str, Any] | None = None,
+    cluster_spec: PathLike | None = None,
+    tls_ca_file: PathLike | None = None,
+    tls_cert: PathLike | None = None,
+    tls_key: PathLike | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> EvaluationResult:
     """Score a store's done images against ground truth and store the scores.
@@ -223,8 +229,11 @@ def evaluate(
         unlabelled; ``["none"]``: none).
     max_pixels : int
         Truth files with more pixels are refused from their header.
-    workers, threads_per_worker, scheduler, cluster
+    workers, threads_per_worker, gpus, scheduler, cluster, tls_ca_file, tls_cert, tls_key
         Where the scoring tasks run, as for :func:`run`.
+    cluster_spec : str or path, optional
+        A TOML file (a job spec) whose cluster keys and ``[cluster]`` table say where the
+        tasks run; the keywords above override it.
     on_progress : callable, optional
         ``on_progress(scored, failed, total)`` after each finished task.
 
@@ -265,8 +274,17 @@ def evaluate(
         raise UsageError(f"--ignore takes integer truth values, got {ignore!r}")
     if not 1 <= max_pixels <= 1 << 40:
         raise UsageError(f"--max-pixels must be in [1, 2^40], got {max_pixels}")
-    sizes = {"workers": workers, "threads_per_worker": threads_per_worker}
-    profile = cluster_profile({**sizes, "scheduler": scheduler, "cluster": cluster})
+    settings = _cluster_settings(
+        cluster_spec,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        gpus=gpus,
+        scheduler=scheduler,
+        cluster=cluster,
+        tls_ca_file=_text(tls_ca_file),
+        tls_cert=_text(tls_cert),
+        tls_key=_text(tls_key),
+    )
     path = _text(store) or ""
     options = EvalOptions(
         truth=_text(truth) or "",
@@ -275,11 +293,14 @@ def evaluate(
         truth_classes=_text(truth_classes),
         ignore=tuple(ignore),
         tolerance=boundary_tolerance,
-        profile=profile,
+        profile=settings.profile,
         components=components,
         max_pixels=max_pixels,
         void=tuple(void) if void else None,
         truth_components=truth_components,
+        tls_ca_file=settings.tls_ca_file,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
     )
     out = evaluate_store(path, options, on_progress)
     return EvaluationResult(
@@ -302,8 +323,13 @@ def panoptic(
     min_stuff_area: int = 4096,
     workers: int | None = None,
     threads_per_worker: int | None = None,
+    gpus: int | None = None,
     scheduler: str | None = None,
     cluster: str | Mapping[str, Any] | None = None,
+    cluster_spec: PathLike | None = None,
+    tls_ca_file: PathLike | None = None,
+    tls_cert: PathLike | None = None,
+    tls_key: PathLike | None = None,
     overwrite: bool = False,
     void: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
@@ -364,8 +390,17 @@ def panoptic(
     from batchseg.job.panoptic import PanopticSpec, run_panoptic
 
     started = time.perf_counter()
-    sizes = {"workers": workers, "threads_per_worker": threads_per_worker}
-    profile = cluster_profile({**sizes, "scheduler": scheduler, "cluster": cluster})
+    settings = _cluster_settings(
+        cluster_spec,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        gpus=gpus,
+        scheduler=scheduler,
+        cluster=cluster,
+        tls_ca_file=_text(tls_ca_file),
+        tls_cert=_text(tls_cert),
+        tls_key=_text(tls_key),
+    )
     spec = PanopticSpec(
         semantic=_text(semantic) or "",
         instances=_text(instances) or "",
@@ -374,11 +409,21 @@ def panoptic(
         overlap=overlap,
         min_stuff_area=min_stuff_area,
         void=tuple(void) if void else None,
-        profile=profile,
+        profile=settings.profile,
         overwrite=overwrite,
+        tls_ca_file=settings.tls_ca_file,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
     )
     job = run_panoptic(spec, on_progress=on_progress)
     return _run_result(job, time.perf_counter() - started)
+
+
+def _cluster_settings(cluster_spec: PathLike | None, **options: Any) -> ClusterSettings:
+    """Where the workers come from: ``options`` (None: not given) over ``cluster_spec``."""
+    from batchseg.cluster.settings import load_cluster_settings
+
+    return load_cluster_settings(_text(cluster_spec), options)
 
 
 def _text(value: PathLike | None) -> str | None:

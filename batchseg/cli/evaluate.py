@@ -7,6 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
+from batchseg.cli.cluster_options import (
+    ClusterOption,
+    ClusterSpecOption,
+    GpusOption,
+    SchedulerOption,
+    ThreadsPerWorkerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorkersOption,
+    cluster_flags,
+)
 from batchseg.cli.core import StoreArgument, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
@@ -79,6 +91,15 @@ ComponentsOption = Annotated[
 ]
 
 
+NameOption = Annotated[
+    str, typer.Option(help="Evaluation name: per-image columns <name>_<metric>.")
+]
+ToleranceOption = Annotated[
+    float | None,
+    typer.Option(metavar="PX", help="Boundary match distance (default 0.0075 x image diagonal)."),
+]
+
+
 @app.command()
 def evaluate(
     store_path: StoreArgument,
@@ -112,23 +133,21 @@ def evaluate(
         list[int] | None,
         typer.Option(metavar="VALUE", help="Truth value left out of scoring (repeatable)."),
     ] = None,
-    name: Annotated[
-        str, typer.Option(help="Evaluation name: per-image columns <name>_<metric>.")
-    ] = "eval",
-    boundary_tolerance: Annotated[
-        float | None,
-        typer.Option(
-            metavar="PX", help="Boundary match distance (default 0.0075 x image diagonal)."
-        ),
-    ] = None,
+    name: NameOption = "eval",
+    boundary_tolerance: ToleranceOption = None,
     components: ComponentsOption = None,
     truth_components: TruthComponentsOption = None,
     void: VoidOption = None,
     max_pixels: MaxPixelsOption = DEFAULT_MAX_PIXELS,
-    workers: Annotated[int | None, typer.Option(help="Embedded cluster: worker processes.")] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Attach to this Dask scheduler instead.")
-    ] = None,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_spec: ClusterSpecOption = None,
+    gpus: GpusOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
     show: Annotated[
         bool,
         typer.Option("--show", help="Print stored evaluations (--name: that one) without scoring."),
@@ -139,17 +158,15 @@ def evaluate(
     if show:
         guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
         return
+    flags = cluster_flags(locals())
+    scoring = (truth_pattern, truth_classes, ignore or [], name, boundary_tolerance)
     code = guard(
         lambda: _evaluate(
             store_path,
             truth,
-            truth_pattern,
-            truth_classes,
-            ignore or [],
-            name,
-            boundary_tolerance,
-            workers,
-            scheduler,
+            *scoring,
+            cluster_spec,
+            flags,
             as_json,
             components,
             extra=dict(
@@ -170,8 +187,8 @@ def _evaluate(
     ignore: list[int],
     name: str,
     tolerance: float | None,
-    workers: int | None,
-    scheduler: str | None,
+    cluster_spec: str | None,
+    cluster_flags: dict[str, Any],
     as_json: bool,
     components: str | None = None,
     extra: dict[str, Any] | None = None,
@@ -190,9 +207,9 @@ def _evaluate(
             ignore=ignore,
             boundary_tolerance=tolerance,
             components=components,
-            workers=workers,
-            scheduler=scheduler,
+            cluster_spec=cluster_spec,
             on_progress=on_progress,
+            **cluster_flags,
             **(extra or {}),
         )
     failed = {f.image_id: f.error for f in result.failures}

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from batchseg.cli.cluster_options import (
+    ClusterOption,
+    ClusterSpecOption,
+    GpusOption,
+    SchedulerOption,
+    ThreadsPerWorkerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorkersOption,
+    cluster_flags,
+)
 from batchseg.cli.core import app, guard
 from batchseg.cli.text import echo, plural
 
@@ -46,19 +58,22 @@ def panoptic(
     min_stuff_area: Annotated[
         int, typer.Option(help="Smallest stuff region kept, pixels (smaller ones are void).")
     ] = 4096,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Worker processes of the embedded cluster (default: one per core)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Attach to an existing Dask scheduler (tcp://host:8786).")
-    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing output store.")
     ] = False,
+    workers: WorkersOption = None,
+    threads_per_worker: ThreadsPerWorkerOption = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
+    cluster_spec: ClusterSpecOption = None,
+    gpus: GpusOption = None,
+    tls_ca_file: TlsCaFileOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Merge semantic and instance results of the same images into panoptic labels
     (class_index * 1000 + instance) with per-class statistics and one object row per segment."""
+    flags = cluster_flags(locals())
     code = guard(
         lambda: _panoptic(
             semantic,
@@ -67,10 +82,10 @@ def panoptic(
             things,
             overlap,
             min_stuff_area,
-            workers,
-            scheduler,
             overwrite,
             tuple(void) if void else None,
+            cluster_spec,
+            flags,
         )  # fmt: skip
     )
     raise typer.Exit(code)
@@ -83,10 +98,10 @@ def _panoptic(
     things: str | None,
     overlap: float,
     min_stuff_area: int,
-    workers: int | None,
-    scheduler: str | None,
     overwrite: bool,
-    void: tuple[str, ...] | None = None,
+    void: tuple[str, ...] | None,
+    cluster_spec: str | None,
+    cluster_flags: dict[str, Any],
 ) -> int:
     from batchseg import api_jobs
 
@@ -97,10 +112,10 @@ def _panoptic(
         things=things,
         overlap=overlap,
         min_stuff_area=min_stuff_area,
-        workers=workers,
-        scheduler=scheduler,
         overwrite=overwrite,
         void=void,
+        cluster_spec=cluster_spec,
+        **cluster_flags,
     )
     if result.nothing_to_do:
         echo(f"nothing to do: every image of {result.store} is finished")

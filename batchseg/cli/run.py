@@ -10,6 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from batchseg.cli.cluster_options import (
+    ClusterOption,
+    GpusOption,
+    SchedulerOption,
+    ThreadsPerWorkerOption,
+    TlsCaFileOption,
+    TlsCertOption,
+    TlsKeyOption,
+    WorkersOption,
+)
 from batchseg.cli.core import EXIT_OK, app, guard
 from batchseg.cli.progress import progress_reporter
 from batchseg.cli.text import echo, plural
@@ -46,28 +56,6 @@ PreOption = Annotated[
         metavar="FILTER[:K=V,...]",
         help="Preprocessing before the method, in order (repeatable): gaussian, median, "
         "rescale_intensity, clahe, unsharp_mask; e.g. --pre gaussian:sigma=2 --pre clahe.",
-    ),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(help="Worker processes of the embedded cluster (default: one per core)."),
-]
-ThreadsPerWorkerOption = Annotated[
-    int | None, typer.Option(help="Threads per worker process (default 1).")
-]
-SchedulerOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Attach to an existing Dask scheduler (tcp://host:8786); implies --cluster address."
-    ),
-]
-ClusterOption = Annotated[
-    str | None,
-    typer.Option(
-        "--cluster",
-        metavar="PROFILE",
-        help="Cluster profile: local (default), address, slurm, pbs or kubernetes; "
-        "settings in the job spec's [cluster] table.",
     ),
 ]
 ShardSizeOption = Annotated[
@@ -144,17 +132,6 @@ DeviceOption = Annotated[str | None, typer.Option(help="Semantic: auto, cpu or c
 ResizeOption = Annotated[
     str | None, typer.Option(help="Semantic: run the model at H,W (logits upsampled back).")
 ]
-GpusOption = Annotated[
-    int | None, typer.Option(help="Embedded cluster: one worker process per GPU.")
-]
-TlsCaFileOption = Annotated[
-    str | None,
-    typer.Option(help="TLS: CA certificate (PEM) that signs the cluster's certificates."),
-]
-TlsCertOption = Annotated[
-    str | None, typer.Option(help="TLS: this client's certificate (PEM); with --tls-key.")
-]
-TlsKeyOption = Annotated[str | None, typer.Option(help="TLS: private key (PEM) of --tls-cert.")]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Print the plan (no pixel work) and exit.")
 ]

@@ -1,25 +1,20 @@
-"""Build and run the task graph: one task per shard (headers: :mod:`batchseg.engine.headers`)."""
+"""The segmentation graph: warm the workers, one task per shard (the bounded submission is
+:mod:`batchseg.engine.runner`'s; headers: :mod:`batchseg.engine.headers`)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Generator, Sequence
+from typing import Any
 
-from distributed import Client, Future, as_completed, wait
+from distributed import Client, Future, wait
 
 from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, run_shard
+from batchseg.engine.runner import run_tasks
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-def context_task(ctx: T) -> T:
-    """The job context as a task's result (see :func:`map_tasks`)."""
-    return ctx
 
 
 def _warm(method_id: str, params: dict[str, Any]) -> None:
@@ -94,52 +89,6 @@ def warm_workers(
         log.debug("warm-up failed: %s", exc)
 
 
-def map_tasks(
-    client: Client,
-    fn: Callable[..., R],
-    ctx: Any,
-    items: Sequence[T],
-    *,
-    name: str,
-    key_of: Callable[[T], Any],
-    retries: int = 2,
-    resources: dict[str, float] | None = None,
-) -> Generator[tuple[T, R | BaseException], None, None]:
-    """Submit ``fn(ctx, item)`` per item; yield ``(item, result or its error)`` as each ends.
-
-    The context is a *task* (not scattered data): if every worker holding it dies, the
-    scheduler recomputes it, where scattered data would be lost for good and every pending
-    task would fail with "lost dependencies" / cancelled. Leaving the iteration early
-    (storage fault, interrupt) cancels the tasks not yet finished.
-    """
-    token = uuid.uuid4().hex[:8]
-    ctx_future = client.submit(context_task, ctx, key=f"{name}ctx-{token}", pure=False)
-    futures = {
-        client.submit(
-            fn,
-            ctx_future,
-            item,
-            key=f"{name}-{token}-{key_of(item)}",
-            retries=retries,
-            pure=False,
-            resources=resources,
-        ): item
-        for item in items
-    }
-    try:
-        for future in as_completed(futures):
-            item = futures.pop(future)
-            try:
-                yield item, future.result()
-            except Exception as exc:  # noqa: BLE001 - the job goes on without this task
-                yield item, exc
-            finally:
-                future.release()
-    finally:
-        if futures:
-            client.cancel(list(futures))
-
-
 def run_shards(
     client: Client,
     ctx: JobContext,
@@ -147,9 +96,16 @@ def run_shards(
     *,
     retries: int = 2,
     resources: dict[str, float] | None = None,
+    window: int | None = None,
 ) -> Generator[tuple[Shard, ShardSummary | BaseException], None, None]:
-    """Submit one task per shard and yield each shard's summary (or its error) as it ends."""
-    return map_tasks(
-        client, run_shard, ctx, shards, name="shard", key_of=lambda s: s.index,
-        retries=retries, resources=resources,
+    """One task per shard, at most ``window`` at once; yield each shard's summary (or its
+    error) as it ends."""
+    return run_tasks(
+        client, run_shard, ctx, shards, name="shard", key_of=shard_key,
+        retries=retries, resources=resources, window=window,
     )  # fmt: skip
+
+
+def shard_key(shard: Shard) -> int:
+    """A shard's task key: its index."""
+    return shard.index

@@ -1,6 +1,6 @@
 """One task of the panoptic merge: read a shard's images from both source stores, merge each
-(:func:`batchseg.measure.panoptic.merge`), write the output shard. No Dask here: the graph
-layer (:mod:`batchseg.engine.panoptic_graph`) calls :func:`run_panoptic_shard` in a task.
+(:func:`batchseg.measure.panoptic.merge`), write the output shard. No Dask here: the job runner
+(:mod:`batchseg.engine.lifecycle`) runs :func:`run_panoptic_shard` as the panoptic task kind.
 """
 
 from __future__ import annotations

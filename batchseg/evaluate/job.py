@@ -24,26 +24,34 @@ import numpy as np
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile, Profile
+from batchseg.cluster.settings import ClusterSettings
+from batchseg.core.limits import DEFAULT_MAX_PIXELS
+from batchseg.engine.lifecycle import TaskKind, run_kind
 from batchseg.errors import UsageError
 from batchseg.evaluate.coco_truth import is_coco_json, read_coco_truth
 from batchseg.evaluate.metrics import class_scores
 from batchseg.evaluate.object_job import OBJECT_KINDS, object_result, truth_items
+from batchseg.evaluate.object_score import score_objects
 from batchseg.evaluate.score import (
     REGION_METRICS,
     EvalContext,
     Scores,
     check_kind_options,
+    score_images,
     warn_two_value_truth,
 )
 from batchseg.evaluate.truth import match_truth, read_value_map, void_classes
-from batchseg.io.read import DEFAULT_MAX_PIXELS
 from batchseg.store.evaluations import evaluations, write_evaluation
-from batchseg.store.lock import store_lock
+from batchseg.store.lock import LauncherLock, store_lock
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 Progress = Callable[[int, int, int], None]
+#: One task's items: ``(image, truth)``, the image's :class:`~batchseg.store.ImageInfo` (where
+#: its labels are) and truth file paths (class maps, regions) or an
+#: :class:`~batchseg.evaluate.coco_truth.ObjectTruth` (instances, panoptic).
+Items = Sequence[tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,14 @@ class EvalOptions:
     void: tuple[str, ...] | None = None
     #: region stores: score against the connected components of this truth value
     truth_components: int | None = None
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def cluster_settings(self) -> ClusterSettings:
+        """Where the workers come from and the TLS files of the link."""
+        return ClusterSettings(self.profile, self.tls_ca_file, self.tls_cert, self.tls_key)
 
 
 @dataclass
@@ -122,8 +138,8 @@ def evaluate_store(
         for s in plan.shards
     ]
     tasks = [t for t in tasks if t]
-    with store_lock(path):
-        scores = [*_run(ctx, tasks, options.profile, on_progress), Scores(errors=truth.refused)]
+    with store_lock(path) as lock:
+        scores = [*_run(ctx, tasks, options, lock, on_progress), Scores(errors=truth.refused)]
         warn_two_value_truth(scores)
         result = _dataset_result(ctx, options, scores, len(truth.missing))
         _store(path, options.name, ctx, scores, result)
@@ -174,8 +190,8 @@ def _evaluate_objects(
         [(done[i], items[i]) for i in s.image_ids if i in items and i in done] for s in plan.shards
     ]
     tasks = [t for t in tasks if t]
-    with store_lock(path):
-        scores = _run(ctx, tasks, options.profile, on_progress)
+    with store_lock(path) as lock:
+        scores = _run(ctx, tasks, options, lock, on_progress)
         result = _base_result(ctx, options, scores, len(truth.missing))
         result.update(object_result(ctx, truth, scores, attrs.get("is_thing")))
         _store(path, options.name, ctx, scores, result)
@@ -221,30 +237,47 @@ def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int
 
 def _run(
     ctx: EvalContext,
-    tasks: Sequence[Sequence[tuple[store.ImageInfo, Any]]],
-    profile: Profile,
+    tasks: Sequence[Items],
+    options: EvalOptions,
+    lock: LauncherLock,
     on_progress: Progress | None,
 ) -> list[Scores]:
-    from batchseg.cluster.connect import connect
-    from batchseg.engine.evaluate_graph import run_scoring
-
-    total = sum(len(t) for t in tasks)
-    done = failed = 0
+    """Score ``tasks`` on the cluster (the evaluate task kind); every task's scores, an
+    image of a task that failed after its retries with the reason as its error."""
     out: list[Scores] = []
-    handle = connect(profile)
-    try:
-        for k, scores in run_scoring(handle.client, ctx, tasks):
-            if isinstance(scores, BaseException):
-                reason = f"task failed: {scores}"
-                scores = Scores(errors={i.image_id: reason for i, _ in tasks[k]})
-            out.append(scores)
-            done += len(scores.image_ids)
-            failed += len(scores.errors)
-            if on_progress is not None:
-                on_progress(done, failed, total)
-    finally:
-        handle.close()
+
+    def record(task: tuple[int, Items], scores: Scores) -> tuple[int, int]:
+        out.append(scores)
+        return len(scores.image_ids), len(scores.errors)
+
+    def record_failure(task: tuple[int, Items], reason: str) -> int:
+        out.append(Scores(errors={info.image_id: reason for info, _ in task[1]}))
+        return len(task[1])
+
+    kind: TaskKind[tuple[int, Items], Scores] = TaskKind(
+        "evaluate", score_task, ctx, _task_key, _task_size, record, record_failure,
+        writes=False,  # scores come back; the launcher stores them
+    )  # fmt: skip
+    run_kind(
+        options.cluster_settings, kind, list(enumerate(tasks)), output=ctx.store, lock=lock,
+        on_progress=on_progress,
+    )  # fmt: skip
     return out
+
+
+def score_task(ctx: EvalContext, task: tuple[int, Items]) -> Scores:
+    """The evaluate task: score one shard's images (run on a worker; no pixels come back)."""
+    if ctx.kind in OBJECT_KINDS:
+        return score_objects(ctx, list(task[1]))
+    return score_images(ctx, list(task[1]))
+
+
+def _task_key(task: tuple[int, Items]) -> int:
+    return task[0]
+
+
+def _task_size(task: tuple[int, Items]) -> int:
+    return len(task[1])
 
 
 def _base_result(

@@ -113,7 +113,6 @@ def grow_store(
     job: PreparedJob,
     lock: LauncherLock,
     handle: Any,
-    graph: Any,
     root: zarr.Group,
     plan: Plan,
     change: InputChange,

@@ -8,7 +8,6 @@ pixels, fractions and segment counts, and one object row per segment.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -23,13 +22,27 @@ import numpy as np
 import zarr
 
 from batchseg import store
-from batchseg.cluster.forkserver import children_ignore_sigint
-from batchseg.cluster.profiles import Profile
+from batchseg.cluster.profiles import LocalProfile, Profile
+from batchseg.cluster.settings import ClusterSettings
 from batchseg.core.plan import Plan, Shard
-from batchseg.engine.panoptic_shard import PanopticContext, PanopticShard, Source
-from batchseg.errors import StoreError, UsageError, one_line
+from batchseg.engine.execute import ShardSummary
+from batchseg.engine.lifecycle import (
+    JobResult,
+    ProgressCallback,
+    TaskKind,
+    finalise,
+    run_kind,
+    shard_failure,
+)
+from batchseg.engine.panoptic_shard import (
+    PanopticContext,
+    PanopticShard,
+    Source,
+    run_panoptic_shard,
+)
+from batchseg.errors import StoreError, UsageError
 from batchseg.job.provenance import package_versions
-from batchseg.job.run import JobResult, ProgressCallback, existing_store
+from batchseg.job.run import existing_store
 from batchseg.measure.panoptic import OFFSET, PanopticClasses, stats_columns, unify_classes
 from batchseg.render import default_class_colours
 from batchseg.store.lock import LauncherLock, store_lock
@@ -55,6 +68,15 @@ class PanopticSpec:
     profile: Profile | None = None  # default: an embedded local cluster
     overwrite: bool = False
     void: tuple[str, ...] | None = None  # default: semantic classes named void, background...
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def cluster_settings(self) -> ClusterSettings:
+        """Where the workers come from and the TLS files of the link."""
+        profile = self.profile if self.profile is not None else LocalProfile()
+        return ClusterSettings(profile, self.tls_ca_file, self.tls_cert, self.tls_key)
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
         todo = _todo(plan, store.shard_status(root))
         if not todo:
             log.info("nothing to do: every image of %s is finished", spec.output)
-            result = _finalise(spec, root, plan, 0, time.perf_counter() - started, run=False)
+            times = (0, 0.0, time.perf_counter() - started)
+            result = finalise(spec.output, root, plan, times, run=False)
             return replace(result, nothing_to_do=True)
         tasks = [_task(shard, semantic, instances) for shard in todo]
         ctx = PanopticContext(
@@ -119,9 +142,10 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
             instance_objects=bool(instances.attrs.get("objects")),
             instance_shard_size=int(instances.attrs["shard_size"]),
         )
-        processed = _execute(spec, ctx, tasks, root, lock, on_progress)
+        processed, exec_seconds = _execute(spec, ctx, tasks, root, lock, on_progress)
         lock.check()
-        return _finalise(spec, root, plan, processed, time.perf_counter() - started)
+        times = (processed, exec_seconds, time.perf_counter() - started)
+        return finalise(spec.output, root, plan, times)
 
 
 def _checked(spec: PanopticSpec) -> PanopticSpec:
@@ -324,70 +348,29 @@ def _execute(
     root: zarr.Group,
     lock: LauncherLock,
     on_progress: ProgressCallback | None,
-) -> int:
-    """Run ``tasks`` on the cluster; the number of images processed."""
-    from batchseg.cluster import connect as cluster_mod  # dask only in engine/cluster
-    from batchseg.engine import panoptic_graph
-
+) -> tuple[int, float]:
+    """Run ``tasks`` on the cluster; the number of images processed and the seconds."""
     total = sum(len(t.shard) for t in tasks)
     log.info("%s in %s to merge", plural(total, "image"), plural(len(tasks), "shard"))
-    with children_ignore_sigint():
-        handle = cluster_mod.connect(spec.profile)
-    done = failed = 0
-    try:
-        lock.check()
-        store.invalidate_consolidated(root)
-        results = panoptic_graph.run_panoptic_shards(handle.client, ctx, tasks)
-        with contextlib.closing(results):
-            for task, outcome in results:
-                lock.check()
-                if isinstance(outcome, OSError):
-                    raise StoreError(
-                        f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
-                        "stored results are kept, rerun the same command to resume"
-                    ) from outcome
-                if isinstance(outcome, BaseException):
-                    reason = f"task failed: {one_line(outcome, limit=487)}"
-                    log.error("shard %d failed: %s", task.shard.index, reason)
-                    store.record_shard_failure(spec.output, ctx.shard_size, task.shard, reason)
-                    failed += len(task.shard)
-                else:
-                    done += outcome.done
-                    failed += outcome.failed
-                if on_progress is not None:
-                    on_progress(done, failed, total)
-    finally:
-        handle.close()
-    return done + failed
+    lock.check()
+    store.invalidate_consolidated(root)
+    record_failure = shard_failure(spec.output, ctx.shard_size)
+    kind: TaskKind[PanopticShard, ShardSummary] = TaskKind(
+        "panoptic", run_panoptic_shard, ctx, _task_key, _task_size, _counts,
+        lambda task, reason: record_failure(task.shard, reason),
+    )  # fmt: skip
+    return run_kind(
+        spec.cluster_settings, kind, tasks, output=spec.output, lock=lock, on_progress=on_progress
+    )
 
 
-def _finalise(
-    spec: PanopticSpec,
-    root: zarr.Group,
-    plan: Plan,
-    processed: int,
-    seconds: float,
-    *,
-    run: bool = True,
-) -> JobResult:
-    """Count the rows, record this run (unless ``run`` is False), consolidate the table."""
-    status = store.shard_status(root)
-    done = int((status == store.DONE).sum())
-    failed = int((status == store.FAILED).sum())
-    pending = int(((status == store.PENDING) | (status == store.DAMAGED)).sum())
-    if run:
-        runs = list(store.attributes(root).get("runs", []))
-        runs.append(
-            {
-                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                "processed": processed,
-                "seconds": round(seconds, 3),
-                "images_per_second": round(processed / seconds, 3) if seconds > 0 else 0.0,
-                "done": done,
-                "failed": failed,
-                "pending": pending,
-            }
-        )
-        store.update_attributes(root, runs=runs)
-    store.consolidate(root, status)
-    return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)
+def _task_key(task: PanopticShard) -> int:
+    return task.shard.index
+
+
+def _task_size(task: PanopticShard) -> int:
+    return len(task.shard)
+
+
+def _counts(task: PanopticShard, summary: ShardSummary) -> tuple[int, int]:
+    return summary.done, summary.failed

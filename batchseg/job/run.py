@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,10 +13,17 @@ from typing import Any
 import zarr
 
 from batchseg import store
-from batchseg.cluster.forkserver import children_ignore_sigint
 from batchseg.core.faults import fault
 from batchseg.core.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
-from batchseg.errors import StoreError, one_line
+from batchseg.engine.lifecycle import (
+    JobResult,
+    ProgressCallback,
+    TaskKind,
+    drain,
+    finalise,
+    shard_failure,
+)
+from batchseg.errors import StoreError
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import package_versions
@@ -30,33 +36,6 @@ from batchseg.store.lock import LauncherLock, store_lock
 from batchseg.words import plural
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int, int], None]  # done, failed, total
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """Outcome of a run over the whole store (not only this run's shards)."""
-
-    store: str
-    images: int
-    done: int
-    failed: int
-    pending: int
-    processed: int
-    seconds: float
-    nothing_to_do: bool = False  # a resume of a finished store: no cluster, no run recorded
-    added: int = 0  # images this run appended to the store (``--append``)
-    gone: int = 0  # stored images no longer in the input (``--append``; they stay stored)
-
-    @property
-    def images_per_second(self) -> float:
-        return self.processed / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        """0 all segmented, 3 some failed or still pending."""
-        return 0 if self.failed == 0 and self.pending == 0 else 3
 
 
 def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobResult:
@@ -119,9 +98,8 @@ class _Job(PreparedJob):
 
 
 def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None) -> JobResult:
-    from batchseg.cluster import connect as cluster_mod  # dask only in graph/cluster layers
-    from batchseg.cluster.local import METHOD_ENV
-    from batchseg.engine import graph
+    from batchseg.cluster.local import METHOD_ENV  # dask only in graph/cluster layers
+    from batchseg.engine import runner
 
     spec = job.spec
     existing = _existing_store(job)
@@ -135,48 +113,47 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
             # nothing to segment: no cluster, no run of 0 images recorded
             log.debug("nothing to do: every image of %s is finished", spec.output)  # run prints it
             job.lock.check()
-            result = _finalise(spec, root, plan, 0, 0.0, time.perf_counter() - started, run=False)
+            times = (0, 0.0, time.perf_counter() - started)
+            result = finalise(spec.output, root, plan, times, run=False)
             gone = len(change.gone) if change else 0
             return replace(result, nothing_to_do=True, gone=gone)
     scan = _start_header_scan(job) if existing is None else None
-    early = _refuse_tiling_early(job, scan)
     try:
-        with children_ignore_sigint():
-            handle = cluster_mod.connect(
-                spec.profile,
-                tls_ca_file=spec.tls_ca_file,
-                tls_cert=spec.tls_cert,
-                tls_key=spec.tls_key,
-                worker_env={METHOD_ENV: job.method.id},
-            )
-    except BaseException:
-        if scan is not None:
-            scan.close()
-        raise
-    try:
-        if handle.dashboard:
-            log.info("dashboard: %s", handle.dashboard)
-        warming = []
-        if job.method.make_runner is not None:  # load the model while the launcher plans
-            params = _runtime_params(job.method, job.params, handle)
-            gpu = cluster_mod.gpu_resources(handle.client) if job.method.uses_gpu else None
-            warming = graph.start_warm(handle.client, job.method.id, params, gpu)
-        if scan is not None:
-            headers = early if early is not None else scan.finish(handle.client)
-            plan, root = _plan_and_create(job, handle, headers)
-        elif change is not None and change.new:
-            plan = append.grow_store(job, job.lock, handle, graph, root, plan, change)
-        else:
-            log.info("resuming %s", spec.output)
-        todo = _todo(plan, store.shard_status(root), spec.retry_failed)
-        processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress, warming)
+        early = _refuse_tiling_early(job, scan)
+        with runner.connected(
+            spec.cluster_settings, worker_env={METHOD_ENV: job.method.id}
+        ) as handle:
+            warming = _start_warm(job, handle)
+            if scan is not None:
+                headers = early if early is not None else scan.finish(handle.client)
+                plan, root = _plan_and_create(job, handle, headers)
+            elif change is not None and change.new:
+                plan = append.grow_store(job, job.lock, handle, root, plan, change)
+            else:
+                log.info("resuming %s", spec.output)
+            todo = _todo(plan, store.shard_status(root), spec.retry_failed)
+            processed, exec_seconds = _execute(job, handle, plan, root, todo, on_progress, warming)
     finally:
-        handle.close()
+        if scan is not None:
+            scan.close()  # stops the launcher's header threads (nothing once finished)
     job.lock.check()  # finalising writes the store's attributes
-    result = _finalise(spec, root, plan, processed, exec_seconds, time.perf_counter() - started)
+    times = (processed, exec_seconds, time.perf_counter() - started)
+    result = finalise(spec.output, root, plan, times)
     if change is None:
         return result
     return replace(result, added=len(change.new), gone=len(change.gone))
+
+
+def _start_warm(job: _Job, handle: Any) -> list[Any]:
+    """Begin loading the model in the workers while the launcher plans (no runner: none)."""
+    if job.method.make_runner is None:
+        return []
+    from batchseg.cluster import connect as cluster_mod
+    from batchseg.engine import graph
+
+    params = _runtime_params(job.method, job.params, handle)
+    gpu = cluster_mod.gpu_resources(handle.client) if job.method.uses_gpu else None
+    return graph.start_warm(handle.client, job.method.id, params, gpu)
 
 
 def _input_change(job: _Job, root: zarr.Group, plan: Plan) -> append.InputChange | None:
@@ -211,7 +188,8 @@ def _execute(
     """Run ``todo`` on the cluster; images processed and seconds. Stops (StoreError) when the
     store cannot be written or the launcher lost its lock."""
     from batchseg.cluster import connect as cluster_mod
-    from batchseg.engine import graph
+    from batchseg.engine import graph, runner
+    from batchseg.engine.execute import run_shard
     from batchseg.engine.tiled import graph as tiled_graph
 
     spec, method = job.spec, job.method
@@ -221,7 +199,6 @@ def _execute(
     fault("before-execute")
     total = sum(len(s) for s in todo)
     log.info("%s in %s to process", plural(total, "image"), plural(len(todo), "shard"))
-    done = failed = 0
     if todo:
         job.lock.check()
         store.invalidate_consolidated(root)
@@ -229,33 +206,29 @@ def _execute(
     exec_start = time.perf_counter()
     tiled = [s for s in todo if plan.buckets[s.bucket].tile]
     small = [s for s in todo if not plan.buckets[s.bucket].tile]
+    kind: TaskKind[Shard, Any] = TaskKind(
+        "shard", run_shard, ctx, graph.shard_key, len, _counts,
+        shard_failure(spec.output, plan.shard_size), resources=resources,
+    )  # fmt: skip
 
     def outcomes() -> Generator[tuple[Shard, Any], None, None]:
-        yield from graph.run_shards(handle.client, ctx, small, resources=resources)
+        window = runner.window_size(handle)
+        yield from graph.run_shards(handle.client, ctx, small, resources=resources, window=window)
         yield from tiled_graph.run_many(
             handle.client, ctx, tiled, handle.n_threads(), resources=resources
         )
 
     # closed before the client: an abandoned generator would cancel its tasks later,
-    # on a closed client (leaving this loop by an exception cancels what is not done)
-    with contextlib.closing(outcomes()) as results:
-        for shard, outcome in results:
-            job.lock.check()  # lost: stop submitting, write nothing more
-            if isinstance(outcome, OSError):
-                raise StoreError(
-                    f"cannot write to {spec.output}: {outcome.strerror or outcome}; "
-                    "stored results are kept, rerun the same command to resume"
-                ) from outcome
-            if isinstance(outcome, BaseException):
-                _record_task_failure(spec.output, plan, shard, outcome)
-                failed += len(shard)
-            else:
-                done += outcome.done
-                failed += outcome.failed
-            if on_progress is not None:
-                on_progress(done, failed, total)
-            fault(f"after-shards-{done + failed}")
-    return done + failed, time.perf_counter() - exec_start
+    # on a closed client (leaving it by an exception cancels what is not done)
+    processed = drain(
+        outcomes(), kind, output=spec.output, lock=job.lock, total=total, on_progress=on_progress
+    )
+    return processed, time.perf_counter() - exec_start
+
+
+def _counts(shard: Shard, summary: Any) -> tuple[int, int]:
+    """A shard task's images done and failed."""
+    return summary.done, summary.failed
 
 
 def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str, Any]) -> Any:
@@ -396,57 +369,3 @@ def _colours(spec: JobSpec, classes: list[str]) -> list[tuple[int, int, int]]:
     if spec.colors:
         return read_class_colours(spec.colors, classes)
     return default_class_colours(classes)
-
-
-def _record_task_failure(path: str, plan: Plan, shard: Shard, exc: BaseException) -> None:
-    """Mark a shard whose task died (after retries) as failed, with the reason."""
-    reason = f"task failed: {one_line(exc, limit=487)}"
-    log.error("shard %d failed: %s", shard.index, reason)
-    store.record_shard_failure(path, plan.shard_size, shard, reason)
-
-
-def _finalise(
-    spec: JobSpec,
-    root: zarr.Group,
-    plan: Plan,
-    processed: int,
-    exec_seconds: float,
-    seconds: float,
-    *,
-    run: bool = True,
-) -> JobResult:
-    """Count the rows, record this run (unless ``run`` is False) and consolidate the table."""
-    fault("finalise")
-    status = store.shard_status(root)
-    done = int((status == store.DONE).sum())
-    failed = int((status == store.FAILED).sum())
-    pending = int(((status == store.PENDING) | (status == store.DAMAGED)).sum())
-    if run:
-        _record_run(root, processed, exec_seconds, seconds, (done, failed, pending))
-    store.consolidate(root, status)  # the status just read, not read again
-    return JobResult(spec.output, plan.n_images, done, failed, pending, processed, seconds)
-
-
-def _record_run(
-    root: zarr.Group,
-    processed: int,
-    exec_seconds: float,
-    seconds: float,
-    counts: tuple[int, int, int],
-) -> None:
-    """Append this run to the store's ``runs`` attribute."""
-    done, failed, pending = counts
-    runs = list(store.attributes(root).get("runs", []))
-    runs.append(
-        {
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "processed": processed,
-            "seconds": round(seconds, 3),
-            "execute_seconds": round(exec_seconds, 3),
-            "images_per_second": round(processed / seconds, 3) if seconds > 0 else 0.0,
-            "done": done,
-            "failed": failed,
-            "pending": pending,
-        }
-    )
-    store.update_attributes(root, runs=runs)

@@ -16,16 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from batchseg.cluster.profiles import (
-    PROFILES,
     AddressProfile,
     JobqueueProfile,
     KubernetesProfile,
     LocalProfile,
     Profile,
     check_int,
-    check_keys,
-    parse_profile,
-    profile_name,
+)
+from batchseg.cluster.settings import (
+    LOCAL_KEYS,
+    TLS_KEYS,
+    ClusterSettings,
+    check_tls_together,
+    resolve_cluster,
 )
 from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 from batchseg.errors import UsageError
@@ -106,20 +109,23 @@ class JobSpec:
             "cluster": table,
         }
 
+    @property
+    def cluster_settings(self) -> ClusterSettings:
+        """Where the workers come from and the TLS files of the link."""
+        return ClusterSettings(self.profile, self.tls_ca_file, self.tls_cert, self.tls_key)
+
     def replace(self, **changes: Any) -> JobSpec:
         return dataclasses.replace(self, **changes)
 
 
-_LOCAL_KEYS = ("workers", "threads_per_worker", "gpus")
 #: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
 SPEC_KEYS = tuple(
     JobSpec(
         input="", method="", output="", append=True, follow_links=True, objects=True, colors="c"
     ).to_dict()
 )
-_TLS_KEYS = ("tls_ca_file", "tls_cert", "tls_key")
-_PATH_KEYS = ("input", "output", "colors", *_TLS_KEYS)
-_STR_KEYS = ("input", "method", "output", "scheduler", "colors", *_TLS_KEYS)
+_PATH_KEYS = ("input", "output", "colors", *TLS_KEYS)
+_STR_KEYS = ("input", "method", "output", "scheduler", "colors", *TLS_KEYS)
 #: Inclusive ranges of the job's own integer keys (the cluster's are in INT_RANGES). Beyond
 #: them a job cannot run well: 2^63-1 images per shard overflowed the store's row count after
 #: creating half of it; with 10^8 the job ran 100 s before every image failed.
@@ -227,16 +233,10 @@ def build_spec(
         value = merged.get(key)
         if value is not None and not isinstance(value, str):
             raise UsageError(f"{key!r} must be a string, got {value!r}")
-    tls_given = [key for key in _TLS_KEYS if merged.get(key)]
-    if tls_given and len(tls_given) < len(_TLS_KEYS):
-        missing = [key for key in _TLS_KEYS if not merged.get(key)]
-        raise UsageError(
-            "TLS needs tls_ca_file, tls_cert and tls_key together (--tls-ca-file, --tls-cert, "
-            f"--tls-key); missing {', '.join(missing)}"
-        )
+    check_tls_together(merged)
     if not isinstance(merged.get("params") or {}, Mapping):
         raise UsageError(f"'params' in {source} must be a table")
-    for key in _LOCAL_KEYS:
+    for key in LOCAL_KEYS:
         if merged.get(key) is not None:
             check_int(key, merged[key])
     for key, (low, high) in SPEC_RANGES.items():
@@ -260,139 +260,10 @@ def build_spec(
     if merged.get("append") and merged.get("overwrite"):
         raise UsageError("--append adds to an existing store, --overwrite replaces it: give one")
     merged["params"] = dict(merged.get("params") or {})
-    profile = _resolve_cluster(merged, data, overrides or {}, source)
-    for key in (*_LOCAL_KEYS, "scheduler", "cluster"):
+    profile = resolve_cluster(merged, data, overrides or {}, source)
+    for key in (*LOCAL_KEYS, "scheduler", "cluster"):
         merged.pop(key, None)
     return JobSpec(**merged, profile=profile)
-
-
-def _fits(table: Mapping[str, Any], name: str) -> bool:
-    """Whether every key of ``table`` is a key of profile ``name``."""
-    try:
-        check_keys({**{k: v for k, v in table.items() if k != "profile"}, "profile": name})
-    except UsageError as exc:
-        return "unknown key" not in str(exc)
-    return True
-
-
-def _resolve_cluster(
-    merged: dict[str, Any], data: Mapping[str, Any], overrides: Mapping[str, Any], source: str
-) -> Profile:
-    """Where the workers come from, from the flat keys and the ``[cluster]`` table: flags >
-    spec file > local.
-
-    ``--cluster PROFILE`` (override ``cluster``) picks the profile: it keeps the spec's
-    ``[cluster]`` keys when the table names no other profile. ``--scheduler`` means
-    ``address``. In one source, ``scheduler`` with a non-address ``[cluster]`` is an error.
-    The local cluster's sizes (``workers``, ``threads_per_worker``, ``gpus``), at the top or
-    in a local ``[cluster]`` table, make the local profile; with another profile they are an
-    error, unless only the spec file gives them and a flag replaced its local cluster.
-    """
-    table_in = data.get("cluster")
-    if table_in is not None and not isinstance(table_in, Mapping):
-        raise UsageError(f"'cluster' in {source} must be a table, got {table_in!r}")
-    table = dict(table_in or {})
-    flag_profile = overrides.get("cluster")
-    flag_scheduler = overrides.get("scheduler")
-    file_scheduler = data.get("scheduler")
-    scheduler = merged.get("scheduler")
-    # the spec file's own choice was the local cluster, and a flag chose another one: the
-    # file's local sizes are then unused rather than a conflict
-    replaced = (flag_profile is not None or bool(flag_scheduler)) and (
-        not file_scheduler and table.get("profile", "local") == "local"
-    )
-    if isinstance(flag_profile, Mapping):
-        table, flag_profile = dict(flag_profile), None
-    elif flag_profile is not None:
-        if flag_profile not in PROFILES:
-            raise UsageError(
-                f"--cluster must be one of {', '.join(PROFILES)}, got {flag_profile!r}"
-            )
-        if flag_scheduler and flag_profile != "address":
-            raise UsageError(
-                f"--scheduler attaches to an existing scheduler (profile 'address'); it "
-                f"cannot go with --cluster {flag_profile}"
-            )
-        if table.get("profile", flag_profile) != flag_profile and not _fits(table, flag_profile):
-            table = {}  # the spec's table describes another profile (slurm <-> pbs keys fit)
-        table["profile"] = flag_profile
-        if flag_profile != "address":
-            scheduler = None
-    elif flag_scheduler:
-        table = {"profile": "address", "address": flag_scheduler}
-    elif file_scheduler and table and profile_name(table) != "address":
-        raise UsageError(
-            f"'scheduler' in {source} attaches to an existing scheduler but [cluster] profile "
-            f"is {profile_name(table)!r}; keep one of them"
-        )
-    if not table.get("profile") and scheduler:
-        table["profile"] = "address"
-    if profile_name(table) == "address" and not table.get("address"):
-        if not scheduler:
-            raise UsageError(
-                "cluster profile 'address' needs an address: --scheduler tcp://host:8786 or "
-                "address in [cluster]"
-            )
-        table["address"] = scheduler
-    name = check_keys(table)
-    if name == "address":
-        address = table["address"]
-        if address and scheduler and address != scheduler and not flag_scheduler:
-            raise UsageError(
-                f"'scheduler' ({scheduler}) and [cluster] address ({address}) differ in {source}"
-            )
-        target = flag_scheduler or address
-        hint = f"the scheduler {target} has its own workers"
-        _no_local_sizes(merged, overrides, replaced, hint)
-        return AddressProfile(target)
-    if name == "local":
-        return _local_profile(merged, data, overrides, table, source)
-    profile = parse_profile(table)  # validates values, not only names and types
-    what = "n_workers" if name == "kubernetes" else "cores, processes and gpus"
-    _no_local_sizes(merged, overrides, replaced, f"for profile {name!r} give {what} in [cluster]")
-    if name == "kubernetes" and merged.get("tls_ca_file"):
-        raise UsageError("TLS files are not supported with the kubernetes profile")
-    return profile
-
-
-def _local_profile(
-    merged: Mapping[str, Any],
-    data: Mapping[str, Any],
-    overrides: Mapping[str, Any],
-    table: Mapping[str, Any],
-    source: str,
-) -> LocalProfile:
-    """The embedded cluster's sizes: flags, then the spec's top-level keys or its local
-    ``[cluster]`` table (the same key in both is an error unless equal)."""
-    sizes = {key: merged.get(key) for key in _LOCAL_KEYS}
-    for key in _LOCAL_KEYS:
-        if key not in table or overrides.get(key) is not None:
-            continue  # the flag wins
-        if data.get(key) not in (None, table[key]) and not (key == "gpus" and not data[key]):
-            raise UsageError(f"{key!r} is given both at the top and in [cluster] of {source}")
-        sizes[key] = table[key]
-    return LocalProfile(
-        workers=sizes["workers"],
-        threads_per_worker=sizes["threads_per_worker"],
-        gpus=sizes["gpus"] or 0,
-        dashboard_address=table.get("dashboard_address"),
-    )
-
-
-def _no_local_sizes(
-    merged: Mapping[str, Any], overrides: Mapping[str, Any], replaced: bool, hint: str
-) -> None:
-    """Refuse local-cluster sizes with another profile, unless only the spec file gives them
-    and a flag ``replaced`` the file's local cluster with that profile."""
-    given = [key for key in _LOCAL_KEYS if merged.get(key)]
-    flags = [key for key in given if overrides.get(key) is not None]
-    if flags or (given and not replaced):
-        key = (flags or given)[0]
-        raise UsageError(
-            f"{key!r} (--{key.replace('_', '-')}) applies to the local cluster only; {hint}"
-        )
-    if given:
-        log.info("%s of the job spec not used: %s", ", ".join(given), hint)
 
 
 def parse_param(text: str) -> tuple[str, str]:
@@ -410,19 +281,3 @@ def resolve_spec(source: str | os.PathLike[str], overrides: Mapping[str, Any]) -
     if text.lower().endswith(".toml"):
         return load_spec(text, overrides)
     return build_spec({"input": text}, overrides)
-
-
-def cluster_profile(options: Mapping[str, Any], *, source: str = "arguments") -> Profile:
-    """The profile of a job's cluster options (``workers``, ``threads_per_worker``, ``gpus``,
-    ``scheduler``, ``cluster``: a profile name or a ``[cluster]`` table; None: not given),
-    resolved and checked as :func:`build_spec` does for ``run``."""
-    given = {key: value for key, value in options.items() if value is not None}
-    unknown = sorted(set(given) - {*_LOCAL_KEYS, "scheduler", "cluster"})
-    if unknown:
-        raise UsageError(f"unknown cluster option {unknown[0]!r} in {source}")
-    if "scheduler" in given and not isinstance(given["scheduler"], str):
-        raise UsageError(f"'scheduler' must be a string, got {given['scheduler']!r}")
-    for key in _LOCAL_KEYS:
-        if key in given:
-            check_int(key, given[key])
-    return _resolve_cluster(dict(given), {}, given, source)

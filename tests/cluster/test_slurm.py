@@ -309,3 +309,44 @@ def test_skipped_without_root_or_when_switched_off(
     with pytest.raises(SlurmUnavailable, match="needs root"):
         ensure_installed(tmp_path / "apt.log")
     assert not (tmp_path / "apt.log").exists()
+
+
+@pytest.mark.timeout(300)
+def test_evaluate_and_panoptic_on_slurm_workers(slurm: SlurmCluster, tmp_path: Path) -> None:
+    """The job runner gives evaluate and panoptic every cluster option of run: a SLURM
+    profile from ``--cluster-spec`` (one worker job each, cancelled at the end)."""
+    import batchseg
+    from tests.helpers.panoptic import write_instances, write_semantic
+
+    sem, inst = write_semantic(tmp_path / "sem.zarr"), write_instances(tmp_path / "inst.zarr")
+    truth = tmp_path / "truth"
+    view = batchseg.open(str(sem))
+    for image_id in view.table()["image_id"]:
+        path = truth / f"{image_id.rsplit('.', 1)[0]}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(view.mask(image_id).astype(np.uint8)).save(path)
+    spec = tmp_path / "cluster.toml"
+    table = {"profile": "slurm", "walltime": "00:10:00", "cores": 1, "memory": "1GB"}
+    table |= {"jobs": 1, "interface": "lo", "log_directory": "logs"}
+    spec.write_text("[cluster]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    env = {**slurm.env}
+    before = _last_job_id(slurm)
+    commands = [
+        ["evaluate", str(sem), "--truth", str(truth), "--json"],
+        ["panoptic", "--semantic", str(sem), "--instances", str(inst), "-o",
+         str(tmp_path / "pan.zarr"), "--min-stuff-area", "100"],
+    ]  # fmt: skip
+    outputs = []
+    for args in commands:
+        proc = subprocess.run(
+            [BATCHSEG, *args, "--cluster-spec", str(spec)], capture_output=True, text=True,
+            env=env, cwd=tmp_path, timeout=240, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        outputs.append(proc)
+        assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+    assert json.loads(outputs[0].stdout)["eval"]["images_scored"] >= 3
+    assert "3 images done, 1 failed" in outputs[1].stdout  # one image fails by design
+    wait_for("both worker jobs in sacct", lambda: len(_ended_jobs(slurm, before, set())) >= 2, 60)
+    jobs = _ended_jobs(slurm, before, set())
+    assert {j.name for j in jobs.values()} == {"batchseg"}, jobs
+    assert len(list((tmp_path / "logs").glob("batchseg-*.err"))) == 2

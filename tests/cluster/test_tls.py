@@ -313,3 +313,32 @@ def test_embedded_cluster_with_tls(pki, images, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert addresses and addresses[0].startswith("tls://")
     _assert_complete(out, 6)
+
+
+def test_evaluate_and_panoptic_attach_to_tls_scheduler(tls_address, pki, images, tmp_path):
+    """The job runner's connect is every command's: evaluate and panoptic over TLS, refused
+    without the certificate like run."""
+    import numpy as np
+    from PIL import Image
+
+    import batchseg
+    from tests.helpers.panoptic import write_instances, write_semantic
+
+    sem, inst = write_semantic(tmp_path / "sem.zarr"), write_instances(tmp_path / "inst.zarr")
+    truth = tmp_path / "truth"
+    for image_id in batchseg.open(str(sem)).table()["image_id"]:
+        path = truth / f"{image_id.rsplit('.', 1)[0]}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(batchseg.open(str(sem)).mask(image_id).astype(np.uint8)).save(path)
+    evaluate = ["evaluate", str(sem), "--truth", str(truth), "--scheduler", tls_address]
+    _one_line_error(run_cli(*evaluate), 1, "uses TLS")
+    result = run_cli(*evaluate, *_flags(pki["good"]), "--json")
+    assert result.exit_code in (0, 3), result.output
+    assert json.loads(result.stdout)["eval"]["images_scored"] >= 3
+    out = tmp_path / "pan.zarr"
+    panoptic = ["panoptic", "--semantic", str(sem), "--instances", str(inst), "-o", str(out)]
+    panoptic += ["--min-stuff-area", "100", "--scheduler", tls_address]
+    _one_line_error(run_cli("--quiet", *panoptic), 1, "uses TLS")
+    result = run_cli(*panoptic, *_flags(pki["good"]))  # resumes the store created above
+    assert result.exit_code == 3, result.output  # one image fails by design
+    assert "3 images done, 1 failed" in result.output

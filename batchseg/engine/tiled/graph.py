@@ -29,7 +29,7 @@ from batchseg import store
 from batchseg.core.faults import fault
 from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, object_rows
-from batchseg.engine.graph import context_task
+from batchseg.engine.runner import context_task
 from batchseg.engine.tiled import worker as tiles
 from batchseg.engine.tiled.grid import grid_shape, stitch
 from batchseg.engine.tiled.objects import merge_partials
