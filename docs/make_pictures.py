@@ -18,7 +18,12 @@ IMAGES = Path(__file__).resolve().parent / "images"
 
 #: (store name, method arguments, image id, picture name)
 PICTURES = [
-    ("regions.zarr", ["-m", "skimage.slic", "-p", "n_segments=300"], "astronaut/astronaut_0000.jpg", "overlay-slic.png"),
+    (
+        "regions.zarr",
+        ["-m", "skimage.slic", "-p", "n_segments=300"],
+        "astronaut/astronaut_0000.jpg",
+        "overlay-slic.png",
+    ),
     ("otsu.zarr", ["-m", "skimage.otsu"], "coins/coins_0004.png", "overlay-otsu.png"),
     ("cells.zarr", ["-m", "skimage.watershed"], "coins/coins_0004.png", "overlay-watershed.png"),
 ]
@@ -26,7 +31,9 @@ PICTURES = [
 
 def batchseg(*args: str) -> None:
     """Run one batchseg command of this interpreter; stop on failure."""
-    subprocess.run([sys.executable, "-c", "from batchseg.cli import main; main()", *args], check=True)
+    subprocess.run(
+        [sys.executable, "-c", "from batchseg.cli import main; main()", *args], check=True
+    )
 
 
 def main() -> None:
@@ -35,8 +42,25 @@ def main() -> None:
         work = Path(tmp)
         batchseg("demo-data", str(work / "photos"), "--count", "5")
         for store, method, image_id, name in PICTURES:
-            batchseg("run", str(work / "photos"), *method, "-o", str(work / store), "--workers", "1", "-q")
-            batchseg("mask", str(work / store), image_id, "--output", str(IMAGES / name), "--overlay", "--legend")
+            batchseg(
+                "run",
+                str(work / "photos"),
+                *method,
+                "-o",
+                str(work / store),
+                "--workers",
+                "1",
+                "-q",
+            )
+            batchseg(
+                "mask",
+                str(work / store),
+                image_id,
+                "--output",
+                str(IMAGES / name),
+                "--overlay",
+                "--legend",
+            )
 
 
 if __name__ == "__main__":
