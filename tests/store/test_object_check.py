@@ -95,14 +95,14 @@ def test_a_part_with_fewer_rows_than_recorded_is_an_error(built: Path) -> None:
     }
 
 
-def test_readers_of_the_readme_read_every_row(built: Path, monkeypatch) -> None:
+def test_readers_of_the_objects_guide_read_every_row(built: Path, monkeypatch) -> None:
     import duckdb
     import pandas as pd
     import polars as pl
 
     want = store.objects_frame(str(built))
     monkeypatch.chdir(built.parent)
-    # the README's one-liners, verbatim
+    # the objects guide's one-liners, verbatim
     frame = pd.read_parquet(sorted(glob.glob("cells.zarr/objects/part-*.parquet")))
     assert frame.equals(want)
     lazy = pl.scan_parquet("cells.zarr/objects/part-*.parquet").filter(pl.col("area") > 500)
@@ -111,7 +111,7 @@ def test_readers_of_the_readme_read_every_row(built: Path, monkeypatch) -> None:
         "select image_id, count(*) from 'cells.zarr/objects/part-*.parquet' group by 1"
     ).fetchall()
     assert dict(counts) == want.groupby("image_id").size().to_dict()
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "guides" / "objects.md").read_text()
     assert 'pd.read_parquet(sorted(glob.glob("cells.zarr/objects/part-*.parquet")))' in readme
     assert 'pl.scan_parquet("cells.zarr/objects/part-*.parquet")' in readme
     assert "from 'cells.zarr/objects/part-*.parquet' group by 1" in readme
