@@ -20,7 +20,7 @@ from batchseg.core.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_sh
 from batchseg.errors import StoreError, one_line
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
-from batchseg.job.provenance import package_versions
+from batchseg.job.provenance import check_workers, method_record, package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method, smallest_uint
@@ -156,6 +156,7 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
     try:
         if handle.dashboard:
             log.info("dashboard: %s", handle.dashboard)
+        check_workers(handle.client, job.method, scan)  # a plug-in or function must load there
         warming = []
         if job.method.make_runner is not None:  # load the model while the launcher plans
             params = _runtime_params(job.method, job.params, handle)
@@ -355,7 +356,7 @@ def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, 
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
     meta = {
         "job": spec.to_dict(),
-        "method": {"id": method.id, "kind": method.kind, "family": method.family, "params": params},
+        "method": method_record(method, params),
         "classes": classes,
         "colours": [list(c) for c in _colours(spec, classes)] if classes else None,
         "fingerprint": fp,
