@@ -7,7 +7,6 @@ fingerprint, so a changed function is another job on resume.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import metadata
@@ -63,7 +62,7 @@ def distribution_of(module: str) -> tuple[str, str | None]:
     module's own top-level name and None where no installed distribution provides it (a
     folder on PYTHONPATH)."""
     top = module.split(".", 1)[0]
-    names = _packages().get(top) or []
+    names = metadata.packages_distributions().get(top) or []
     if not names:
         return top, None
     name = names[0]
@@ -71,11 +70,6 @@ def distribution_of(module: str) -> tuple[str, str | None]:
         return name, metadata.version(name)
     except metadata.PackageNotFoundError:  # pragma: no cover - metadata gone since listing
         return name, None
-
-
-@functools.lru_cache(maxsize=1)
-def _packages() -> dict[str, list[str]]:
-    return dict(metadata.packages_distributions())
 
 
 def source_hash(module: ModuleType) -> str:

@@ -16,6 +16,7 @@ from batchseg.methods.function import function_method, is_function_id
 from batchseg.methods.plugins import load_all
 
 _REGISTRY: dict[str, Method] = {}
+_REGISTERED: dict[str, Method] = {}  # by register(): kept by refresh()
 _AMBIGUOUS: dict[str, list[str]] = {}
 _WARNINGS: list[str] = []
 _FUNCTIONS: dict[str, Method] = {}
@@ -31,7 +32,7 @@ def register(method: Method) -> Method:
             raise ValueError(f"method {method.id!r} is already registered")
         if is_function_id(method.id):
             raise ValueError(f"method id {method.id!r}: ':' is for module:function ids")
-        _REGISTRY[method.id] = method
+        _REGISTRY[method.id] = _REGISTERED[method.id] = method
     return method
 
 
@@ -74,6 +75,18 @@ def plugin_warnings() -> list[str]:
     return list(_WARNINGS)
 
 
+def refresh() -> None:
+    """Load the entry points again (a package installed since the first lookup; as xarray's
+    ``refresh_engines``); methods added with :func:`register` stay."""
+    global _loaded
+    with _LOCK:
+        _REGISTRY.clear()
+        _AMBIGUOUS.clear()
+        _WARNINGS.clear()
+        _loaded = False
+        _load()
+
+
 def _load() -> None:
     global _loaded
     if _loaded:
@@ -82,8 +95,8 @@ def _load() -> None:
         if _loaded:
             return
         loaded = load_all()
-        for method_id, method in loaded.methods.items():
-            _REGISTRY.setdefault(method_id, method)
+        _REGISTRY.update(loaded.methods)
+        _REGISTRY.update(_REGISTERED)
         _AMBIGUOUS.update(loaded.ambiguous)
         _WARNINGS.extend(loaded.warnings)
         _loaded = True
