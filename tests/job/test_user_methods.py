@@ -40,7 +40,7 @@ def float_on_grey(image):
     return np.ones(image.shape[:2], np.uint8)
 '''
 
-PLUGIN = '''
+PLUGIN = """
 import numpy as np
 
 from batchseg.methods import Method
@@ -57,7 +57,7 @@ METHODS = [
         family="threshold",
     )
 ]
-'''
+"""
 
 
 @pytest.fixture(scope="module")

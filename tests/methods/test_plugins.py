@@ -21,7 +21,7 @@ from tests.helpers.user_methods import on_path, unique_name, write_package
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PLUGIN = '''
+PLUGIN = """
 import numpy as np
 
 from batchseg.methods import Method, Param
@@ -47,7 +47,7 @@ def _method(method_id):
 METHODS = [_method("fake.bright")]
 OTSU = _method("skimage.otsu")  # a built-in id: refused
 SAME = _method("fake.twice")  # offered by two packages: refused for both
-'''
+"""
 
 
 def write_plugins(site: Path) -> tuple[str, str, str]:
