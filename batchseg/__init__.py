@@ -2,7 +2,8 @@
 
 The public Python API is :data:`__all__`: :func:`run`, :func:`evaluate` and :func:`panoptic`
 run jobs (:mod:`batchseg.api_jobs`), :func:`open` reads a store (:mod:`batchseg.api`), and
-their results are frozen dataclasses (:mod:`batchseg.results`). Each name is imported on first
+their results are frozen dataclasses (:mod:`batchseg.results`); :func:`method` declares a
+function as a segmentation method (:mod:`batchseg.methods.function`). Each name is imported on first
 use, so ``import batchseg`` (and so starting the CLI) does not import zarr, pandas or Dask.
 
 ``batchseg.evaluate`` is the function, although ``batchseg/evaluate/`` is also a subpackage
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
     from batchseg.api_jobs import evaluate, panoptic, run
+    from batchseg.methods.function import method
     from batchseg.results import EvaluationResult, ImageFailure, RunResult
 
 _JOBS = ("run", "evaluate", "panoptic")
@@ -38,6 +40,10 @@ def __getattr__(name: str) -> Any:
         from batchseg import api
 
         return getattr(api, name)
+    if name == "method":
+        from batchseg.methods.function import method
+
+        return method
     if name in _RESULTS:
         from batchseg import results
 
@@ -77,6 +83,7 @@ __all__ = [
     "StoreView",
     "__version__",
     "evaluate",
+    "method",
     "open",
     "panoptic",
     "run",

@@ -21,7 +21,8 @@ def methods(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """List every method (or one) with its parameters, defaults and output kind."""
+    """List every method (or one) with its parameters, defaults, output kind and the package
+    it comes from (installed plug-ins; a function's id is module:function)."""
     guard(lambda: _methods(method_id, as_json))
 
 
@@ -42,7 +43,8 @@ def _methods(method_id: str | None, as_json: bool) -> None:
         output = {"classes": "class map", "instances": "instance labels"}.get(
             m["kind"], "region labels"
         )
-        typer.echo(f"{m['id']}  [{m['family']}, {output}]  {m['description']}")
+        source = f"  (from {m['package']})" if m["package"] != "batchseg" else ""
+        typer.echo(f"{m['id']}  [{m['family']}, {output}]  {m['description']}{source}")
         if m["classes"]:
             more = " ..." if len(m["classes"]) > 12 else ""
             typer.echo(f"    classes: {', '.join(m['classes'][:12])}{more}")

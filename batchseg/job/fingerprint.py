@@ -11,6 +11,7 @@ from typing import Any
 from batchseg.io.sources import ImageRef
 from batchseg.job.spec import JobSpec
 from batchseg.methods.base import Method
+from batchseg.methods.origin import describe_change
 from batchseg.words import plural
 
 
@@ -51,6 +52,9 @@ def fingerprint_pairs(
     h = hashlib.sha256()
     identity = {k: file_identity(v) for k, v in params.items() if k not in method.runtime_params}
     job: dict[str, Any] = {"method": method.id, "params": identity}
+    code = method.origin.identity()  # a function: its module, name, version and source hash
+    if code is not None:
+        job["code"] = code
     if tiling is not None:
         job["tiling"] = list(tiling)
     if objects is not None and objects != method.objects_default:
@@ -100,6 +104,10 @@ def describe_difference(
     if old_id != method.id:
         parts.append(f"method {old_id} -> {method.id}")
     else:
+        code = method.origin.identity()
+        old_code = stored_method.get("origin")
+        if code is not None and old_code != code:
+            parts.append(f"function {method.id} changed ({describe_change(old_code or {}, code)})")
         old_params = stored_method.get("params") or {}
         skip = set(method.runtime_params)
         for key in sorted((set(old_params) | set(params)) - skip):

@@ -26,7 +26,7 @@ from batchseg.engine.lifecycle import (
 from batchseg.errors import StoreError
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
-from batchseg.job.provenance import package_versions
+from batchseg.job.provenance import check_workers, method_record, package_versions
 from batchseg.job.spec import JobSpec
 from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method, smallest_uint
@@ -123,6 +123,7 @@ def _run_locked(job: _Job, started: float, on_progress: ProgressCallback | None)
         with runner.connected(
             spec.cluster_settings, worker_env={METHOD_ENV: job.method.id}
         ) as handle:
+            check_workers(handle.client, job.method, scan)  # a plug-in or function must load
             warming = _start_warm(job, handle)
             if scan is not None:
                 headers = early if early is not None else scan.finish(handle.client)
@@ -328,7 +329,7 @@ def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, 
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
     meta = {
         "job": spec.to_dict(),
-        "method": {"id": method.id, "kind": method.kind, "family": method.family, "params": params},
+        "method": method_record(method, params),
         "classes": classes,
         "colours": [list(c) for c in _colours(spec, classes)] if classes else None,
         "fingerprint": fp,

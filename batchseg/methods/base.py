@@ -11,6 +11,7 @@ import numpy as np
 from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.methods import preprocess
+from batchseg.methods.origin import BUILTIN, Origin
 from batchseg.methods.params import Param
 
 __all__ = ["PRE", "KernelRunner", "Method", "Param", "Runner", "Segmentation", "TileSpec"]
@@ -22,7 +23,9 @@ PRE = "pre"
 #: ``classes``: a class per pixel; ``regions``: region ids (0 none); ``instances``: instance
 #: ids (0 none) with a class map of the same pixels and per-instance class, score and box.
 #: What a method is, for listings and orchestration (a closed set, checked on construction).
-Family = Literal["classical", "threshold", "edge", "region", "clustering", "semantic", "instance"]
+Family = Literal[
+    "classical", "threshold", "edge", "region", "clustering", "semantic", "instance", "function"
+]
 FAMILIES: tuple[str, ...] = get_args(Family)
 Kernel = Callable[..., np.ndarray]
 Params = Mapping[str, Any]
@@ -175,6 +178,8 @@ class Method:
     #: region methods whose regions are objects (cells, blobs): a per-object table is written
     #: unless ``--no-objects``; superpixel methods measure objects only with ``--objects``
     objects_default: bool = False
+    #: where the method comes from (batchseg, an installed plug-in, a user's function)
+    origin: Origin = BUILTIN
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -310,6 +315,7 @@ def describe(methods: Sequence[Method], *, classes: bool = True) -> list[dict[st
                 "kind": m.kind.value,
                 "family": m.family,
                 "description": m.description,
+                "package": m.origin.package,
                 "params": [
                     {
                         "name": p.name,

@@ -20,11 +20,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cloudpickle
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
-from distributed.diagnostics.plugin import WorkerPlugin
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -34,11 +32,12 @@ from batchseg.cluster.profiles import AddressProfile
 from batchseg.errors import StoreError
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
-from batchseg.methods import Method, Param, get_method, register
+from batchseg.methods import get_method
 from batchseg.store.lock import lock_path
 from tests.helpers.clusters import dask_processes_cluster, wait_idle
 from tests.helpers.images import make_image, write_collection
 from tests.helpers.stores import assert_same_store, status_counts
+from tests.helpers.user_methods import on_path, unique_name, write_package
 
 pytestmark = pytest.mark.integration
 
@@ -213,51 +212,42 @@ def test_no_retry_failed_and_fingerprint_refusal(tmp_path, cluster_address):
 
 # --------------------------------------------------------------------------- worker loss
 
-# A test-only method, registered in the launcher (here) and on every worker -- including the
-# ones a nanny restarts after a kill -- through a WorkerPlugin, which the scheduler hands to each
-# worker that joins. This module is pickled by value (workers cannot import it). The kernel is
-# Otsu after a short sleep (so jobs last long enough to kill a worker mid-way) and, for an image
-# of height ``crash_height``, SIGKILLs its own worker process: a "poison" input.
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
+# A test-only method: a user's function in a package written into a temporary folder, on the
+# launcher's path and on the workers' PYTHONPATH (also of the ones a nanny restarts after a
+# kill); the workers import it by its id like any method. The kernel is Otsu after a short sleep
+# (so jobs last long enough to kill a worker mid-way) and, for an image of height
+# ``crash_height``, SIGKILLs its own worker process: a "poison" input.
+SLOW_PACKAGE = unique_name("reliability")
+SLOW = f"{SLOW_PACKAGE}.slow:slow_otsu"
+SLOW_SOURCE = """
+import os
+import signal
+import time
+
+import batchseg
+from batchseg.methods import get_method
 
 
-def _slow_otsu(image: np.ndarray, delay: float, crash_height: int) -> np.ndarray:
+@batchseg.method(kind="classes", classes=["background", "foreground"])
+def slow_otsu(image, delay: float = 0.1, crash_height: int = 0):
+    \"\"\"Test only: Otsu after a sleep; crashes its process on one height.\"\"\"
     if image.shape[0] == crash_height:
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(delay)
     return get_method("skimage.otsu").segment(image, {})
-
-
-def register_test_methods() -> None:
-    try:
-        get_method("test.slow_otsu")
-    except Exception:  # noqa: BLE001 - not registered yet in this process
-        register(
-            Method(
-                id="test.slow_otsu",
-                kind="classes",
-                kernel=_slow_otsu,
-                description="test only: Otsu after a sleep; crashes its process on one height",
-                params=(Param("delay", float, 0.1), Param("crash_height", int, 0)),
-                class_names=lambda params: ["background", "foreground"],
-                family="threshold",
-            )
-        )
-
-
-class TestMethods(WorkerPlugin):
-    __test__ = False
-    name = "batchseg-test-methods"
-
-    def setup(self, worker) -> None:  # noqa: ANN001
-        register_test_methods()
-
-
-register_test_methods()
+"""
 
 
 @pytest.fixture(scope="module")
-def local_cluster() -> Iterator[str]:
+def slow_method(tmp_path_factory) -> Iterator[str]:
+    """The method id of ``slow_otsu``, importable here and by workers started meanwhile."""
+    site = write_package(tmp_path_factory.mktemp("site"), SLOW_PACKAGE, {"slow": SLOW_SOURCE})
+    with on_path(site):
+        yield SLOW
+
+
+@pytest.fixture(scope="module")
+def local_cluster(slow_method: str) -> Iterator[str]:
     """2 worker processes (nannies restart killed workers); a task that killed 2 workers is
     declared KilledWorker (allowed-failures 1 keeps the poison test short). worker-saturation
     1.0 keeps exactly one task per worker thread: with the default 1.1, a second (innocent)
@@ -275,23 +265,20 @@ def local_cluster() -> Iterator[str]:
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
-        Client(cluster) as client,
     ):
-        client.register_plugin(TestMethods())
         yield cluster.scheduler_address
 
 
 @pytest.fixture(scope="module")
-def dask_processes() -> Iterator[str]:
+def dask_processes(slow_method: str) -> Iterator[str]:
     """A scheduler and 2 ``dask worker --nworkers 1`` processes on loopback."""
-    with dask_processes_cluster(2) as address, Client(address, timeout="5s") as client:
-        client.register_plugin(TestMethods())
+    with dask_processes_cluster(2) as address:
         yield address
 
 
 def _slow_spec(folder: Path, out: Path, address: str, **params) -> JobSpec:
     return JobSpec(
-        input=str(folder), method="test.slow_otsu", output=str(out), profile=AddressProfile(address),
+        input=str(folder), method=SLOW, output=str(out), profile=AddressProfile(address),
         shard_size=1, params={"delay": 0.1, **params},
     )  # fmt: skip
 
@@ -423,7 +410,7 @@ def _disk_freed() -> None:  # runs on each worker
 
 def test_full_disk_mid_job_keeps_results_and_resumes(small_images, local_cluster, tmp_path):
     ref, out = tmp_path / "ref.zarr", tmp_path / "out.zarr"
-    args = ["run", str(small_images), "-m", "test.slow_otsu", "-p", "delay=0.0",
+    args = ["run", str(small_images), "-m", SLOW, "-p", "delay=0.0",
             "--shard-size", "1", "--scheduler", local_cluster, "-o"]  # fmt: skip
     runner = CliRunner()
     assert runner.invoke(app, [*args, str(ref)]).exit_code == 0
