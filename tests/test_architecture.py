@@ -13,12 +13,17 @@ Each rule is one test; a failure lists every violation as ``module: what``.
   or a bare node name such as ``"stats"`` handed to a ``batchseg.store`` function);
 - packages depend in one direction (issue 25): a package imports only packages earlier in
   ``LAYERS`` (function-local imports count), so no package imports ``cli/`` but ``cli/``;
-- no import cycles between packages (each package taken as one node).
+- no import cycles between packages (each package taken as one node);
+- one place connects to a cluster: only ``batchseg.engine.runner`` calls the cluster package's
+  ``connect``, and only ``batchseg/cluster/`` builds a ``Client`` or a cluster object;
+- output kinds are compared only in ``batchseg.core.kinds`` (elsewhere code asks a ``Kind``
+  member) and method ids only in ``batchseg/methods/``.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +73,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 #: Top-level modules that belong to a package's unit (until they move into it).
 UNIT_OF = {"api_jobs": "api", "results": "api"}
-#: Violations being removed by work in progress (the one job runner, the one query engine).
-PENDING = (
-    "batchseg.engine.evaluate_graph: imports batchseg.evaluate.",
-    "packages engine <-> evaluate",
-)
+#: The one module that connects to a cluster, and the package that builds clients and clusters.
+CONNECT_HOME = "batchseg.engine.runner"
+CLUSTER_HOME = "batchseg.cluster"
+CLUSTER_OBJECTS = {"Client", "LocalCluster", "LocalCUDACluster", "SLURMCluster", "PBSCluster"}
+#: Owners of the kind names and of the method ids.
+KIND_HOME = "batchseg.core.kinds"
+METHOD_HOME = "batchseg.methods"
+KIND_NAMES = {"regions", "classes", "instances", "panoptic"}
+METHOD_ID = re.compile(r"^(skimage|torchvision)\.\w+$|^(torchscript|kmeans)$")
 
 
 @dataclass(frozen=True)
@@ -329,6 +338,79 @@ def _reachable(graph: dict[str, dict[str, str]], start: str) -> set[str]:
     return seen
 
 
+def cluster_connections(pkg: Package) -> list[str]:
+    out = []
+    for mod in pkg.modules.values():
+        aliases = pkg.aliases(mod)
+        connects = {
+            a.asname or a.name
+            for node in ast.walk(mod.tree)
+            if isinstance(node, ast.ImportFrom) and within(pkg.resolve(mod, node), CLUSTER_HOME)
+            for a in node.names
+            if a.name == "connect"
+        }
+        for node in ast.walk(mod.tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = dotted(node.func).split(".")[-1]
+            if name in CLUSTER_OBJECTS and not within(mod.name, CLUSTER_HOME):
+                out.append(
+                    f"{mod.name}: builds a {name} (line {node.lineno}); only {CLUSTER_HOME} may"
+                )
+            if mod.name == CONNECT_HOME or within(mod.name, CLUSTER_HOME) or name != "connect":
+                continue
+            func = node.func
+            owner = pkg.module_of(func.value, aliases) if isinstance(func, ast.Attribute) else None
+            if (isinstance(func, ast.Name) and func.id in connects) or (
+                owner is not None and within(owner, CLUSTER_HOME)
+            ):
+                out.append(
+                    f"{mod.name}: connects to a cluster (line {node.lineno}); "
+                    f"only {CONNECT_HOME} may"
+                )
+    return sorted(out)
+
+
+def _constants(node: ast.expr) -> Iterator[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.Tuple | ast.List | ast.Set):
+        for element in node.elts:
+            yield from _constants(element)
+
+
+def name_comparisons(pkg: Package) -> list[str]:
+    """Kind names compared with a ``kind`` expression, method ids with an ``id``/``method``
+    expression, outside their owners."""
+    out = []
+    for mod in pkg.modules.values():
+        for node in ast.walk(mod.tree):
+            if not isinstance(node, ast.Compare):
+                continue
+            operands = [node.left, *node.comparators]
+            texts = [ast.unparse(o).lower() for o in operands if not list(_constants(o))]
+            for value in (v for o in operands for v in _constants(o)):
+                if (
+                    value in KIND_NAMES
+                    and mod.name != KIND_HOME
+                    and any("kind" in t for t in texts)
+                ):
+                    out.append(
+                        f"{mod.name}: compares a kind with {value!r} (line {node.lineno}); "
+                        "ask a batchseg.core.kinds.Kind member"
+                    )
+                elif (
+                    METHOD_ID.match(value)
+                    and not within(mod.name, METHOD_HOME)
+                    and any("id" in t or "method" in t for t in texts)
+                ):
+                    out.append(
+                        f"{mod.name}: compares a method id with {value!r} (line {node.lineno}); "
+                        f"only {METHOD_HOME} may"
+                    )
+    return sorted(out)
+
+
 def private_names(pkg: Package) -> list[str]:
     out = set()
     for mod in pkg.modules.values():
@@ -502,6 +584,8 @@ RULES: dict[str, Callable[[Package], list[str]]] = {
     "Zarr store paths outside store/": store_paths,
     "package order": package_order,
     "package cycles": package_cycles,
+    "one place connects to a cluster": cluster_connections,
+    "kind and method-id comparisons outside their owners": name_comparisons,
 }
 
 
@@ -516,7 +600,7 @@ def batchseg() -> Package:
 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_architecture(batchseg: Package, rule: str) -> None:
-    violations = [v for v in RULES[rule](batchseg) if not v.startswith(PENDING)]
+    violations = RULES[rule](batchseg)
     assert not violations, f"{rule}:\n" + "\n".join(violations)
 
 
@@ -564,6 +648,16 @@ BAD = {
     "cli/__init__.py": "",
     "report.py": "def f():\n    from batchseg.cli import x\n    return x\n",
     "oddity.py": "",
+    "job/k.py": (
+        "def f(view, m):\n"
+        '    return view.kind == "classes" or m.method_id in ("skimage.otsu",) or "classes" in m\n'
+    ),
+    "job/n.py": (
+        "from batchseg.cluster import connect\nfrom batchseg import cluster\n"
+        "def g(p):\n    return connect(p), cluster.connect(p)\n"
+    ),
+    "cluster/__init__.py": "def connect(p):\n    return p\n",
+    "engine/f.py": "from distributed import Client\nc = Client()\n",
     # one line of code too many; a long docstring over short code is not size
     "job/d.py": (
         'def long():\n    """Doc."""\n'
@@ -616,6 +710,17 @@ def test_checker_finds_each_kind_of_violation(tmp_path: Path) -> None:
         "packages io <-> store import each other: batchseg.io.a -> batchseg.store (line 4); "
         "batchseg.store.s -> batchseg.io.b (line 1)"
     ]
+    assert found["one place connects to a cluster"] == [
+        "batchseg.engine.f: builds a Client (line 2); only batchseg.cluster may",
+        "batchseg.job.n: connects to a cluster (line 4); only batchseg.engine.runner may",
+        "batchseg.job.n: connects to a cluster (line 4); only batchseg.engine.runner may",
+    ]
+    assert found["kind and method-id comparisons outside their owners"] == [
+        "batchseg.job.k: compares a kind with 'classes' (line 2); ask a batchseg.core.kinds.Kind "
+        "member",
+        "batchseg.job.k: compares a method id with 'skimage.otsu' (line 2); only batchseg.methods "
+        "may",
+    ]  # "classes" in m: not a kind
     assert found["Zarr store paths outside store/"] == [
         "batchseg.io.a: store path 'pyramid/' (line 8)",
         "batchseg.io.a: store path 'stats' (line 7)",

@@ -25,6 +25,7 @@ import numpy as np
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile, Profile
 from batchseg.cluster.settings import ClusterSettings
+from batchseg.core.kinds import Kind
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.engine.lifecycle import TaskKind, run_kind
 from batchseg.errors import UsageError
@@ -108,7 +109,7 @@ def evaluate_store(
     kind = attrs["method"]["kind"]
     if kind in OBJECT_KINDS:
         return _evaluate_objects(path, options, root, attrs, on_progress)
-    if kind not in ("classes", "regions"):
+    if Kind(kind) not in (Kind.CLASSES, Kind.REGIONS):
         raise UsageError(f"{path} holds {kind} results, which batchseg evaluate cannot score")
     if is_coco_json(options.truth):
         raise UsageError(
@@ -224,7 +225,7 @@ def _check_object_options(options: EvalOptions, kind: str) -> None:
 def _component_class(name: str | None, classes: Sequence[str], kind: str) -> int | None:
     if name is None:
         return None
-    if kind != "classes":
+    if not Kind(kind).class_map:
         raise UsageError(
             "--components is for class maps; region stores: --truth-components VALUE scores "
             "them against the connected components of a truth value"
@@ -303,7 +304,7 @@ def _dataset_result(
     ctx: EvalContext, options: EvalOptions, scores: Sequence[Scores], missing: int
 ) -> dict[str, Any]:
     result = _base_result(ctx, options, scores, missing)
-    if ctx.kind == "classes":
+    if Kind(ctx.kind).class_map:
         total = np.zeros((len(ctx.class_names),) * 2, dtype=np.int64)
         for s in scores:
             if s.confusion is not None:
@@ -314,7 +315,7 @@ def _dataset_result(
         result["confusion_matrix"] = total.tolist()
     if ctx.truth_components is not None:
         result["truth_components"] = ctx.truth_components
-    if ctx.kind != "classes" or ctx.components is not None:
+    if not Kind(ctx.kind).class_map or ctx.components is not None:
         values = [v for s in scores for v in s.values]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

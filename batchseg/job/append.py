@@ -21,6 +21,7 @@ import numpy as np
 import zarr
 
 from batchseg import store
+from batchseg.core.kinds import Kind
 from batchseg.core.plan import UNREADABLE, Plan, extend_plan
 from batchseg.errors import StoreError
 from batchseg.io.sources import ImageRef
@@ -146,7 +147,7 @@ def grow_store(
         grown,
         header_errors=header_errors,
         label_dtypes=dtypes,
-        class_map_dtype=smallest_uint(len(classes or [])) if method.kind == "instances" else None,
+        class_map_dtype=smallest_uint(len(classes or [])) if Kind(method.kind) is Kind.INSTANCES else None,
     )
     record = {
         "input": spec.input,

@@ -14,6 +14,7 @@ import zarr
 
 from batchseg import store
 from batchseg.core.faults import fault
+from batchseg.core.kinds import Kind
 from batchseg.core.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
 from batchseg.engine.lifecycle import (
     JobResult,
@@ -249,7 +250,7 @@ def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str,
         n_columns=len(attrs["stats_columns"]),
         objects=bool(attrs.get("objects", False)),
         class_dtype=smallest_uint(len(attrs.get("classes") or [])).str
-        if job.method.kind == "instances"
+        if Kind(job.method.kind) is Kind.INSTANCES
         else None,
         class_names=tuple(attrs.get("classes") or ()),
         max_pixels=job.spec.max_pixels,
@@ -351,7 +352,7 @@ def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, 
         overwrite=spec.overwrite,
         objects=job.objects,
         class_map_dtype=smallest_uint(len(classes or []))
-        if method.kind == "instances"
+        if Kind(method.kind) is Kind.INSTANCES
         else None,  # instance methods: the class of every instance pixel
     )
     log.info(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import ImageError, UsageError, one_line
 from batchseg.io.normalise import to_grey, to_rgb
 from batchseg.methods.base import Method, Segmentation
@@ -67,9 +68,9 @@ def method(
     it uses a GPU, and whether its regions are objects measured by default."""
     if kind not in KINDS:
         raise UsageError(f"batchseg.method: kind must be one of {', '.join(KINDS)}; got {kind!r}")
-    if kind == "classes" and not classes:
+    if Kind(kind).class_map and not classes:
         raise UsageError("batchseg.method: kind 'classes' needs the class names (classes=[...])")
-    if kind == "regions" and classes:
+    if Kind(kind) is Kind.REGIONS and classes:
         raise UsageError("batchseg.method: classes are for kind 'classes'")
     if channels not in (None, 1, 3):
         raise UsageError(f"batchseg.method: channels must be 1, 3 or None; got {channels!r}")
@@ -112,7 +113,7 @@ def function_method(ref: str) -> Method:
     classes = spec.classes
     return Method(
         id=ref,
-        kind="classes" if spec.kind == "classes" else "regions",
+        kind=Kind(spec.kind),
         kernel=functools.partial(call_function, fn, ref, spec),
         description=spec.description or (doc[0] if doc else f"{qualname} of {module_name}"),
         params=params,
@@ -120,7 +121,7 @@ def function_method(ref: str) -> Method:
         family="function",
         make_runner=functools.partial(FunctionRunner, fn, ref, spec),
         uses_gpu=spec.gpu,
-        objects_default=spec.objects and spec.kind == "regions",
+        objects_default=spec.objects and Kind(spec.kind) is Kind.REGIONS,
         untiled_reason="a function segments whole images",
         origin=function_origin(module, qualname),
     )
