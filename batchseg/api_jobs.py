@@ -1,4 +1,4 @@
-"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`.
+"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`, :func:`import_labels`.
 
 Each takes the options of its CLI command as typed keyword arguments (named like the flags
 and the job-spec keys), raises the exceptions of :mod:`batchseg.errors` and returns a frozen
@@ -23,7 +23,7 @@ from batchseg.results import MAX_FAILURES, EvaluationResult, ImageFailure, RunRe
 if TYPE_CHECKING:
     from batchseg.job.run import JobResult
 
-__all__ = ["ProgressCallback", "evaluate", "panoptic", "run"]
+__all__ = ["ProgressCallback", "evaluate", "import_labels", "panoptic", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,41 @@ def panoptic(
     )
     job = run_panoptic(spec, on_progress=on_progress)
     return _run_result(job, time.perf_counter() - started)
+
+
+def import_labels(
+    labels: PathLike,
+    *,
+    images: PathLike,
+    output: PathLike,
+    kind: str,
+    classes: PathLike | None = None,
+    pattern: str | None = None,
+    **options: Any,
+) -> RunResult:
+    """Build a store of ``kind`` from label images another tool wrote (or annotations).
+
+    The Python form of ``batchseg import``: a run of the method ``import.<kind>`` whose
+    "segmentation" of each image of ``images`` is its partner file in ``labels`` (same
+    relative path, any image suffix; or ``pattern``, e.g. ``"{stem}_mask.png"``), with
+    statistics and object tables as a segmentation store of that kind. A missing, unreadable
+    or differently sized partner fails that image alone. ``kind``: ``regions``, ``classes``
+    (``classes``: a CSV ``value,class`` of grey values or colours) or ``instances``.
+    ``options`` are :func:`run`'s (``workers``, ``overwrite``, ``shard_size``, ...).
+
+    >>> import batchseg
+    >>> batchseg.import_labels("masks", images="photos", output="masks.zarr",
+    ...                        kind="regions", workers=1).exit_code
+    0
+    """
+    from batchseg.job.labels_import import import_params
+
+    bad = sorted(set(options) & {"method", "params", "pre", "input", "tile_threshold"})
+    if bad:
+        raise UsageError(f"import_labels() takes no {bad[0]!r}")
+    method, params = import_params(_text(labels) or "", kind, _text(classes), pattern)
+    # never tiled: a label file is read whole, as the image is
+    return run(images, method=method, output=output, params=params, tile_threshold=0, **options)
 
 
 def _text(value: PathLike | None) -> str | None:

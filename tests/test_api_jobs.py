@@ -202,7 +202,7 @@ def test_evaluate_is_the_function_after_the_subpackage_is_imported() -> None:
     assert batchseg.evaluate is api_jobs.evaluate
     assert sorted(batchseg.__all__) == sorted(
         ["EvaluationResult", "ImageFailure", "RunResult", "StoreView", "__version__",
-         "evaluate", "open", "panoptic", "run"]
+         "evaluate", "import_labels", "open", "panoptic", "run"]
     )  # fmt: skip
     assert all(getattr(batchseg, name) is not None for name in batchseg.__all__)
 
