@@ -173,7 +173,8 @@ def run(
 def evaluate(
     store: PathLike,
     *,
-    truth: PathLike,
+    truth: PathLike | None = None,
+    truth_store: PathLike | None = None,
     name: str = "eval",
     truth_pattern: str | None = None,
     truth_classes: PathLike | None = None,
@@ -202,6 +203,10 @@ def evaluate(
     truth : str or path
         Folder of truth label images (matched by relative path, any image suffix) or a CSV
         ``image_id,truth_path``; instance and panoptic stores: a COCO JSON file.
+    truth_store : str or path, optional
+        Instead of ``truth``: another store (another method's, or annotations imported with
+        :func:`import_labels`) whose label maps are the truth, matched by image id; scored
+        exactly as a truth folder of the same label maps.
     name : str
         The evaluation's name (``[a-z][a-z0-9_]*``).
     truth_pattern : str, optional
@@ -257,6 +262,8 @@ def evaluate(
     from batchseg.evaluate.job import EvalOptions, evaluate_store
 
     started = time.perf_counter()
+    if (truth is None) == (truth_store is None):
+        raise UsageError("give --truth or --truth-store (one of them)")
     if boundary_tolerance is not None and not boundary_tolerance >= 0:
         raise UsageError(f"--boundary-tolerance must be >= 0, got {boundary_tolerance}")
     if isinstance(ignore, str | bytes) or not all(
@@ -280,6 +287,7 @@ def evaluate(
         max_pixels=max_pixels,
         void=tuple(void) if void else None,
         truth_components=truth_components,
+        truth_store=_text(truth_store),
     )
     out = evaluate_store(path, options, on_progress)
     return EvaluationResult(
