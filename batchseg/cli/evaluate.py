@@ -69,6 +69,14 @@ VoidOption = Annotated[
 MaxPixelsOption = Annotated[
     int, typer.Option(metavar="N", help="Largest truth image decoded (pixels), as for run.")
 ]
+TruthStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STORE",
+        help="Instead of --truth: another store's label maps (another method, or annotations "
+        "from batchseg import), matched by image id.",
+    ),
+]
 ComponentsOption = Annotated[
     str | None,
     typer.Option(
@@ -92,6 +100,7 @@ def evaluate(
             "(panoptic PNGs in <json stem>/ or beside it).",
         ),
     ] = None,
+    truth_store: TruthStoreOption = None,
     truth_pattern: Annotated[
         str | None,
         typer.Option(
@@ -156,6 +165,7 @@ def evaluate(
                 truth_components=truth_components,
                 max_pixels=max_pixels,
                 void=tuple(void) if void else None,
+                truth_store=truth_store,
             ),
         )  # fmt: skip
     )
@@ -178,8 +188,10 @@ def _evaluate(
 ) -> int:
     from batchseg import api_jobs
 
-    if truth is None:
-        raise UsageError("--truth is required (or --show to print stored evaluations)")
+    if truth is None and not (extra or {}).get("truth_store"):
+        raise UsageError(
+            "--truth or --truth-store is required (or --show to print stored evaluations)"
+        )
     with progress_reporter("scoring") as on_progress:
         result = api_jobs.evaluate(
             path,

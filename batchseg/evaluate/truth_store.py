@@ -68,11 +68,11 @@ def match_truth_store(
             f"no truth found for any of the {len(image_ids)} done images in {path} "
             "(images matched by id; the truth store's done images only)"
         )
-    value_map = _class_map(path, meta.classes, classes) if kind.class_map else None
+    value_map = class_value_map(path, meta.classes, classes) if kind.class_map else None
     return StoreTruth(files, missing, value_map=value_map)
 
 
-def _class_map(path: str, truth: Sequence[str], classes: Sequence[str]) -> ValueMap | None:
+def class_value_map(path: str, truth: Sequence[str], classes: Sequence[str]) -> ValueMap | None:
     """Truth class index -> this store's class index, by name; None when both are the same."""
     if list(truth) == list(classes):
         return None
