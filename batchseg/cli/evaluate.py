@@ -69,6 +69,16 @@ VoidOption = Annotated[
 MaxPixelsOption = Annotated[
     int, typer.Option(metavar="N", help="Largest truth image decoded (pixels), as for run.")
 ]
+TruthOption = Annotated[
+    str | None,
+    typer.Option(
+        "--truth",
+        metavar="TRUTH",
+        help="Folder of truth label images (matched by relative path, any image suffix) "
+        "or a CSV image_id,truth_path; instance and panoptic stores: a COCO JSON file "
+        "(panoptic PNGs in <json stem>/ or beside it).",
+    ),
+]
 TruthStoreOption = Annotated[
     str | None,
     typer.Option(
@@ -90,16 +100,7 @@ ComponentsOption = Annotated[
 @app.command()
 def evaluate(
     store_path: StoreArgument,
-    truth: Annotated[
-        str | None,
-        typer.Option(
-            "--truth",
-            metavar="TRUTH",
-            help="Folder of truth label images (matched by relative path, any image suffix) "
-            "or a CSV image_id,truth_path; instance and panoptic stores: a COCO JSON file "
-            "(panoptic PNGs in <json stem>/ or beside it).",
-        ),
-    ] = None,
+    truth: TruthOption = None,
     truth_store: TruthStoreOption = None,
     truth_pattern: Annotated[
         str | None,

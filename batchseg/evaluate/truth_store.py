@@ -84,4 +84,3 @@ def class_value_map(path: str, truth: Sequence[str], classes: Sequence[str]) -> 
             f"({', '.join(classes)})"
         )
     return ValueMap(grey={k: by_name[c.lower()] for k, c in enumerate(truth)})
-

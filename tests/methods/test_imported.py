@@ -84,7 +84,9 @@ def test_classes_through_the_csv_and_unlisted_values_fail(tmp_path: Path) -> Non
     csv = tmp_path / "c.csv"
     csv.write_text("value,class\n255,cell\n0,background\n#ff0000,road\n")
     method_id, params = import_params(str(tmp_path), "classes", str(csv))
-    assert method_id == "import.classes" and params["values"] == "255=cell;0=background;#ff0000=road"
+    assert (
+        method_id == "import.classes" and params["values"] == "255=cell;0=background;#ff0000=road"
+    )
     method = get_method(method_id)
     resolved = method.resolve_params(params)
     assert method.classes(resolved) == ["cell", "background", "road"]
