@@ -409,10 +409,22 @@ def import_labels(
     (``classes``: a CSV ``value,class`` of grey values or colours) or ``instances``.
     ``options`` are :func:`run`'s (``workers``, ``overwrite``, ``shard_size``, ...).
 
+    Examples
+    --------
+    The 0/1 label images of ``truth/`` (``truth/a.png`` for ``photos/a.png``) as a class-map
+    store, and :func:`run`'s store scored against it:
+
     >>> import batchseg
-    >>> batchseg.import_labels("masks", images="photos", output="masks.zarr",
-    ...                        kind="regions", workers=1).exit_code
-    0
+    >>> from pathlib import Path
+    >>> _ = Path("classes.csv").write_text("value,class\\n0,background\\n1,foreground\\n")
+    >>> made = batchseg.import_labels(
+    ...     "truth", images="photos", output="truth.zarr", kind="classes",
+    ...     classes="classes.csv", workers=1,
+    ... )
+    >>> (made.done, made.failed, batchseg.open("truth.zarr").attrs["method"]["id"])
+    (4, 0, 'import.classes')
+    >>> batchseg.evaluate("photos.zarr", truth_store="truth.zarr", name="pair").images_scored
+    4
     """
     from batchseg.job.labels_import import import_params
 

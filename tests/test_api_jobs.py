@@ -51,11 +51,12 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     examples = 0
-    for function in (batchseg.run, batchseg.evaluate, batchseg.panoptic):  # run's store first
+    functions = (batchseg.run, batchseg.evaluate, batchseg.panoptic, batchseg.import_labels)
+    for function in functions:  # run's store first
         (test,) = finder.find(function, function.__name__, globs={})
         examples += len(test.examples)
         runner.run(test)
-    assert examples >= 12
+    assert examples >= 15
     assert runner.failures == 0 and runner.tries == examples
 
 
