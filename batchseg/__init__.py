@@ -1,9 +1,10 @@
 """batchseg: segment whole image collections with Dask into a queryable Zarr v3 store.
 
-The public Python API is :data:`__all__`: :func:`run`, :func:`evaluate` and :func:`panoptic`
-run jobs (:mod:`batchseg.api_jobs`), :func:`open` reads a store (:mod:`batchseg.api`), and
-their results are frozen dataclasses (:mod:`batchseg.results`); :func:`method` declares a
-function as a segmentation method (:mod:`batchseg.methods.function`). Each name is imported on first
+The public Python API is :data:`__all__`: :func:`run`, :func:`evaluate`, :func:`panoptic` and
+:func:`import_labels` run jobs (:mod:`batchseg.api_jobs`), :func:`open` reads a store
+(:mod:`batchseg.api`), and their results are frozen dataclasses (:mod:`batchseg.results`);
+:func:`method` declares a function as a segmentation method (:mod:`batchseg.methods.function`).
+Each name is imported on first
 use, so ``import batchseg`` (and so starting the CLI) does not import zarr, pandas or Dask.
 
 ``batchseg.evaluate`` is the function, although ``batchseg/evaluate/`` is also a subpackage
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
-    from batchseg.api_jobs import evaluate, panoptic, run
+    from batchseg.api_jobs import evaluate, import_labels, panoptic, run
     from batchseg.methods.function import method
     from batchseg.results import EvaluationResult, ImageFailure, RunResult
 
-_JOBS = ("run", "evaluate", "panoptic")
+_JOBS = ("run", "evaluate", "panoptic", "import_labels")
 _VIEWS = ("open", "StoreView")
 _RESULTS = ("RunResult", "EvaluationResult", "ImageFailure")
 
@@ -83,6 +84,7 @@ __all__ = [
     "StoreView",
     "__version__",
     "evaluate",
+    "import_labels",
     "method",
     "open",
     "panoptic",

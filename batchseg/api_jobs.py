@@ -1,4 +1,4 @@
-"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`.
+"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`, :func:`import_labels`.
 
 Each takes the options of its CLI command as typed keyword arguments (named like the flags
 and the job-spec keys), raises the exceptions of :mod:`batchseg.errors` and returns a frozen
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from batchseg.cluster.settings import ClusterSettings
     from batchseg.job.run import JobResult
 
-__all__ = ["ProgressCallback", "evaluate", "panoptic", "run"]
+__all__ = ["ProgressCallback", "evaluate", "import_labels", "panoptic", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,8 @@ def run(
 def evaluate(
     store: PathLike,
     *,
-    truth: PathLike,
+    truth: PathLike | None = None,
+    truth_store: PathLike | None = None,
     name: str = "eval",
     truth_pattern: str | None = None,
     truth_classes: PathLike | None = None,
@@ -208,6 +209,10 @@ def evaluate(
     truth : str or path
         Folder of truth label images (matched by relative path, any image suffix) or a CSV
         ``image_id,truth_path``; instance and panoptic stores: a COCO JSON file.
+    truth_store : str or path, optional
+        Instead of ``truth``: another store (another method's, or annotations imported with
+        :func:`import_labels`) whose label maps are the truth, matched by image id; scored
+        exactly as a truth folder of the same label maps.
     name : str
         The evaluation's name (``[a-z][a-z0-9_]*``).
     truth_pattern : str, optional
@@ -266,6 +271,8 @@ def evaluate(
     from batchseg.evaluate.job import EvalOptions, evaluate_store
 
     started = time.perf_counter()
+    if (truth is None) == (truth_store is None):
+        raise UsageError("give --truth or --truth-store (one of them)")
     if boundary_tolerance is not None and not boundary_tolerance >= 0:
         raise UsageError(f"--boundary-tolerance must be >= 0, got {boundary_tolerance}")
     if isinstance(ignore, str | bytes) or not all(
@@ -301,6 +308,7 @@ def evaluate(
         tls_ca_file=settings.tls_ca_file,
         tls_cert=settings.tls_cert,
         tls_key=settings.tls_key,
+        truth_store=_text(truth_store),
     )
     out = evaluate_store(path, options, on_progress)
     return EvaluationResult(
@@ -424,6 +432,53 @@ def _cluster_settings(cluster_spec: PathLike | None, **options: Any) -> ClusterS
     from batchseg.cluster.settings import load_cluster_settings
 
     return load_cluster_settings(_text(cluster_spec), options)
+
+
+def import_labels(
+    labels: PathLike,
+    *,
+    images: PathLike,
+    output: PathLike,
+    kind: str,
+    classes: PathLike | None = None,
+    pattern: str | None = None,
+    **options: Any,
+) -> RunResult:
+    """Build a store of ``kind`` from label images another tool wrote (or annotations).
+
+    The Python form of ``batchseg import``: a run of the method ``import.<kind>`` whose
+    "segmentation" of each image of ``images`` is its partner file in ``labels`` (same
+    relative path, any image suffix; or ``pattern``, e.g. ``"{stem}_mask.png"``), with
+    statistics and object tables as a segmentation store of that kind. A missing, unreadable
+    or differently sized partner fails that image alone. ``kind``: ``regions``, ``classes``
+    (``classes``: a CSV ``value,class`` of grey values or colours) or ``instances``.
+    ``options`` are :func:`run`'s (``workers``, ``overwrite``, ``shard_size``, ...).
+
+    Examples
+    --------
+    The 0/1 label images of ``truth/`` (``truth/a.png`` for ``photos/a.png``) as a class-map
+    store, and :func:`run`'s store scored against it:
+
+    >>> import batchseg
+    >>> from pathlib import Path
+    >>> _ = Path("classes.csv").write_text("value,class\\n0,background\\n1,foreground\\n")
+    >>> made = batchseg.import_labels(
+    ...     "truth", images="photos", output="truth.zarr", kind="classes",
+    ...     classes="classes.csv", workers=1,
+    ... )
+    >>> (made.done, made.failed, batchseg.open("truth.zarr").attrs["method"]["id"])
+    (4, 0, 'import.classes')
+    >>> batchseg.evaluate("photos.zarr", truth_store="truth.zarr", name="pair").images_scored
+    4
+    """
+    from batchseg.job.labels_import import import_params
+
+    bad = sorted(set(options) & {"method", "params", "pre", "input", "tile_threshold"})
+    if bad:
+        raise UsageError(f"import_labels() takes no {bad[0]!r}")
+    method, params = import_params(_text(labels) or "", kind, _text(classes), pattern)
+    # never tiled: a label file is read whole, as the image is
+    return run(images, method=method, output=output, params=params, tile_threshold=0, **options)
 
 
 def _text(value: PathLike | None) -> str | None:

@@ -51,11 +51,12 @@ def test_docstring_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     examples = 0
-    for function in (batchseg.run, batchseg.evaluate, batchseg.panoptic):  # run's store first
+    functions = (batchseg.run, batchseg.evaluate, batchseg.panoptic, batchseg.import_labels)
+    for function in functions:  # run's store first
         (test,) = finder.find(function, function.__name__, globs={})
         examples += len(test.examples)
         runner.run(test)
-    assert examples >= 12
+    assert examples >= 15
     assert runner.failures == 0 and runner.tries == examples
 
 
@@ -202,7 +203,7 @@ def test_evaluate_is_the_function_after_the_subpackage_is_imported() -> None:
     assert batchseg.evaluate is api_jobs.evaluate
     assert sorted(batchseg.__all__) == sorted(
         ["EvaluationResult", "ImageFailure", "RunResult", "StoreView", "__version__",
-         "evaluate", "open", "panoptic", "run"]
+         "evaluate", "import_labels", "open", "panoptic", "run"]
     )  # fmt: skip
     assert all(getattr(batchseg, name) is not None for name in batchseg.__all__)
 

@@ -10,6 +10,7 @@ from batchseg.cli import cluster as _cluster_commands  # noqa: F401 - `cluster s
 from batchseg.cli import evaluate as _evaluate_commands  # noqa: F401 - `evaluate`
 from batchseg.cli import export as _export_commands  # noqa: F401 - `mask`, `export`
 from batchseg.cli import inspect as _inspect_commands  # noqa: F401 - `status`, `query`, `stats`
+from batchseg.cli import labels_import as _import_commands  # noqa: F401 - `import`
 from batchseg.cli import misc as _misc_commands  # noqa: F401 - `methods`, `demo-data`
 from batchseg.cli import objects as _objects_commands  # noqa: F401 - `objects`
 from batchseg.cli import panoptic as _panoptic_commands  # noqa: F401 - `panoptic`
@@ -35,6 +36,7 @@ _HELP_ORDER = (
     "query",
     "objects",
     "panoptic",
+    "import",
     "evaluate",
     "mask",
     "export",

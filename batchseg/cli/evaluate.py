@@ -81,6 +81,24 @@ VoidOption = Annotated[
 MaxPixelsOption = Annotated[
     int, typer.Option(metavar="N", help="Largest truth image decoded (pixels), as for run.")
 ]
+TruthOption = Annotated[
+    str | None,
+    typer.Option(
+        "--truth",
+        metavar="TRUTH",
+        help="Folder of truth label images (matched by relative path, any image suffix) "
+        "or a CSV image_id,truth_path; instance and panoptic stores: a COCO JSON file "
+        "(panoptic PNGs in <json stem>/ or beside it).",
+    ),
+]
+TruthStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STORE",
+        help="Instead of --truth: another store's label maps (another method, or annotations "
+        "from batchseg import), matched by image id.",
+    ),
+]
 ComponentsOption = Annotated[
     str | None,
     typer.Option(
@@ -103,16 +121,8 @@ ToleranceOption = Annotated[
 @app.command()
 def evaluate(
     store_path: StoreArgument,
-    truth: Annotated[
-        str | None,
-        typer.Option(
-            "--truth",
-            metavar="TRUTH",
-            help="Folder of truth label images (matched by relative path, any image suffix) "
-            "or a CSV image_id,truth_path; instance and panoptic stores: a COCO JSON file "
-            "(panoptic PNGs in <json stem>/ or beside it).",
-        ),
-    ] = None,
+    truth: TruthOption = None,
+    truth_store: TruthStoreOption = None,
     truth_pattern: Annotated[
         str | None,
         typer.Option(
@@ -173,6 +183,7 @@ def evaluate(
                 truth_components=truth_components,
                 max_pixels=max_pixels,
                 void=tuple(void) if void else None,
+                truth_store=truth_store,
             ),
         )  # fmt: skip
     )
@@ -195,8 +206,10 @@ def _evaluate(
 ) -> int:
     from batchseg import api_jobs
 
-    if truth is None:
-        raise UsageError("--truth is required (or --show to print stored evaluations)")
+    if truth is None and not (extra or {}).get("truth_store"):
+        raise UsageError(
+            "--truth or --truth-store is required (or --show to print stored evaluations)"
+        )
     with progress_reporter("scoring") as on_progress:
         result = api_jobs.evaluate(
             path,

@@ -208,12 +208,14 @@ class _Parser:
     def bucket(self, i: int, value: Any) -> BucketMeta:
         key = f"buckets[{i}]"
         b = self.mapping(key, value)
+        # the bucket of images whose header could not be read is 0x0 (core.plan.UNREADABLE)
+        side = 0 if (b.get("height"), b.get("width")) == (0, 0) else 1
         try:
             return BucketMeta(
                 index=self.integer(f"{key}.index", b.get("index", i), minimum=0),
                 name=self.text(f"{key}.name", b.get("name")),
-                height=self.integer(f"{key}.height", b.get("height"), minimum=1),
-                width=self.integer(f"{key}.width", b.get("width"), minimum=1),
+                height=self.integer(f"{key}.height", b.get("height"), minimum=side),
+                width=self.integer(f"{key}.width", b.get("width"), minimum=side),
                 shard_size=self.integer(f"{key}.shard_size", b.get("shard_size"), minimum=1),
                 n_shards=self.integer(f"{key}.n_shards", b.get("n_shards"), minimum=0),
                 dtype=self.text(f"{key}.dtype", b.get("dtype")),

@@ -134,7 +134,7 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
                     batch.append((slot, image, seconds))
                 slot += 1
             if batch:
-                _segment_batch(ctx, method, runner, batch, dtype, out, fail)
+                _segment_batch(ctx, method, runner, batch, dtype, out, fail, shard.image_ids)
     summary = ShardSummary(
         shard=shard.index,
         done=int((status == store.DONE).sum()),
@@ -224,9 +224,14 @@ def _segment_batch(
     dtype: np.dtype,
     out: _Outputs,
     fail: Any,
+    image_ids: Sequence[str] = (),
 ) -> None:
     t0 = time.perf_counter()
-    results = runner.segment_batch([image for _, image, _ in batch])
+    images = [image for _, image, _ in batch]
+    if getattr(runner, "reads_partners", False):  # import.*: each image's label file, by id
+        results = runner.segment_batch(images, image_ids=[image_ids[s] for s, _, _ in batch])
+    else:
+        results = runner.segment_batch(images)
     share = (time.perf_counter() - t0) / len(batch)
     top = np.iinfo(dtype).max
     labels, confidence = out.labels, out.confidence

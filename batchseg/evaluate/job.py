@@ -42,6 +42,8 @@ from batchseg.evaluate.score import (
     warn_two_value_truth,
 )
 from batchseg.evaluate.truth import match_truth, read_value_map, void_classes
+from batchseg.evaluate.truth_store import check_options as check_store_options
+from batchseg.evaluate.truth_store import match_truth_store
 from batchseg.store.evaluations import evaluations, write_evaluation
 from batchseg.store.lock import LauncherLock, store_lock
 
@@ -83,6 +85,9 @@ class EvalOptions:
         """Where the workers come from and the TLS files of the link."""
         return ClusterSettings(self.profile, self.tls_ca_file, self.tls_cert, self.tls_key)
 
+    #: another store as the truth (``--truth-store``; ``truth`` is then empty)
+    truth_store: str | None = None
+
 
 @dataclass
 class EvalResult:
@@ -107,6 +112,8 @@ def evaluate_store(
     root = store.open_group(path, mode="r")
     attrs = store.attributes(root)
     kind = attrs["method"]["kind"]
+    if options.truth_store is not None:
+        check_store_options(Kind.parse(kind), options.truth, options.pattern, options.truth_classes)
     if kind in OBJECT_KINDS:
         return _evaluate_objects(path, options, root, attrs, on_progress)
     if Kind(kind) not in (Kind.CLASSES, Kind.REGIONS):
@@ -120,15 +127,19 @@ def evaluate_store(
     check_kind_options(kind, options.truth_classes, options.void, options.truth_components)
     value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
     component = _component_class(options.components, classes, kind)
-    ctx = EvalContext(
-        path, kind, classes, value_map, options.ignore, options.tolerance, component,
-        max_pixels=options.max_pixels, void=void_classes(options.void, classes),
-        truth_components=options.truth_components,
-    )  # fmt: skip
     plan = store.load_plan(root)
     done = _done(root, plan)
     ids = list(done)
-    truth = match_truth(options.truth, ids, options.pattern)
+    if options.truth_store is not None:  # scored as a folder of the same label maps would be
+        truth: Any = match_truth_store(options.truth_store, ids, Kind.parse(kind), classes)
+        value_map = truth.value_map
+    else:
+        truth = match_truth(options.truth, ids, options.pattern)
+    ctx = EvalContext(
+        path, kind, classes, value_map, options.ignore, options.tolerance, component,
+        max_pixels=options.max_pixels, void=void_classes(options.void, classes),
+        truth_components=options.truth_components, truth_store=options.truth_store,
+    )  # fmt: skip
     if not truth.files:
         raise UsageError(
             f"no truth found for any of the {len(ids)} done images in {options.truth} "
@@ -287,7 +298,7 @@ def _base_result(
     """What every evaluation stores: the truth source, the kind, the image counts."""
     n = sum(len(s.image_ids) for s in scores)
     result: dict[str, Any] = {
-        "truth": options.truth,
+        "truth": options.truth or options.truth_store,
         "truth_pattern": options.pattern,
         "truth_classes": options.truth_classes,
         "ignore": list(options.ignore),
@@ -297,6 +308,8 @@ def _base_result(
         "images_failed": sum(len(s.errors) for s in scores),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if options.truth_store is not None:
+        result["truth_store"] = options.truth_store
     return result
 
 

@@ -29,7 +29,9 @@ def score_objects(ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Objec
     if Kind(ctx.kind) is Kind.PANOPTIC:
         out.counts = np.zeros((len(ctx.class_names), 4), dtype=np.float64)
     table = (
-        InstanceTable(ctx.store, root, store.attributes(root)) if Kind(ctx.kind) is Kind.INSTANCES else None
+        InstanceTable(ctx.store, root, store.attributes(root))
+        if Kind(ctx.kind) is Kind.INSTANCES
+        else None
     )
     mask_api = _mask_api() if table is not None else None
     for info, truth in items:

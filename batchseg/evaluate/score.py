@@ -60,6 +60,8 @@ class EvalContext:
     void: tuple[int, ...] = ()
     #: region stores: score against the 4-connected components of this truth value
     truth_components: int | None = None
+    #: ``--truth-store``: the store whose label maps are the truth (items carry ImageInfo)
+    truth_store: str | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -124,10 +126,12 @@ def warn_two_value_truth(scores: Sequence[Scores]) -> None:
 
 
 def score_images(
-    ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Sequence[str]]]
+    ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Sequence[Any]]]
 ) -> Scores:
-    """Score each ``(image, truth paths)``: a failing image is recorded, the rest go on."""
+    """Score each ``(image, truth paths)`` (``--truth-store``: the truth store's images): a
+    failing image is recorded, the rest go on."""
     root = store.open_group(ctx.store, mode="r")
+    truth_root = store.open_group(ctx.truth_store, mode="r") if ctx.truth_store else None
     out = Scores()
     n = len(ctx.class_names)
     if Kind(ctx.kind).class_map:
@@ -136,7 +140,11 @@ def score_images(
         image_id = info.image_id
         try:
             labels = store.read_map(root, info)
-            truths = [read_truth(p, labels.shape, ctx.max_pixels) for p in paths]
+            truths = [
+                read_truth(p, labels.shape, ctx.max_pixels) if truth_root is None
+                else store.read_map(truth_root, p)
+                for p in paths
+            ]  # fmt: skip
             if Kind(ctx.kind) is Kind.REGIONS and ctx.truth_components is None:
                 out.two_value_truth += looks_binary(truths, labels)
             row, matrix = _score_one(ctx, labels, truths)

@@ -147,7 +147,9 @@ def grow_store(
         grown,
         header_errors=header_errors,
         label_dtypes=dtypes,
-        class_map_dtype=smallest_uint(len(classes or [])) if Kind(method.kind) is Kind.INSTANCES else None,
+        class_map_dtype=smallest_uint(len(classes or []))
+        if Kind(method.kind) is Kind.INSTANCES
+        else None,
     )
     record = {
         "input": spec.input,

@@ -44,7 +44,9 @@ def stats_columns(
     """Statistics columns for a method's output kind, in table order."""
     keys = class_keys(class_names or [])
     per_class = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
-    if Kind(kind) is Kind.INSTANCES:  # the ids' region statistics, the class map's, instances per class
+    if (
+        Kind(kind) is Kind.INSTANCES
+    ):  # the ids' region statistics, the class map's, instances per class
         cols = [*REGION_COLUMNS, *per_class, *(f"n_{k}" for k in keys)]
     elif Kind(kind).class_map:
         cols = per_class

@@ -24,7 +24,15 @@ PRE = "pre"
 #: ids (0 none) with a class map of the same pixels and per-instance class, score and box.
 #: What a method is, for listings and orchestration (a closed set, checked on construction).
 Family = Literal[
-    "classical", "threshold", "edge", "region", "clustering", "semantic", "instance", "function"
+    "classical",
+    "threshold",
+    "edge",
+    "region",
+    "clustering",
+    "semantic",
+    "instance",
+    "function",
+    "import",
 ]
 FAMILIES: tuple[str, ...] = get_args(Family)
 Kernel = Callable[..., np.ndarray]
@@ -84,7 +92,10 @@ class PreRunner:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def segment_batch(self, images: Sequence[np.ndarray]) -> list[Segmentation | Exception]:
+    def segment_batch(
+        self, images: Sequence[np.ndarray], **ids: Any
+    ) -> list[Segmentation | Exception]:
+        """``ids``: ``image_ids`` for a runner that ``reads_partners`` (passed on)."""
         ready: list[np.ndarray] = []
         out: list[Segmentation | Exception | None] = []
         for image in images:
@@ -93,7 +104,9 @@ class PreRunner:
                 out.append(None)
             except Exception as exc:  # noqa: BLE001 - recorded per image
                 out.append(exc)
-        results = iter(self.inner.segment_batch(ready) if ready else [])
+        if ids and any(r is not None for r in out):  # only the images that reached ``inner``
+            ids = {k: [i for i, r in zip(v, out, strict=True) if r is None] for k, v in ids.items()}
+        results = iter(self.inner.segment_batch(ready, **ids) if ready else [])
         return [r if r is not None else next(results) for r in out]
 
 

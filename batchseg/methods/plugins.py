@@ -30,6 +30,7 @@ BUILTIN_ENTRY_POINTS: dict[str, str] = {
     "skimage": "batchseg.methods.classical:METHODS",
     "torchvision": "batchseg.methods.semantic:METHODS",
     "detection": "batchseg.methods.instance:METHODS",
+    "import": "batchseg.methods.imported:METHODS",
 }
 
 
@@ -44,12 +45,13 @@ class Loaded:
 
 
 def entry_points() -> list[metadata.EntryPoint]:
-    """The group's entry points: batchseg's own first (:data:`BUILTIN_ENTRY_POINTS` when the
-    install metadata has none), then the installed plug-ins by package and name."""
+    """The group's entry points: batchseg's own first (the install metadata's when it lists
+    every one of :data:`BUILTIN_ENTRY_POINTS`, else that table: a source tree, or an install
+    older than the code), then the installed plug-ins by package and name."""
     found = list(metadata.entry_points(group=GROUP))
     ours = [ep for ep in found if _package(ep) == BATCHSEG]
     others = sorted((ep for ep in found if _package(ep) != BATCHSEG), key=_sort_key)
-    if not ours:
+    if {ep.name: ep.value for ep in ours} != BUILTIN_ENTRY_POINTS:
         ours = [metadata.EntryPoint(n, v, GROUP) for n, v in BUILTIN_ENTRY_POINTS.items()]
     return [*ours, *others]
 

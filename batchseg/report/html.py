@@ -101,7 +101,9 @@ def _size(n: int | None) -> str:
 def header(facts: Facts) -> str:
     """Method, parameters, legend, store size, versions and runs."""
     params = json.dumps(facts.params, sort_keys=True)
-    what = "classes" if Kind(facts.kind).class_map else "label colours (region colours are arbitrary)"
+    what = (
+        "classes" if Kind(facts.kind).class_map else "label colours (region colours are arbitrary)"
+    )
     versions = ", ".join(f"{k} {v}" for k, v in facts.versions.items())
     runs = [
         (

@@ -3,7 +3,8 @@
 The truth of an image is found and mapped as the store's evaluation of that truth found and
 mapped it (its ``--truth-pattern``, ``--truth-classes`` and ``--ignore``); a truth source no
 evaluation used is read as ``evaluate`` reads it without options (class indices, or region
-labels, matched by relative path). Truth pixels left out of scoring (``ignore``) get the id
+labels, matched by relative path). An evaluation against another store (``--truth-store``)
+draws that store's label map of the image, its classes matched by name. Truth pixels left out of scoring (``ignore``) get the id
 :attr:`TruthSource.ignored` and are drawn grey, or show the image on overlays.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from batchseg.core.kinds import Kind
 from batchseg.errors import ImageError, UsageError
+from batchseg.store import DONE
 
 #: Colour of truth pixels left out of scoring on colour pictures of the truth.
 IGNORED_COLOUR = (128, 128, 128)
@@ -36,6 +38,8 @@ class TruthSource:
     evaluation: str = ""
     #: the label id ignored truth pixels get (the number of classes; class maps only)
     ignored: int = 0
+    #: ``truth`` is a store (``evaluate --truth-store``), not a folder or CSV
+    store: bool = False
 
 
 def find_source(view: Any, truth: str | None = None) -> TruthSource | None:
@@ -54,7 +58,10 @@ def find_source(view: Any, truth: str | None = None) -> TruthSource | None:
     )
     for name, entry in entries:
         source = str(entry.get("truth") or "")
-        if not source or source.lower().endswith(".json"):
+        if entry.get("truth_store") and truth is None:
+            ignore = tuple(int(v) for v in entry.get("ignore") or ())
+            return TruthSource(str(entry["truth_store"]), None, None, ignore, name, ignored, True)
+        if not source or entry.get("truth_store") or source.lower().endswith(".json"):
             continue
         if truth is None or _same_path(source, truth):
             return TruthSource(
@@ -74,6 +81,8 @@ def truth_labels(view: Any, source: TruthSource, image_id: str) -> np.ndarray | 
     file for the image. ImageError when it cannot be read or does not fit."""
     from batchseg.evaluate.truth import IGNORE, ValueMap, match_truth, read_value_map
 
+    if source.store:
+        return _stored_truth(view, source, image_id)
     files = match_truth(source.truth, [image_id], source.pattern).files.get(image_id)
     if not files:
         return None
@@ -91,6 +100,36 @@ def truth_labels(view: Any, source: TruthSource, image_id: str) -> np.ndarray | 
         mapped = (value_map or ValueMap()).apply(truth, source.ignore)
     except ValueError as exc:
         raise ImageError(f"{files[0]}: {exc}") from None
+    return np.where(mapped == IGNORE, source.ignored, mapped)
+
+
+def _stored_truth(view: Any, source: TruthSource, image_id: str) -> np.ndarray | None:
+    """The truth of ``image_id`` from the truth store of ``source`` (None: not done there),
+    class maps mapped to the store's classes by name, as ``evaluate --truth-store`` does."""
+    from batchseg.api import open as open_store
+    from batchseg.errors import StoreError
+    from batchseg.evaluate.truth import IGNORE, ValueMap
+    from batchseg.evaluate.truth_store import class_value_map
+
+    other = open_store(source.truth)
+    try:
+        found = other.image(image_id)
+    except StoreError:
+        return None
+    if found.status != DONE:
+        return None
+    info = view.image(image_id)
+    info.require_done()
+    truth = other.mask(image_id)
+    if truth.shape != (int(info.bucket["height"]), int(info.bucket["width"])):
+        raise ImageError(
+            f"{source.truth}: truth of {image_id} is {truth.shape[0]}x{truth.shape[1]}, the "
+            f"image {info.bucket['height']}x{info.bucket['width']}; never resized"
+        )
+    if not Kind(view.kind).class_map:
+        return truth
+    value_map = class_value_map(source.truth, other.classes or [], view.classes or [])
+    mapped = (value_map or ValueMap()).apply(truth, source.ignore)
     return np.where(mapped == IGNORE, source.ignored, mapped)
 
 

@@ -62,6 +62,16 @@ def test_bucket_field_errors_name_the_bucket() -> None:
         StoreMeta.parse(attrs, "x.zarr")
 
 
+def test_bucket_of_unreadable_images_parses() -> None:
+    """A store with an image whose header could not be read has a 0x0 bucket (no array)."""
+    attrs = _attrs("regions")
+    attrs["buckets"][0].update(height=0, width=0)
+    assert StoreMeta.parse(attrs, "x.zarr").buckets[0].height == 0
+    attrs["buckets"][0].update(height=0, width=5)
+    with pytest.raises(StoreError, match=r"'buckets\[0\]\.height': expected at least 1"):
+        StoreMeta.parse(attrs, "x.zarr")
+
+
 def test_other_schema_is_refused() -> None:
     with pytest.raises(StoreError, match="has store schema 99"):
         StoreMeta.parse({**_attrs("regions"), "schema_version": 99}, "x.zarr")

@@ -63,6 +63,7 @@ def test_family_is_a_closed_set() -> None:
         "clustering",
         "semantic",
         "instance",
+        "import",
     }
 
 

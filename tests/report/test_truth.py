@@ -64,3 +64,38 @@ def test_gallery_reports_a_truth_that_does_not_fit(classes_store: Path, tmp_path
     (card,) = built.cards
     assert "never resized" in card.problem and card.problem.startswith("truth: ")
     assert set(card.images) == {"source", "labels", "overlay"}  # the prediction still shows
+
+
+def test_gallery_shows_a_truth_store(
+    classes_store: Path, tmp_path: Path, cluster_address: str
+) -> None:
+    """After ``evaluate --truth-store``, the gallery draws the truth store's map of each image,
+    its classes matched by name (the imported store lists them in the other order)."""
+    copy, truth = evaluated_copy(classes_store, tmp_path, skip="grey/img_001.png")
+    csv = tmp_path / "reversed.csv"
+    csv.write_text("value,class\n255,foreground\n0,background\n")
+    images = Path(batchseg.open(str(copy)).uri("colour/img_000.png")).parents[1]
+    imported = tmp_path / "truth.zarr"
+    made = batchseg.import_labels(
+        truth, images=images, output=imported, kind="classes", classes=csv,
+        scheduler=cluster_address,
+    )  # fmt: skip
+    assert made.failed >= 1  # the image without a truth file
+    assert batchseg.open(str(imported)).classes == ["foreground", "background"]
+    scored = batchseg.evaluate(copy, truth_store=imported, name="pair", scheduler=cluster_address)
+    assert scored.metrics["miou"] == 0.0  # the truth is the prediction's inverse
+    view = batchseg.open(str(copy))
+    source = find_source(view)
+    assert source is not None and source.store and source.evaluation == "pair"
+    built = gallery.build(view, where="status == 'done'", sample=20, size=48)
+    assert f"truth from evaluation 'pair' ({imported})" in built.caption
+    cards = {c.image_id: c for c in built.cards}
+    assert "truth" not in cards["grey/img_001.png"].images  # not done in the truth store
+    assert not cards["grey/img_001.png"].problem
+    mask = view.mask("colour/img_000.png")
+    full = truth_labels(view, source, "colour/img_000.png")
+    assert full is not None
+    np.testing.assert_array_equal(full, 1 - mask)
+    drawn = _decode(cards["colour/img_000.png"].images["truth"])
+    target = pictures.truth_picture(view, source, 1 - mask, target=drawn.shape[:2])
+    np.testing.assert_array_equal(drawn, target)
