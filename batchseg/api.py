@@ -16,6 +16,7 @@ import zarr
 
 from batchseg import store
 from batchseg.core.kinds import Kind
+from batchseg.core.meta import StoreMeta
 from batchseg.errors import QueryError
 from batchseg.query import Selection, select
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
@@ -97,21 +98,29 @@ class StoreView:
         return self._root
 
     @cached_property
+    def meta(self) -> StoreMeta:
+        """The store's metadata, parsed and checked once (:class:`batchseg.core.meta.StoreMeta`);
+        a malformed attribute is one StoreError naming the store and the key."""
+        return store.read_meta(self._root, self.path)
+
+    @cached_property
     def attrs(self) -> dict[str, Any]:
-        """The store's batchseg attributes (job, method, classes, plan, runs, versions)."""
-        return store.attributes(self._root)
+        """The store's batchseg attributes as stored (job, method, classes, plan, runs,
+        versions); :attr:`meta` is the typed view."""
+        return dict(self.meta.raw)
 
     @property
-    def kind(self) -> str:
-        """``"classes"`` (class maps), ``"regions"`` (region label maps), ``"instances"``
-        (instance-id maps with a class map beside them, :meth:`class_map`) or ``"panoptic"``
+    def kind(self) -> Kind:
+        """The output kind (a :class:`batchseg.core.kinds.Kind`, equal to its name):
+        ``classes`` (class maps), ``regions`` (region label maps), ``instances`` (instance-id
+        maps with a class map beside them, :meth:`class_map`) or ``panoptic``
         (``class_index * 1000 + instance`` per pixel, ``batchseg panoptic``)."""
-        return str(self.attrs["method"]["kind"])
+        return self.meta.kind
 
     @property
     def classes(self) -> list[str] | None:
         """Class names of a semantic method, None for region methods."""
-        return self.attrs.get("classes")
+        return list(self.meta.classes) if self.meta.kind.has_classes else None
 
     @cached_property
     def colours(self) -> list[list[int]] | None:
@@ -341,7 +350,7 @@ class StoreView:
             ],
             "damaged_images": [str(i) for i in damaged["image_id"]],
         }
-        appends = self.attrs.get("appends") or []
+        appends = self.meta.appends
         if appends:
             report["gone_at_last_append"] = int(appends[-1].get("gone", 0))
         return report
@@ -359,15 +368,15 @@ class StoreView:
         done = table[table["status"] == "done"]
         out: Summary = {
             "store": self.path,
-            "method": self.attrs["method"]["id"],
-            "params": self.attrs["method"]["params"],
+            "method": self.meta.method.id,
+            "params": dict(self.meta.method.params),
             "images": int(len(table)),
             "done": int(len(done)),
             "failed": int((table["status"] == "failed").sum()),
             "pending": int((table["status"] == "pending").sum()),
             "damaged": int((table["status"] == "damaged").sum()),
             "pixels": int((done["height"].astype(np.int64) * done["width"]).sum()),
-            "shapes": int(len(self.attrs["buckets"])),
+            "shapes": len(self.meta.buckets),
         }
         if Kind(self.kind).has_classes:
             keys = [c[len("pixels_") :] for c in table.columns if c.startswith("pixels_")]
@@ -396,7 +405,7 @@ class StoreView:
                 "area_mean": float(done["area_mean"].mean()) if len(done) else None,
             }
         out["seconds_per_image"] = _distribution(done["seconds"])
-        runs = self.attrs.get("runs", [])
+        runs = self.meta.runs
         out["runs"] = runs
         if runs:
             out["last_run_images_per_second"] = runs[-1]["images_per_second"]
