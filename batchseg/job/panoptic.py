@@ -154,7 +154,7 @@ def _checked(spec: PanopticSpec) -> PanopticSpec:
         raise UsageError(f"--overlap must be between 0 and 1, got {spec.overlap}")
     if spec.min_stuff_area < 0:
         raise UsageError(f"--min-stuff-area must be >= 0, got {spec.min_stuff_area}")
-    output = store.normalise(spec.output)
+    output = store.normalise_path(spec.output)
     if not store.is_url(output):
         output = os.path.normpath(output)
     if spec.overwrite:

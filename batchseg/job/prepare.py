@@ -112,7 +112,7 @@ def _check_colours(path: str, method: Method, params: dict[str, Any]) -> None:
 def canonical_output(spec: JobSpec) -> JobSpec:
     """``spec`` with a local output path written plainly (``STORE/.`` and ``STORE/`` become
     ``STORE``), so the path checked, locked and replaced is one and the same."""
-    path = store.normalise(spec.output)
+    path = store.normalise_path(spec.output)
     if store.is_url(path):
         return spec
     clean = os.path.normpath(path)

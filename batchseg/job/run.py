@@ -44,8 +44,8 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
     started = time.perf_counter()
     ready = prepare_job(spec)
     spec = ready.spec
-    if not store.is_url(store.normalise(spec.output)):  # object stores have no folders
-        parent = os.path.dirname(os.path.abspath(store.normalise(spec.output)))
+    if not store.is_url(store.normalise_path(spec.output)):  # object stores have no folders
+        parent = os.path.dirname(os.path.abspath(store.normalise_path(spec.output)))
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:

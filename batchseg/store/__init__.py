@@ -60,7 +60,7 @@ from batchseg.store.layout import (
     table_codecs,
 )
 from batchseg.store.object_check import objects_frame
-from batchseg.store.paths import is_url, normalise, path_exists, remove
+from batchseg.store.paths import is_url, normalise_path, path_exists, remove
 from batchseg.store.read import (
     ImageInfo,
     array,
@@ -137,7 +137,7 @@ __all__ = [
     "load_plan",
     "mark_pending",
     "needs_work",
-    "normalise",
+    "normalise_path",
     "normalise_status",
     "objects_frame",
     "open_group",

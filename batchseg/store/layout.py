@@ -20,7 +20,7 @@ from batchseg.core.plan import Bucket, Plan
 from batchseg.errors import StoreError
 from batchseg.store.array_meta import META_KEY, record
 from batchseg.store.objects import OBJECTS
-from batchseg.store.paths import normalise, path_exists, remove
+from batchseg.store.paths import normalise_path, path_exists, remove
 
 ATTRS_KEY = "batchseg"
 CREATING_KEY = "batchseg_creating"
@@ -119,7 +119,7 @@ def text_codecs() -> tuple[ZstdCodec, Crc32cCodec]:
 
 def exists(path: str) -> bool:
     """Whether a batchseg store is at ``path``."""
-    path = normalise(path)
+    path = normalise_path(path)
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
@@ -129,7 +129,7 @@ def exists(path: str) -> bool:
 
 def incomplete_fingerprint(path: str) -> str | None:
     """Fingerprint of a store whose creation was interrupted, None for anything else."""
-    path = normalise(path)
+    path = normalise_path(path)
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
@@ -171,7 +171,7 @@ def create(
 
     ``header_errors`` maps image ids whose header failed to their error (marked failed).
     """
-    path = normalise(path)
+    path = normalise_path(path)
     if overwrite and path_exists(path):
         remove(path)
     try:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from batchseg.errors import StoreError, one_line
 from batchseg.store import objects
 from batchseg.store.layout import DONE, catalogue_node, published_rows
-from batchseg.store.paths import filesystem, normalise
+from batchseg.store.paths import filesystem, normalise_path
 from batchseg.store.read import attributes, open_group, read_array, stat_names
 from batchseg.store.table import read_table
 
@@ -170,7 +170,7 @@ def part_damage(store: str, name: str, rows: int | None = None) -> str | None:
     """
     import pyarrow.parquet as pq
 
-    path = normalise(store)
+    path = normalise_path(store)
     fs, inner = (None, path) if "://" not in path else filesystem(path)
     where = (
         os.path.join(inner, objects.OBJECTS, name)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from batchseg.errors import StoreError, one_line
 from batchseg.store.objects import OBJECTS, object_schema
-from batchseg.store.paths import filesystem, is_url, normalise
+from batchseg.store.paths import filesystem, is_url, normalise_path
 
 __all__ = ["read_parts"]
 
@@ -31,7 +31,7 @@ def read_parts(store: str, names: Sequence[str], columns: Sequence[str] | None =
     """
     import pyarrow.parquet as pq
 
-    path = normalise(store)
+    path = normalise_path(store)
     fs, inner = (None, path) if not is_url(path) else filesystem(path)
     fixed = object_schema()
     tables = []

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from batchseg.errors import QueryError, StoreError, one_line
 from batchseg.query.names import unknown_column
-from batchseg.store.paths import filesystem, is_url, normalise
+from batchseg.store.paths import filesystem, is_url, normalise_path
 
 if TYPE_CHECKING:  # imported where used: ``import batchseg.store`` stays quick
     import pandas as pd
@@ -142,7 +142,7 @@ def _ours(name: str) -> bool:
 
 def _folder(store: str) -> tuple[Any, str]:
     """(fsspec filesystem or None for a local path, the objects folder in it)."""
-    store = normalise(store)
+    store = normalise_path(store)
     if not is_url(store):
         return None, os.path.join(store, OBJECTS)
     fs, inner = filesystem(store)

@@ -12,7 +12,7 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
-def normalise(path: str) -> str:
+def normalise_path(path: str) -> str:
     """``file://`` URLs as plain local paths (local stores keep their local behaviour)."""
     if path.startswith("file://"):
         return path[len("file://") :] or "/"
@@ -29,7 +29,7 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 def path_exists(path: str) -> bool:
     """Whether anything (a file, a folder or an object prefix) is at ``path``."""
-    path = normalise(path)
+    path = normalise_path(path)
     if not is_url(path):
         return os.path.exists(path)
     fs, inner = filesystem(path)
@@ -43,7 +43,7 @@ def remove(path: str) -> None:
     For URLs only ``path`` itself and keys under ``path/`` are removed, never siblings that
     merely share the prefix (the lock ``STORE.lock`` sits beside the store).
     """
-    path = normalise(path)
+    path = normalise_path(path)
     if not is_url(path):
         shutil.rmtree(path)
         return

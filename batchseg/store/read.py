@@ -41,7 +41,7 @@ from batchseg.store.layout import (
     published_rows,
     pyramid_node,
 )
-from batchseg.store.paths import normalise
+from batchseg.store.paths import normalise_path
 
 
 def array(group: zarr.Group, name: str) -> zarr.Array:
@@ -71,7 +71,7 @@ def subgroup(group: zarr.Group, name: str) -> zarr.Group:
 
 def open_group(path: str, mode: str = "r") -> zarr.Group:
     """The store's root group; a clear error when ``path`` is not a batchseg store."""
-    path = normalise(path)
+    path = normalise_path(path)
     try:
         root = zarr.open_group(path, mode=mode)  # type: ignore[arg-type]
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from batchseg.errors import UsageError
-from batchseg.store.paths import filesystem, is_url, normalise
+from batchseg.store.paths import filesystem, is_url, normalise_path
 
 Kind = Literal["store", "export"]
 _WHAT: dict[str, str] = {"store": "a batchseg store", "export": "a batchseg OME-Zarr export"}
@@ -31,7 +31,7 @@ def check_replaceable(
     ``inputs`` are the paths (folders, files, globs) the command reads: the output may be
     neither one of them nor an ancestor of one.
     """
-    path = normalise(path)
+    path = normalise_path(path)
     if is_url(path):
         _check_url(path, kind, flag)
     else:
@@ -81,7 +81,7 @@ def _check_local(path: str, inputs: Sequence[str], kind: Kind, flag: str) -> Non
     if _contains(real, os.path.realpath(os.getcwd())):
         raise _refuse(path, "it is the working directory or one of its ancestors", flag)
     for item in inputs:
-        item = normalise(item)
+        item = normalise_path(item)
         if not item or is_url(item):
             continue
         if _contains(real, os.path.realpath(_fixed_part(item))):

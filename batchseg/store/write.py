@@ -29,7 +29,7 @@ from batchseg.store.layout import (
     scratch_node,
     tiled_array,
 )
-from batchseg.store.paths import normalise
+from batchseg.store.paths import normalise_path
 from batchseg.store.read import array, normalise_status, open_group, read_array, subgroup
 
 
@@ -56,7 +56,7 @@ def _open_array(path: str, name: str, store_id: str) -> zarr.Array:
     for the life of the worker process, keyed by the URL string. Writes store all-fill chunks
     as well, so that a chunk missing later is recognisably lost, never read as zeros.
     """
-    arr = zarr.open_array(normalise(path), path=name, mode="r+")
+    arr = zarr.open_array(normalise_path(path), path=name, mode="r+")
     return arr.with_config({"write_empty_chunks": True})
 
 
@@ -139,14 +139,14 @@ def read_scratch_tile(
 
 def create_scratch(path: str, bucket: Bucket, dtype: np.dtype) -> None:
     """(Re)create the scratch array of a tiled image (client, before its tile tasks)."""
-    root = zarr.open_group(normalise(path), mode="r+")
+    root = zarr.open_group(normalise_path(path), mode="r+")
     tiled_array(root.require_group(SCRATCH), bucket, dtype, overwrite=True)
     _open_array.cache_clear()  # workers in this process must not keep a replaced array
 
 
 def drop_scratch(path: str, bucket: Bucket) -> None:
     """Delete a tiled image's scratch array once its labels are final."""
-    root = zarr.open_group(normalise(path), mode="r+")
+    root = zarr.open_group(normalise_path(path), mode="r+")
     if SCRATCH in root and bucket.name in subgroup(root, SCRATCH):
         del subgroup(root, SCRATCH)[bucket.name]
 
