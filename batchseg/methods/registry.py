@@ -51,8 +51,9 @@ def _load_builtin() -> None:
     with _BUILTIN_LOCK:
         if _builtin_loaded:
             return
-        from batchseg.methods import classical, instance, semantic
+        from batchseg.methods import cellpose, classical, instance, sam, semantic
 
-        for method in (*classical.METHODS, *semantic.METHODS, *instance.METHODS):
+        builtin = (*classical.METHODS, *semantic.METHODS, *instance.METHODS)
+        for method in (*builtin, *cellpose.METHODS, *sam.METHODS):
             register(method)
         _builtin_loaded = True
