@@ -27,6 +27,8 @@ from batchseg.methods.library_masks import renumbered, segmentation
 from batchseg.methods.semantic import DEVICES
 
 _NEEDS = "cellpose methods"
+#: Where Cellpose 3 downloads its built-in models from (its ``models._MODEL_URL``).
+MODEL_URL = "https://www.cellpose.org/models"
 
 PARAMS: tuple[Param, ...] = (
     Param(
@@ -89,7 +91,7 @@ def builtin_file(name: str) -> tuple[str, str]:
     """(cached file, URL) of a built-in model name, as Cellpose itself names them."""
     cp_models = import_cellpose()
     base = f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name
-    return os.fspath(cp_models.MODEL_DIR.joinpath(base)), f"{cp_models._MODEL_URL}/{base}"
+    return os.fspath(cp_models.MODEL_DIR.joinpath(base)), f"{MODEL_URL}/{base}"
 
 
 def model_identity(model: str) -> tuple[Any, ...]:
