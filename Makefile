@@ -13,6 +13,8 @@ $(BIN)/batchseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,torch]'
+	$(BIN)/python -m pip install --quiet 'segment-anything>=1.0' opencv-python-headless fastremap fill-voids roifile natsort tqdm 'numba>=0.60'
+	$(BIN)/python -m pip install --quiet --no-deps 'cellpose>=3.1.1,<4'  # its numpy<2.1 cap: not needed
 	touch $@
 
 install: $(BIN)/batchseg

@@ -21,7 +21,8 @@ INSTANCE_COLUMNS = ("class", *INSTANCE_FIELDS)
 _PER_INSTANCE = INSTANCE_FIELDS
 #: Per-instance columns a method may add: ``mask_area``, the pixels of the instance's whole
 #: mask before higher-scored instances took theirs (the panoptic merge's own area).
-OPTIONAL_COLUMNS = ("mask_area",)
+#: ``predicted_iou`` and ``stability_score``: Segment Anything's own scores of the mask.
+OPTIONAL_COLUMNS = ("mask_area", "predicted_iou", "stability_score")
 
 
 def check_instances(

@@ -31,6 +31,8 @@ BUILTIN_ENTRY_POINTS: dict[str, str] = {
     "torchvision": "batchseg.methods.semantic:METHODS",
     "detection": "batchseg.methods.instance:METHODS",
     "import": "batchseg.methods.imported:METHODS",
+    "cellpose": "batchseg.methods.cellpose:METHODS",
+    "sam": "batchseg.methods.sam:METHODS",
 }
 
 
