@@ -149,9 +149,7 @@ def _print_table(rows: Any, caption: str) -> None:
     from batchseg.cli.query_output import cell
     from batchseg.cli.table import print_table
 
-    numeric = [
-        pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in rows.schema
-    ]
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in rows.schema]
     cells = ([cell(v) for v in record.values()] for record in rows.to_pylist())
     print_table([f.name for f in rows.schema], cells, numeric, caption)
 

@@ -42,7 +42,9 @@ def print_table(
     natural = sum(max(w, cell_len(n)) + 3 for n, w in zip(names, widest, strict=True)) + 1
     if out.is_terminal or "COLUMNS" in os.environ:
         if natural > out.width:  # too wide: headers of numbers break at "_", text folds
-            names = [_fold(n, w) if f else n for n, w, f in zip(names, widest, numeric, strict=True)]
+            names = [
+                _fold(n, w) if f else n for n, w, f in zip(names, widest, numeric, strict=True)
+            ]
         least = 1 + sum(
             (max(w, *(cell_len(x) for x in n.split("\n"))) if f else min(w, _TEXT_MIN)) + 3
             for n, w, f in zip(names, widest, numeric, strict=True)
