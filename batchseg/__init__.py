@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
-    from batchseg.api_jobs import evaluate, panoptic, run
-    from batchseg.results import EvaluationResult, ImageFailure, RunResult
+    from batchseg.api_jobs import delete_evaluation, evaluate, panoptic, run
+    from batchseg.results import EvaluationResult, ImageFailure, ImageRecord, RunResult
 
-_JOBS = ("run", "evaluate", "panoptic")
+_JOBS = ("run", "evaluate", "panoptic", "delete_evaluation")
 _VIEWS = ("open", "StoreView")
-_RESULTS = ("RunResult", "EvaluationResult", "ImageFailure")
+_RESULTS = ("RunResult", "EvaluationResult", "ImageFailure", "ImageRecord")
 
 
 def __getattr__(name: str) -> Any:
@@ -73,9 +73,11 @@ except metadata.PackageNotFoundError:  # pragma: no cover - source tree without 
 __all__ = [
     "EvaluationResult",
     "ImageFailure",
+    "ImageRecord",
     "RunResult",
     "StoreView",
     "__version__",
+    "delete_evaluation",
     "evaluate",
     "open",
     "panoptic",

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from batchseg.engine.objects import measure_objects, object_aggregates
-from batchseg.engine.stats import region_stats, stats_columns
-from batchseg.job.plan import plan_shards
 
 from batchseg import store
+from batchseg.core.plan import plan_shards
 from batchseg.io.sources import ImageRef
+from batchseg.measure.objects import measure_objects, object_aggregates
+from batchseg.measure.stats import region_stats, stats_columns
 
 COLUMNS = stats_columns("regions", None, objects=True)
 H, W, N, S = 24, 32, 6, 3
