@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
-    from batchseg.api_jobs import evaluate, import_labels, panoptic, run
+    from batchseg.api_jobs import delete_evaluation, evaluate, import_labels, panoptic, run
     from batchseg.methods.function import method
-    from batchseg.results import EvaluationResult, ImageFailure, RunResult
+    from batchseg.results import EvaluationResult, ImageFailure, ImageRecord, RunResult
 
-_JOBS = ("run", "evaluate", "panoptic", "import_labels")
+_JOBS = ("run", "evaluate", "panoptic", "import_labels", "delete_evaluation")
 _VIEWS = ("open", "StoreView")
-_RESULTS = ("RunResult", "EvaluationResult", "ImageFailure")
+_RESULTS = ("RunResult", "EvaluationResult", "ImageFailure", "ImageRecord")
 
 
 def __getattr__(name: str) -> Any:
@@ -80,9 +80,11 @@ except metadata.PackageNotFoundError:  # pragma: no cover - source tree without 
 __all__ = [
     "EvaluationResult",
     "ImageFailure",
+    "ImageRecord",
     "RunResult",
     "StoreView",
     "__version__",
+    "delete_evaluation",
     "evaluate",
     "import_labels",
     "method",

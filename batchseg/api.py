@@ -16,13 +16,15 @@ import zarr
 
 from batchseg import store
 from batchseg.core.kinds import Kind
+from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.core.meta import StoreMeta
-from batchseg.errors import QueryError
+from batchseg.errors import ImageError, QueryError, StoreError
 from batchseg.query import Selection, select
+from batchseg.results import ImageRecord
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
 from batchseg.store.evaluations import evaluations as store_evaluations
 
-__all__ = ["Failure", "StatusReport", "StoreView", "Summary", "open"]
+__all__ = ["Failure", "ImageRecord", "StatusReport", "StoreView", "Summary", "open"]
 
 
 class Failure(TypedDict):
@@ -302,8 +304,29 @@ class StoreView:
         """
         return store.image_uri(self._root, image_id)
 
-    def image(self, image_id: str) -> store.ImageInfo:
-        """Where ``image_id``'s results are: row, status, error and bucket attributes.
+    def image(self, image_id: str) -> ImageRecord:
+        """``image_id``'s catalogue entry: status (``done``, ...), error, row and size.
+
+        Raises
+        ------
+        StoreError
+            The image is not in the store.
+        """
+        info = self.locate(image_id)
+        bucket = info.bucket
+        return ImageRecord(
+            image_id=info.image_id,
+            status=store.STATUS_NAMES[info.status],
+            error=info.error,
+            row=info.row,
+            height=None if bucket is None else int(bucket["height"]),
+            width=None if bucket is None else int(bucket["width"]),
+            tiled=info.tiled,
+        )
+
+    def locate(self, image_id: str) -> store.ImageInfo:
+        """Where ``image_id``'s results are stored (status code, bucket and row), for
+        :mod:`batchseg.store` functions.
 
         Raises
         ------
@@ -311,6 +334,43 @@ class StoreView:
             The image is not in the store.
         """
         return store.image_info(self._root, image_id)
+
+    def source(self, image_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+        """The source pixels of ``image_id``, decoded as a job decodes them (``H x W`` grey or
+        ``H x W x 3`` RGB, EXIF orientation applied).
+
+        Parameters
+        ----------
+        image_id : str
+            The image's id in the store.
+        max_pixels : int
+            Largest image decoded (``--max-pixels``); a source larger than its stored size
+            is refused from its header too (a file replaced by a decompression bomb).
+
+        Raises
+        ------
+        StoreError
+            The image is not in the store, or its header could not be read when listed.
+        ImageError
+            The source cannot be read, is over a limit, or its size is not the stored one.
+        """
+        from batchseg.io.windowed import read_overlay_source
+
+        record = self.image(image_id)
+        if record.height is None or record.width is None:
+            raise StoreError(f"image {image_id!r} has no stored size: {record.error}")
+        shape = (record.height, record.width)
+        uri = self.uri(image_id)
+        try:
+            pixels = read_overlay_source(uri, shape, 0, max_pixels)
+        except ImageError as exc:
+            raise ImageError(f"source of {image_id!r} ({uri}): {exc}") from None
+        if pixels.shape[:2] != shape:
+            raise ImageError(
+                f"source of {image_id!r} ({uri}) is {pixels.shape[1]}x{pixels.shape[0]} but "
+                f"was segmented at {shape[1]}x{shape[0]}: the file changed since"
+            )
+        return pixels
 
     def verify(self) -> store.VerifyReport:
         """Check every done image's stored data without changing the store.

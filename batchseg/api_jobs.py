@@ -1,4 +1,5 @@
-"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`, :func:`import_labels`.
+"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`,
+:func:`import_labels` (and removes a stored evaluation: :func:`delete_evaluation`).
 
 Each takes the options of its CLI command as typed keyword arguments (named like the flags
 and the job-spec keys), raises the exceptions of :mod:`batchseg.errors` and returns a frozen
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from batchseg.cluster.settings import ClusterSettings
     from batchseg.job.run import JobResult
 
-__all__ = ["ProgressCallback", "evaluate", "import_labels", "panoptic", "run"]
+__all__ = ["ProgressCallback", "delete_evaluation", "evaluate", "import_labels", "panoptic", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,25 @@ def evaluate(
         failures=tuple(ImageFailure(i, e) for i, e in out.failed.items()),
         seconds=time.perf_counter() - started,
     )
+
+
+def delete_evaluation(store: PathLike, name: str) -> None:
+    """Remove the stored evaluation ``name`` of ``store`` (``batchseg evaluate STORE --delete
+    NAME``): its per-image columns and its dataset result, under the store's lock; labels,
+    statistics and other evaluations are untouched.
+
+    Raises
+    ------
+    UsageError
+        The store has no evaluation ``name`` (the message lists those it has).
+    StoreError
+        ``store`` is not a batchseg store, or another launcher holds its lock.
+    """
+    from batchseg.store.evaluations import delete_evaluation as delete
+
+    path = os.fspath(store)
+    delete(path, name)
+    log.info("%s: deleted evaluation %r", path, name)
 
 
 def panoptic(

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_FAILURES",
     "EvaluationResult",
     "ImageFailure",
+    "ImageRecord",
     "RunResult",
 ]
 
@@ -121,3 +122,21 @@ class EvaluationResult:
     def exit_code(self) -> int:
         """0 when every done image was scored, 3 when some had no truth or failed."""
         return EXIT_INCOMPLETE if self.missing or self.failures else EXIT_OK
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image's catalogue entry, as :meth:`batchseg.StoreView.image` returns it.
+
+    ``status`` is a name, as ``StoreView.table()`` and ``StoreView.status()`` show it:
+    ``pending``, ``done``, ``failed`` or ``damaged`` (a stored code batchseg does not know).
+    ``height``/``width`` are None when the image's header could not be read.
+    """
+
+    image_id: str
+    status: str
+    error: str
+    row: int
+    height: int | None
+    width: int | None
+    tiled: bool

@@ -99,6 +99,14 @@ TruthStoreOption = Annotated[
         "from batchseg import), matched by image id.",
     ),
 ]
+DeleteOption = Annotated[
+    str | None,
+    typer.Option(
+        "--delete",
+        metavar="NAME",
+        help="Remove the stored evaluation NAME (its columns and result) and exit.",
+    ),
+]
 ComponentsOption = Annotated[
     str | None,
     typer.Option(
@@ -163,10 +171,11 @@ def evaluate(
         typer.Option("--show", help="Print stored evaluations (--name: that one) without scoring."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The whole result as JSON.")] = False,
+    delete: DeleteOption = None,
 ) -> None:
     """Score a store's label maps against ground truth (exit 3: some images not scored)."""
-    if show:
-        guard(lambda: _show(store_path, name if name != "eval" else None, as_json))
+    if show or delete is not None:
+        guard(lambda: _stored(store_path, name, as_json, delete, truth is not None or show))
         return
     flags = cluster_flags(locals())
     scoring = (truth_pattern, truth_classes, ignore or [], name, boundary_tolerance)
@@ -241,6 +250,20 @@ def _evaluate(
         for image_id, error in list(failed.items())[:5]:
             echo(f"not scored: {image_id}: {error}", err=True)
     return result.exit_code
+
+
+def _stored(path: str, name: str, as_json: bool, delete: str | None, other: bool) -> None:
+    """``--show`` (stored results; ``--name``: that one) or ``--delete NAME`` (``other``:
+    --truth or --show given too)."""
+    import batchseg
+
+    if delete is None:
+        _show(path, name if name != "eval" else None, as_json)
+        return
+    if other or as_json:
+        raise UsageError("--delete takes no --truth, --show or --json")
+    batchseg.delete_evaluation(path, delete)
+    echo(f"{path}: deleted evaluation {delete!r}")
 
 
 def _show(path: str, name: str | None, as_json: bool) -> None:

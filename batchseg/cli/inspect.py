@@ -162,30 +162,12 @@ def _query(
 
 def _print_table(out: Any, caption: str) -> None:
     """A rich table; cells are plain text (no markup, control characters escaped)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
+    from batchseg.cli.table import print_table
     from batchseg.query.display import cell
 
-    t = Table(caption=Text(caption))
-    for c in out.columns:
-        numeric = c not in ("image_id", "status", "error", "uri")
-        t.add_column(
-            Text(printable(c)),
-            overflow="fold",
-            no_wrap=c == "image_id",
-            justify="right" if numeric else "left",
-        )
-    for record in out.itertuples(index=False):
-        t.add_row(*[Text(printable(cell(v))) for v in record])
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:  # the reader left: end as every command does
-            self.quiet = True
-            raise BrokenPipeError
-
-    _Console().print(t)
+    numeric = [c not in ("image_id", "status", "error", "uri") for c in out.columns]
+    rows = ([cell(v) for v in record] for record in out.itertuples(index=False))
+    print_table([str(c) for c in out.columns], rows, numeric, caption)
 
 
 @app.command()

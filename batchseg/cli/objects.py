@@ -147,30 +147,13 @@ def _show_table(data: Any, where: str | None, cols: list[str], limit: int, *, ch
 def _print_table(rows: Any, caption: str) -> None:
     """Cells are plain text (no markup, control characters escaped)."""
     import pyarrow as pa
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
+    from batchseg.cli.table import print_table
     from batchseg.query.display import cell
 
-    table = Table(caption=Text(caption))
-    for field in rows.schema:
-        numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-        table.add_column(
-            Text(printable(field.name)),
-            overflow="fold",
-            no_wrap=field.name == "image_id",
-            justify="right" if numeric else "left",
-        )
-    for record in rows.to_pylist():
-        table.add_row(*[Text(printable(cell(v))) for v in record.values()])
-
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:  # the reader left: end as every command does
-            self.quiet = True
-            raise BrokenPipeError
-
-    _Console().print(table)
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in rows.schema]
+    cells = ([cell(v) for v in record.values()] for record in rows.to_pylist())
+    print_table([f.name for f in rows.schema], cells, numeric, caption)
 
 
 # ----------------------------------------------------------------------- csv, json, parquet

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import glob
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -22,6 +23,7 @@ import numpy as np
 from batchseg.errors import UsageError
 from batchseg.evaluate.truth_read import outside
 from batchseg.io.formats import IMAGE_SUFFIXES
+from batchseg.render import parse_colour
 
 #: Marks pixels left out of scoring in a mapped truth map.
 IGNORE = -1
@@ -192,19 +194,26 @@ def read_value_map(path: str, class_names: Sequence[str]) -> ValueMap:
 
 
 def _parse_value(text: str | None, path: str, line: int) -> int | tuple[int, int, int]:
+    """A truth value of a ``--truth-classes`` row: a grey value (an integer; signed TIFFs may
+    hold negative ones) or a colour (:func:`batchseg.render.parse_colour`: ``#rrggbb`` or
+    ``r g b``, each 0-255)."""
     value = (text or "").strip()
-    try:
-        if value.startswith("#") and len(value) == 7:
-            return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
-        parts = value.split()
-        if len(parts) == 3:
-            r, g, b = (int(p) for p in parts)
-            return (r, g, b)
+    parts = value.split()
+    if value.startswith("#") or len(parts) == 3:
+        try:
+            return parse_colour(parts if len(parts) == 3 else [value])
+        except UsageError as exc:
+            raise UsageError(f"{path}:{line}: value {value!r}: {exc}") from None
+    if _GREY.fullmatch(value):
         return int(value)
-    except ValueError:
-        raise UsageError(
-            f"{path}:{line}: value {value!r} is not an integer, '#rrggbb' or 'r g b'"
-        ) from None
+    raise UsageError(
+        f"{path}:{line}: value {value!r} is not a grey value (an integer), "
+        "'#rrggbb' or 'r g b' (0-255)"
+    )
+
+
+#: A grey truth value: a decimal integer (no blanks inside).
+_GREY = re.compile(r"-?[0-9]{1,12}")
 
 
 #: Store classes that are void unless ``--void`` says otherwise (matched case-insensitively,

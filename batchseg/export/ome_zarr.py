@@ -264,7 +264,7 @@ def _tiled_image(view: Any, image_id: str) -> store.ImageInfo | None:
     For a tiled image this also checks, like :func:`batchseg.store.read_labels`, that the
     image is done (StoreError naming its status and error otherwise).
     """
-    info: store.ImageInfo = view.image(image_id)
+    info: store.ImageInfo = view.locate(image_id)
     if not info.tiled:
         return None
     info.require_done()

@@ -10,6 +10,7 @@ import glob
 import io
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from batchseg.io.formats import IMAGE_SUFFIXES, escape_name, is_zarr
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "ImageRef", "discover", "paused_gc"]
+__all__ = ["IMAGE_SUFFIXES", "ImageRef", "discover", "local_uri", "paused_gc"]
 
 MANIFEST_SUFFIXES = frozenset({".txt", ".csv"})
 _GLOB_CHARS = set("*?[")
@@ -51,15 +52,15 @@ def discover(
     if "://" in source:
         refs = _from_url(source)
     elif is_zarr(source):
-        refs = [ImageRef(Path(source.rstrip("/")).name, os.path.abspath(source))]
+        refs = [ImageRef(Path(source.rstrip("/")).name, local_uri(source))]
     elif any(c in source for c in _GLOB_CHARS) and not os.path.exists(source):
         refs = _from_glob(source, follow_links)
     elif os.path.isdir(source):
-        refs = _from_directory(Path(source), follow_links, skip)
+        refs = _from_directory(Path(local_uri(source)), follow_links, skip)
     elif os.path.isfile(source) and Path(source).suffix.lower() in MANIFEST_SUFFIXES:
         refs = _from_manifest(Path(source))
     elif os.path.isfile(source) and Path(source).suffix.lower() in IMAGE_SUFFIXES:
-        refs = [ImageRef(Path(source).name, os.path.abspath(source))]
+        refs = [ImageRef(Path(source).name, local_uri(source))]
     elif not os.path.exists(source):
         raise InputError(f"input not found: {source}")
     else:
@@ -249,6 +250,7 @@ def _from_glob(pattern: str, follow_links: bool = False) -> list[ImageRef]:
             break
         prefix.append(part)
     base = Path(*prefix) if prefix else Path(".")
+    base_uri = local_uri(str(base))
     top = os.path.realpath(base)
     refs = []
     outside: set[str] = set()
@@ -260,7 +262,8 @@ def _from_glob(pattern: str, follow_links: bool = False) -> list[ImageRef]:
                 if link is not None:
                     outside.add(link)
                     continue
-            refs.append(ImageRef(path.relative_to(base).as_posix(), str(path.absolute())))
+            relative = path.relative_to(base).as_posix()
+            refs.append(ImageRef(relative, _join(base_uri, relative)))
     _log_links(len(outside), str(base))
     return refs
 
@@ -276,7 +279,7 @@ def _link_out(folder: Path, base: Path, top: str) -> str | None:
 
 
 def _from_manifest(manifest: Path) -> list[ImageRef]:
-    folder = manifest.absolute().parent
+    folder = Path(local_uri(str(manifest))).parent
     try:
         if manifest.suffix.lower() == ".csv":
             return list(_read_csv(manifest, folder))
@@ -357,9 +360,35 @@ def _parse_csv(fh: Iterable[str], manifest: str, base: str) -> list[ImageRef]:
 
 
 def _resolve(path: str, folder: str) -> str:
-    if "://" in path or path.startswith("/"):
+    if "://" in path:
         return path
-    return f"{folder}/{path[2:] if path.startswith('./') else path}"
+    if not path.startswith("/"):
+        path = f"{folder}/{path[2:] if path.startswith('./') else path}"
+    if "://" in folder or not _UNTIDY.search(path):
+        return path
+    return local_uri(path)
+
+
+#: What :func:`os.path.normpath` would change in an absolute path: ``.``/``..`` segments, ``//``.
+_UNTIDY = re.compile(r"/\.{1,2}(/|$)|//")
+
+
+def local_uri(path: str) -> str:
+    """The uri stored for a local path: absolute and normalised (``data/../data/a.png`` is
+    ``/cwd/data/a.png``), so one file is one uri however the input was spelled. Where a
+    ``..`` follows a folder link (the OS then resolves it in the link's target) the path is
+    only made absolute: tidying it by its letters would name another file."""
+    absolute = str(Path(path).absolute())
+    tidy = os.path.normpath(absolute)
+    if tidy == absolute or os.path.realpath(tidy) == os.path.realpath(absolute):
+        return tidy
+    return absolute
+
+
+def _join(folder_uri: str, relative: str) -> str:
+    """``folder_uri`` (from :func:`local_uri`) and a relative path below it, as one uri."""
+    uri = f"{folder_uri.rstrip('/')}/{relative}"
+    return local_uri(uri) if _UNTIDY.search(uri) else uri
 
 
 def _deduplicate(refs: list[ImageRef]) -> list[ImageRef]:

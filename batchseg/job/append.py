@@ -24,7 +24,7 @@ from batchseg import store
 from batchseg.core.kinds import Kind
 from batchseg.core.plan import UNREADABLE, Plan, extend_plan
 from batchseg.errors import StoreError
-from batchseg.io.sources import ImageRef
+from batchseg.io.sources import ImageRef, local_uri
 from batchseg.job.fingerprint import describe_difference, fingerprint_pairs, tiling_identity
 from batchseg.job.prepare import PreparedJob, check_tiling
 from batchseg.methods.base import smallest_uint
@@ -79,8 +79,14 @@ def compare(plan: Plan, refs: list[ImageRef]) -> InputChange:
     new = [r for r in refs if r.image_id not in stored]
     seen = {r.image_id for r in refs}
     gone = sorted(i for i in stored if i not in seen)
-    moved = sum(1 for r in refs if stored.get(r.image_id, r.uri) != r.uri)
+    moved = sum(1 for r in refs if not _same_uri(stored.get(r.image_id, r.uri), r.uri))
     return InputChange(len(stored), new, gone, moved)
+
+
+def _same_uri(stored: str, uri: str) -> bool:
+    """Whether a stored uri names ``uri``'s file (one recorded as spelled, ``a/../a/x.png``,
+    by a version that did not normalise local uris, names ``a/x.png``)."""
+    return stored == uri or ("://" not in stored and local_uri(stored) == uri)
 
 
 def refusal(job: PreparedJob, attrs: dict[str, Any], plan: Plan, *, same: bool) -> StoreError:

@@ -12,7 +12,7 @@ from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
 from batchseg.core.plan import Plan
 from batchseg.errors import UsageError
-from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover
+from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover, local_uri
 from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
@@ -52,6 +52,8 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     refs = discover(spec.input, follow_links=spec.follow_links, skip=store_skipper(spec.output))
     fp = fingerprint(refs, method, params, tiling_identity(spec), objects)
     legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
+    if legacy is None:
+        legacy = _recorded_uris(spec, refs, fp, method, params, objects)
     if legacy is not None:
         refs, fp = legacy
     return PreparedJob(spec, method, params, refs, fp, objects)
@@ -95,6 +97,42 @@ def _legacy_manifest_refs(
     if stored in (None, fp) or first is None or first[0] != first[1]:
         return None  # the same job, or a store whose ids are not whole paths
     old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
+    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
+    return (old, old_fp) if old_fp == stored else None
+
+
+def _recorded_uris(
+    spec: JobSpec,
+    refs: list[ImageRef],
+    fp: str,
+    method: Method,
+    params: dict[str, Any],
+    objects: bool,
+) -> tuple[list[ImageRef], str] | None:
+    """A store whose uris were recorded as spelled (``/w/data/../data/a.png``, before local uris
+    were normalised) resumes with its own uris when they name the input's files: the images,
+    method and parameters are the same job. Read only when the fingerprints differ."""
+    if spec.overwrite or "://" in spec.input:
+        return None
+    try:
+        if not store.exists(spec.output):
+            return None
+        root = store.open_group(spec.output, mode="r")
+        stored = store.attributes(root).get("fingerprint")
+        if stored in (None, fp):
+            return None
+        plan = store.load_plan(root)
+    except Exception:  # noqa: BLE001 - unreadable: the run itself reports it
+        return None
+    recorded = {i: u for s in plan.shards for i, u in zip(s.image_ids, s.uris, strict=True)}
+    if len(recorded) != len(refs) or all(recorded.get(r.image_id) == r.uri for r in refs):
+        return None
+    old = []
+    for ref in refs:
+        uri = recorded.get(ref.image_id)
+        if uri is None or "://" in uri or local_uri(uri) != ref.uri:
+            return None
+        old.append(ref._replace(uri=uri))
     old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
     return (old, old_fp) if old_fp == stored else None
 

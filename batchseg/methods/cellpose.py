@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError, one_line
 from batchseg.methods import models
 from batchseg.methods.base import Method, Param, Segmentation
@@ -236,7 +237,7 @@ def _build() -> Method:
 
     method = Method(
         id="cellpose.cyto3",
-        kind="instances",
+        kind=Kind.INSTANCES,
         kernel=kernel,
         description="Cellpose 3 cells (cyto3, nuclei, ... or a model file; batchseg[cellpose])",
         params=PARAMS,

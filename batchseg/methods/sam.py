@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.io.normalise import model_rgb
 from batchseg.methods import models, sam_models
@@ -178,7 +179,7 @@ def _build() -> Method:
 
     method = Method(
         id="sam.automatic",
-        kind="instances",
+        kind=Kind.INSTANCES,
         kernel=kernel,
         description="Segment Anything automatic masks (a sam_vit_b/_l/_h checkpoint; batchseg[sam])",
         params=PARAMS,

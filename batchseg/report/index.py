@@ -1,6 +1,6 @@
 """Finding an image's stored data by id without scanning the catalogue for every image.
 
-``StoreView.image``/``mask``/``uri`` look an id up by reading the whole ``image_id`` column
+``StoreView.locate``/``mask``/``uri`` look an id up by reading the whole ``image_id`` column
 (about 2 s per call on a 10^6-image store, and a picture needs three). :class:`IndexedView`
 reads the catalogue once (:func:`batchseg.store.load_plan`, 3.6 s at 10^6 images), keeps each
 image's bucket, bucket row and uri in arrays, and reads labels through the store's checked
@@ -85,7 +85,7 @@ class IndexedView(StoreView):
         self._index = index
         self._status_of = status_of
 
-    def image(self, image_id: str) -> store.ImageInfo:
+    def locate(self, image_id: str) -> store.ImageInfo:
         status, error = self._status_of(image_id)
         return self._index.info(image_id, status, error)
 
@@ -100,7 +100,7 @@ class IndexedView(StoreView):
 
     def _read(self, image_id: str, level: int = 0, confidence: bool = False) -> np.ndarray:
         """As :func:`batchseg.store.read_labels` (level 0 or a stored pyramid level)."""
-        info = self.image(image_id)
+        info = self.locate(image_id)
         info.require_done()
         assert info.bucket is not None  # a done image has a bucket
         name = str(info.bucket["name"])

@@ -109,7 +109,7 @@ def picture(
     if kind == "confidence":
         conf = _shrink(view.confidence(image_id), size, nearest=True)
         return render.confidence_picture(conf, scale_bar=scale_bar)
-    level = pick_level(view.image(image_id), size)
+    level = pick_level(view.locate(image_id), size)
     labels = None if kind == "source" else view.mask(image_id, level=level)
     hide = [int(h) for h in hidden] if Kind(view.kind).class_map else []
     if kind == "mask":
@@ -140,7 +140,7 @@ def triptych(
     """Thumbnails ``source``, ``mask`` and ``overlay`` of a done image (longest side ``size``),
     from one read of its labels and one decode of its source (the report's gallery); with
     ``truth``, also ``truth`` (its truth labels, colourised as ``mask``)."""
-    level = pick_level(view.image(image_id), size)
+    level = pick_level(view.locate(image_id), size)
     labels = view.mask(image_id, level=level)
     image = _source(view, image_id, level, labels, max_pixels)
     target = _fit(labels.shape, size)
@@ -235,7 +235,7 @@ def _source(
     from batchseg.io.windowed import read_overlay_source
 
     if labels is None:
-        info = view.image(image_id)
+        info = view.locate(image_id)
         if info.bucket is None:  # its header could not be read: there is nothing to show
             info.require_done()
         step = 1 << level

@@ -86,7 +86,7 @@ def truth_labels(view: Any, source: TruthSource, image_id: str) -> np.ndarray | 
     files = match_truth(source.truth, [image_id], source.pattern).files.get(image_id)
     if not files:
         return None
-    info = view.image(image_id)
+    info = view.locate(image_id)
     info.require_done()
     shape = (int(info.bucket["height"]), int(info.bucket["width"]))
     truth = _read(files[0], shape)

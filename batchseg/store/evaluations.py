@@ -73,6 +73,32 @@ def write_evaluation(
         del subgroup(root, EVALUATIONS)[old]
 
 
+def delete_evaluation(path: str, name: str) -> dict[str, Any]:
+    """Remove evaluation ``name`` (its per-image columns and dataset result) under the store's
+    lock and return its stored entry; UsageError, with the names there are, when the store has
+    no such evaluation. The entry goes first (one attribute write), then its node."""
+    from batchseg.errors import UsageError
+    from batchseg.store.lock import store_lock
+    from batchseg.store.read import open_group
+    from batchseg.words import did_you_mean
+
+    with store_lock(path):
+        root = open_group(path, mode="r+")
+        found = evaluations(root)
+        if name not in found:
+            have = ", ".join(repr(k) for k in sorted(found)) or "none"
+            raise UsageError(
+                f"{path} has no evaluation {name!r}{did_you_mean(name, found, stems=False)} "
+                f"(evaluations: {have})"
+            )
+        entry = found.pop(name)
+        update_attributes(root, **{KEY: found})
+        node = entry.get("node")
+        if node and EVALUATIONS in root and node in subgroup(root, EVALUATIONS):
+            del subgroup(root, EVALUATIONS)[node]
+    return entry
+
+
 def evaluation_columns(root: zarr.Group, attrs: Mapping[str, Any] | None = None) -> list[str]:
     """Every per-image evaluation column (``<name>_<metric>``), in name order."""
     found = evaluations(root, attrs)

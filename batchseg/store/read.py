@@ -7,7 +7,9 @@ as zeros) and turns a checksum or decoding failure into a :class:`StoreError` na
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from batchseg.core.kinds import Kind
 from batchseg.core.meta import StoreMeta
 from batchseg.core.plan import Bucket, Plan, Shard
 from batchseg.errors import StoreError
-from batchseg.store.array_meta import META_KEY, digest
+from batchseg.store.array_meta import META_KEY, problem
 from batchseg.store.layout import (
     ATTRS_KEY,
     CATALOGUE,
@@ -55,6 +57,7 @@ def array(group: zarr.Group, name: str) -> zarr.Array:
 def read_array(group: zarr.Group, name: str, selection: Any = ..., dtype: Any = None) -> np.ndarray:
     """``selection`` of the array ``name`` as a NumPy array (0-d for a single element)."""
     arr = array(group, name)
+    _check_rows_array(group, arr)
     try:
         return np.asarray(arr[selection], dtype=dtype)
     except (ValueError, RuntimeError) as exc:  # checksum or decoding failure
@@ -430,13 +433,43 @@ def metadata_problem(root: zarr.Group, arr: zarr.Array) -> str | None:
     """How ``arr``'s metadata differs from the store's record, None when it matches (or the
     store records none for it: older stores, see :mod:`batchseg.store.array_meta`)."""
     known = attributes(root).get(META_KEY)
-    want = known.get(arr.path) if isinstance(known, Mapping) else None
-    if want is None or digest(arr) == want:
+    return _problem(arr, known.get(arr.path) if isinstance(known, Mapping) else None)
+
+
+def _problem(arr: zarr.Array, want: Any) -> str | None:
+    found = None if want is None else problem(arr, want)
+    if found is None:
         return None
-    return (
-        f"the metadata (zarr.json) of store array {arr.path!r} is not what the store recorded "
-        f"(data type {arr.metadata.to_dict().get('data_type')}, chunking or codecs edited)"
-    )
+    return f"the metadata (zarr.json) of store array {arr.path!r} is not what the store recorded ({found})"
+
+
+#: Catalogue and statistics arrays compared with the record, per open store object:
+#: ``id(store) -> (the record, paths compared)``; an entry goes when its store does.
+_COMPARED: dict[int, tuple[Mapping[str, Any], set[str]]] = {}
+
+
+def _check_rows_array(group: zarr.Group, arr: zarr.Array) -> None:
+    """Compare a catalogue or statistics array with the record, once per array per open store
+    (a catalogue whose ``zarr.json`` was cut short would read as fewer images)."""
+    if arr.path != STATS and not arr.path.startswith(f"{CATALOGUE}/"):
+        return
+    key = id(arr.store)
+    cached = _COMPARED.get(key)
+    if cached is None:
+        root = group if not group.path else zarr.open_group(store=arr.store, mode="r")
+        attrs = root.attrs.get(ATTRS_KEY)
+        known = attrs.get(META_KEY) if isinstance(attrs, Mapping) else None
+        cached = (known if isinstance(known, Mapping) else {}, set())
+        with contextlib.suppress(TypeError):  # a store that cannot be watched: not cached
+            weakref.finalize(arr.store, _COMPARED.pop, key, None)
+            _COMPARED[key] = cached
+    known, compared = cached
+    if arr.path in compared:
+        return
+    found = _problem(arr, known.get(arr.path))
+    if found is not None:
+        raise StoreError(f"{found}; it would read wrong (batchseg verify lists every such array)")
+    compared.add(arr.path)
 
 
 def recorded_array(root: zarr.Group, node: str) -> zarr.Array:

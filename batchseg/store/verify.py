@@ -115,6 +115,13 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     root = open_group(path, mode="r+" if mark else "r")
     attrs = attributes(root)
     S = int(attrs["shard_size"])
+    metadata = _metadata(root)
+    rows_edited = [p for p in metadata if p == STATS or p.startswith(f"{CATALOGUE}/")]
+    if rows_edited:  # every check reads them: nothing can be checked, nothing marked
+        raise StoreError(
+            f"{path}: the metadata (zarr.json) of {', '.join(rows_edited)} is not what the "
+            "store recorded; restore it (its rows would read wrong)"
+        )
     cat = subgroup(root, CATALOGUE)
     published = slice(0, published_rows(attrs))  # not the rows of an unfinished append
     bucket = read_array(cat, "bucket", published)
@@ -128,7 +135,6 @@ def verify(path: str, *, mark: bool = True) -> VerifyReport:
     done = real & (raw == DONE)
     checked = int(done.sum())
     stats = _stats(root, S, len(bucket), done, found)
-    metadata = _metadata(root)
     for b in attrs["buckets"]:
         rows = np.flatnonzero(done & (bucket == int(b["index"])))
         rows = np.asarray([r for r in rows if int(r) not in found], dtype=np.int64)

@@ -185,6 +185,6 @@ def test_indexed_reads_equal_the_store_view(objects_store: Path) -> None:
     for image_id in plain.query("status == 'done'")["image_id"]:
         np.testing.assert_array_equal(indexed.mask(image_id), plain.mask(image_id))
         assert indexed.uri(image_id) == plain.uri(image_id)
-        assert indexed.image(image_id).bucket_row == plain.image(image_id).bucket_row
+        assert indexed.locate(image_id).bucket_row == plain.locate(image_id).bucket_row
     with pytest.raises(batchseg.errors.StoreError, match="failed"):
         indexed.mask(BROKEN)

@@ -248,7 +248,7 @@ def test_verify_then_rerun_repairs_lost_and_edited_rows(collection, tmp_path, cl
     masks = {i: view.mask(i) for i in ids}
     root = zarr.open_group(str(out), mode="r")
     victim = ids[0]
-    info = view.image(victim)
+    info = view.locate(victim)
     bucket = info.bucket["name"]
     shard = info.bucket_row // info.bucket["shard_size"]
     lost = out / "labels" / bucket / "c" / str(shard) / "0" / "0"
