@@ -1,7 +1,7 @@
 """batchseg: segment whole image collections with Dask into a queryable Zarr v3 store.
 
 The public Python API is :data:`__all__`: :func:`run`, :func:`evaluate`, :func:`panoptic` and
-:func:`import_labels` run jobs (:mod:`batchseg.api_jobs`), :func:`open` reads a store
+:func:`import_labels` run jobs (:mod:`batchseg.api_jobs`, :mod:`batchseg.api_stores`), :func:`open` reads a store
 (:mod:`batchseg.api`), and their results are frozen dataclasses (:mod:`batchseg.results`);
 :func:`method` declares a function as a segmentation method (:mod:`batchseg.methods.function`).
 Each name is imported on first
@@ -22,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from batchseg.api import StoreView, open
-    from batchseg.api_jobs import delete_evaluation, evaluate, import_labels, panoptic, run
+    from batchseg.api_jobs import evaluate, panoptic, run
+    from batchseg.api_stores import delete_evaluation, import_labels
     from batchseg.methods.function import method
     from batchseg.results import EvaluationResult, ImageFailure, ImageRecord, RunResult
 
-_JOBS = ("run", "evaluate", "panoptic", "import_labels", "delete_evaluation")
+_JOBS = ("run", "evaluate", "panoptic")
+_STORE_JOBS = ("import_labels", "delete_evaluation")
 _VIEWS = ("open", "StoreView")
 _RESULTS = ("RunResult", "EvaluationResult", "ImageFailure", "ImageRecord")
 
@@ -37,6 +39,10 @@ def __getattr__(name: str) -> Any:
         from batchseg import api_jobs
 
         return getattr(api_jobs, name)
+    if name in _STORE_JOBS:
+        from batchseg import api_stores
+
+        return getattr(api_stores, name)
     if name in _VIEWS:
         from batchseg import api
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,60 +20,11 @@ from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.core.meta import StoreMeta
 from batchseg.errors import ImageError, QueryError, StoreError
 from batchseg.query import Selection, select
-from batchseg.results import ImageRecord
+from batchseg.results import Failure, ImageRecord, StatusReport, Summary
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
 from batchseg.store.evaluations import evaluations as store_evaluations
 
 __all__ = ["Failure", "ImageRecord", "StatusReport", "StoreView", "Summary", "open"]
-
-
-class Failure(TypedDict):
-    """One failed image of :meth:`StoreView.status`."""
-
-    image_id: str
-    error: str
-
-
-class StatusReport(TypedDict):
-    """What :meth:`StoreView.status` returns (``batchseg status --json`` prints it as is)."""
-
-    store: str
-    images: int
-    done: int
-    failed: int
-    pending: int
-    damaged: int
-    failures: list[Failure]
-    damaged_images: list[str]
-    #: stored images that the input of the last ``run --append`` no longer listed (kept)
-    gone_at_last_append: NotRequired[int]
-
-
-class Summary(TypedDict):
-    """What :meth:`StoreView.summary` returns (``batchseg stats --json`` prints it as is).
-
-    ``classes`` and ``mean_confidence`` are there for class maps, ``regions`` for region
-    labels, ``last_run_images_per_second`` once a run finished.
-    """
-
-    store: str
-    method: str
-    params: dict[str, Any]
-    images: int
-    done: int
-    failed: int
-    pending: int
-    damaged: int
-    pixels: int
-    shapes: int
-    classes: NotRequired[dict[str, dict[str, Any]]]
-    mean_confidence: NotRequired[float | None]
-    regions: NotRequired[dict[str, Any]]
-    seconds_per_image: NotRequired[dict[str, float] | None]
-    runs: NotRequired[list[dict[str, Any]]]
-    last_run_images_per_second: NotRequired[float]
-    #: stored evaluations by name: their dataset values (no confusion matrix; see evaluations())
-    evaluations: NotRequired[dict[str, dict[str, Any]]]
 
 
 class StoreView:

@@ -1,5 +1,5 @@
-"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic`,
-:func:`import_labels` (and removes a stored evaluation: :func:`delete_evaluation`).
+"""Python API that runs jobs: :func:`run`, :func:`evaluate`, :func:`panoptic` (label maps
+imported and evaluations deleted: :mod:`batchseg.api_stores`).
 
 Each takes the options of its CLI command as typed keyword arguments (named like the flags
 and the job-spec keys), raises the exceptions of :mod:`batchseg.errors` and returns a frozen
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from batchseg.cluster.settings import ClusterSettings
     from batchseg.job.run import JobResult
 
-__all__ = ["ProgressCallback", "delete_evaluation", "evaluate", "import_labels", "panoptic", "run"]
+__all__ = ["ProgressCallback", "evaluate", "panoptic", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -322,25 +322,6 @@ def evaluate(
     )
 
 
-def delete_evaluation(store: PathLike, name: str) -> None:
-    """Remove the stored evaluation ``name`` of ``store`` (``batchseg evaluate STORE --delete
-    NAME``): its per-image columns and its dataset result, under the store's lock; labels,
-    statistics and other evaluations are untouched.
-
-    Raises
-    ------
-    UsageError
-        The store has no evaluation ``name`` (the message lists those it has).
-    StoreError
-        ``store`` is not a batchseg store, or another launcher holds its lock.
-    """
-    from batchseg.store.evaluations import delete_evaluation as delete
-
-    path = os.fspath(store)
-    delete(path, name)
-    log.info("%s: deleted evaluation %r", path, name)
-
-
 def panoptic(
     *,
     semantic: PathLike,
@@ -452,53 +433,6 @@ def _cluster_settings(cluster_spec: PathLike | None, **options: Any) -> ClusterS
     from batchseg.cluster.settings import load_cluster_settings
 
     return load_cluster_settings(_text(cluster_spec), options)
-
-
-def import_labels(
-    labels: PathLike,
-    *,
-    images: PathLike,
-    output: PathLike,
-    kind: str,
-    classes: PathLike | None = None,
-    pattern: str | None = None,
-    **options: Any,
-) -> RunResult:
-    """Build a store of ``kind`` from label images another tool wrote (or annotations).
-
-    The Python form of ``batchseg import``: a run of the method ``import.<kind>`` whose
-    "segmentation" of each image of ``images`` is its partner file in ``labels`` (same
-    relative path, any image suffix; or ``pattern``, e.g. ``"{stem}_mask.png"``), with
-    statistics and object tables as a segmentation store of that kind. A missing, unreadable
-    or differently sized partner fails that image alone. ``kind``: ``regions``, ``classes``
-    (``classes``: a CSV ``value,class`` of grey values or colours) or ``instances``.
-    ``options`` are :func:`run`'s (``workers``, ``overwrite``, ``shard_size``, ...).
-
-    Examples
-    --------
-    The 0/1 label images of ``truth/`` (``truth/a.png`` for ``photos/a.png``) as a class-map
-    store, and :func:`run`'s store scored against it:
-
-    >>> import batchseg
-    >>> from pathlib import Path
-    >>> _ = Path("classes.csv").write_text("value,class\\n0,background\\n1,foreground\\n")
-    >>> made = batchseg.import_labels(
-    ...     "truth", images="photos", output="truth.zarr", kind="classes",
-    ...     classes="classes.csv", workers=1,
-    ... )
-    >>> (made.done, made.failed, batchseg.open("truth.zarr").attrs["method"]["id"])
-    (4, 0, 'import.classes')
-    >>> batchseg.evaluate("photos.zarr", truth_store="truth.zarr", name="pair").images_scored
-    4
-    """
-    from batchseg.job.labels_import import import_params
-
-    bad = sorted(set(options) & {"method", "params", "pre", "input", "tile_threshold"})
-    if bad:
-        raise UsageError(f"import_labels() takes no {bad[0]!r}")
-    method, params = import_params(_text(labels) or "", kind, _text(classes), pattern)
-    # never tiled: a label file is read whole, as the image is
-    return run(images, method=method, output=output, params=params, tile_threshold=0, **options)
 
 
 def _text(value: PathLike | None) -> str | None:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 __all__ = [
     "EXIT_INCOMPLETE",
     "EXIT_OK",
-    "MAX_FAILURES",
     "EvaluationResult",
+    "Failure",
     "ImageFailure",
     "ImageRecord",
+    "MAX_FAILURES",
     "RunResult",
+    "StatusReport",
+    "Summary",
 ]
 
 #: Exit code of a finished job whose every image is done (or scored).
@@ -140,3 +143,52 @@ class ImageRecord:
     height: int | None
     width: int | None
     tiled: bool
+
+
+class Failure(TypedDict):
+    """One failed image of :meth:`StoreView.status`."""
+
+    image_id: str
+    error: str
+
+
+class StatusReport(TypedDict):
+    """What :meth:`StoreView.status` returns (``batchseg status --json`` prints it as is)."""
+
+    store: str
+    images: int
+    done: int
+    failed: int
+    pending: int
+    damaged: int
+    failures: list[Failure]
+    damaged_images: list[str]
+    #: stored images that the input of the last ``run --append`` no longer listed (kept)
+    gone_at_last_append: NotRequired[int]
+
+
+class Summary(TypedDict):
+    """What :meth:`StoreView.summary` returns (``batchseg stats --json`` prints it as is).
+
+    ``classes`` and ``mean_confidence`` are there for class maps, ``regions`` for region
+    labels, ``last_run_images_per_second`` once a run finished.
+    """
+
+    store: str
+    method: str
+    params: dict[str, Any]
+    images: int
+    done: int
+    failed: int
+    pending: int
+    damaged: int
+    pixels: int
+    shapes: int
+    classes: NotRequired[dict[str, dict[str, Any]]]
+    mean_confidence: NotRequired[float | None]
+    regions: NotRequired[dict[str, Any]]
+    seconds_per_image: NotRequired[dict[str, float] | None]
+    runs: NotRequired[list[dict[str, Any]]]
+    last_run_images_per_second: NotRequired[float]
+    #: stored evaluations by name: their dataset values (no confusion matrix; see evaluations())
+    evaluations: NotRequired[dict[str, dict[str, Any]]]

@@ -72,7 +72,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
 )
 #: Top-level modules that belong to a package's unit (until they move into it).
-UNIT_OF = {"api_jobs": "api", "results": "api"}
+UNIT_OF = {"api_jobs": "api", "api_stores": "api", "results": "api"}
 #: The one module that connects to a cluster, and the package that builds clients and clusters.
 CONNECT_HOME = "batchseg.engine.runner"
 CLUSTER_HOME = "batchseg.cluster"

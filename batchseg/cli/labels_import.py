@@ -70,10 +70,10 @@ def import_labels(
 
 
 def _import(labels: str, options: dict[str, Any]) -> int:
-    from batchseg import api_jobs
+    from batchseg import api_stores
 
     with progress_reporter("importing") as on_progress:
-        result = api_jobs.import_labels(labels, **options, on_progress=on_progress)
+        result = api_stores.import_labels(labels, **options, on_progress=on_progress)
     counts = (
         f"{result.done} done, {result.failed} failed, {result.pending} pending "
         f"of {plural(result.images, 'image')}"
