@@ -202,8 +202,9 @@ def test_evaluate_is_the_function_after_the_subpackage_is_imported() -> None:
     assert job.evaluate_store is not None
     assert batchseg.evaluate is api_jobs.evaluate
     assert sorted(batchseg.__all__) == sorted(
-        ["EvaluationResult", "ImageFailure", "RunResult", "StoreView", "__version__",
-         "evaluate", "import_labels", "open", "panoptic", "run"]
+        ["EvaluationResult", "ImageFailure", "ImageRecord", "RunResult", "StoreView",
+         "__version__", "delete_evaluation", "evaluate", "import_labels", "method", "open",
+         "panoptic", "run"]
     )  # fmt: skip
     assert all(getattr(batchseg, name) is not None for name in batchseg.__all__)
 

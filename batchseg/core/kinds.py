@@ -19,6 +19,10 @@ class Kind(StrEnum):
     INSTANCES = "instances"  #: ids of instances, each with a class (and a score)
     PANOPTIC = "panoptic"  #: ids of segments, things and stuff (a panoptic merge)
 
+    def __repr__(self) -> str:
+        """Shown as its name (``'classes'``), as the string it equals."""
+        return repr(self.value)
+
     @classmethod
     def parse(cls, value: object, *, what: str = "output kind") -> Kind:
         """The member named ``value``; one line naming the known kinds otherwise."""

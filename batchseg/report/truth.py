@@ -113,12 +113,12 @@ def _stored_truth(view: Any, source: TruthSource, image_id: str) -> np.ndarray |
 
     other = open_store(source.truth)
     try:
-        found = other.image(image_id)
+        found = other.locate(image_id)
     except StoreError:
         return None
     if found.status != DONE:
         return None
-    info = view.image(image_id)
+    info = view.locate(image_id)
     info.require_done()
     truth = other.mask(image_id)
     if truth.shape != (int(info.bucket["height"]), int(info.bucket["width"])):

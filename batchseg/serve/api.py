@@ -153,7 +153,7 @@ def query(state: StoreState, request: Request) -> Response:
     chosen = Selection(
         q.get("where"), q.get("columns"), q.get("sort"), q.getlist("id"), limit, offset
     )
-    plan = chosen.plan(state.view.columns())
+    plan = chosen.plan(state.columns())
     selection = plan.apply(state.frame(plan.read))
     return JSONResponse(
         {
@@ -175,7 +175,7 @@ def _known(state: StoreState, image_id: str) -> str:
 def image_row(state: StoreState, image_id: str) -> Response:
     """Every column of one image's row."""
     _known(state, image_id)
-    plan = Selection(columns="*").plan(state.view.columns())
+    plan = Selection(columns="*").plan(state.columns())
     frame = state.frame(plan.read)
     selection = plan.apply(frame.iloc[[state.row(image_id) or 0]])
     return JSONResponse(state.public(selection.records()[0], keep="image_id"))

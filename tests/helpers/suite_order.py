@@ -17,6 +17,8 @@ TORCH_FILES = (
     "tests/engine/tiled/test_tiled_semantic.py",
     "tests/methods/test_preflight.py",
     "tests/methods/test_param_validation.py",
+    "tests/methods/test_cellpose.py",
+    "tests/methods/test_sam.py",
 )
 
 #: The slowest test files (tens of seconds each on the 2-core machine; ``make test`` prints the

@@ -33,7 +33,7 @@ def test_every_consumer_agrees(image: np.ndarray) -> None:
     expected = np.rint(unit * 255).astype(np.uint8)
     np.testing.assert_array_equal(display_rgb(image)[..., 1], expected)
     labels = np.zeros(image.shape, dtype=np.uint8)
-    np.testing.assert_array_equal(overlay(image, labels)[..., 2], expected)
+    np.testing.assert_array_equal(overlay(image, labels, hidden=(0,))[..., 2], expected)
 
 
 def test_int32_is_scaled_as_16_bit_everywhere() -> None:
@@ -42,6 +42,6 @@ def test_int32_is_scaled_as_16_bit_everywhere() -> None:
     assert to_grey(image).max() == 1.0
     assert model_rgb(image).max() == pytest.approx(1.0)
     assert display_rgb(image).max() == 255
-    assert overlay(image, np.zeros((2, 2), dtype=np.uint8)).max() == 255
+    assert overlay(image, np.zeros((2, 2), dtype=np.uint8), hidden=(0,)).max() == 255
     negative = np.full((2, 2), -5, dtype=np.int32)
     assert to_grey(negative).max() == 0.0 and display_rgb(negative).max() == 0
