@@ -181,8 +181,9 @@ def test_query_defaults_sort_ids_and_integers(stores):
     path = stores["clean"]
     table = run_cli("query", path, "-w", "pixels_foreground > 0", "--sort", "-pixels_foreground")
     assert table.exit_code == 0, table.output
-    head = "".join(table.stdout.splitlines()[:4])
-    assert "image_id" in head and "status" in head and "pixels_fore" in head
+    lines = table.stdout.splitlines()
+    head = "".join(lines[: next(i for i, line in enumerate(lines) if line.startswith("┡"))])
+    assert "image_id" in head and "status" in head and "pixels_" in head  # headers break at _
     assert "error" not in head and "uri" not in head  # a few key columns, not all
     rows = json.loads(
         run_cli(
