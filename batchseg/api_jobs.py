@@ -282,17 +282,7 @@ def evaluate(
         raise UsageError(f"--ignore takes integer truth values, got {ignore!r}")
     if not 1 <= max_pixels <= 1 << 40:
         raise UsageError(f"--max-pixels must be in [1, 2^40], got {max_pixels}")
-    settings = _cluster_settings(
-        cluster_spec,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        gpus=gpus,
-        scheduler=scheduler,
-        cluster=cluster,
-        tls_ca_file=_text(tls_ca_file),
-        tls_cert=_text(tls_cert),
-        tls_key=_text(tls_key),
-    )
+    settings = _cluster_settings(cluster_spec, locals())
     path = _text(store) or ""
     options = EvalOptions(
         truth=_text(truth) or "",
@@ -399,17 +389,7 @@ def panoptic(
     from batchseg.job.panoptic import PanopticSpec, run_panoptic
 
     started = time.perf_counter()
-    settings = _cluster_settings(
-        cluster_spec,
-        workers=workers,
-        threads_per_worker=threads_per_worker,
-        gpus=gpus,
-        scheduler=scheduler,
-        cluster=cluster,
-        tls_ca_file=_text(tls_ca_file),
-        tls_cert=_text(tls_cert),
-        tls_key=_text(tls_key),
-    )
+    settings = _cluster_settings(cluster_spec, locals())
     spec = PanopticSpec(
         semantic=_text(semantic) or "",
         instances=_text(instances) or "",
@@ -428,10 +408,15 @@ def panoptic(
     return _run_result(job, time.perf_counter() - started)
 
 
-def _cluster_settings(cluster_spec: PathLike | None, **options: Any) -> ClusterSettings:
-    """Where the workers come from: ``options`` (None: not given) over ``cluster_spec``."""
-    from batchseg.cluster.settings import load_cluster_settings
+def _cluster_settings(
+    cluster_spec: PathLike | None, arguments: Mapping[str, Any]
+) -> ClusterSettings:
+    """Where the workers come from: the cluster keywords among a call's ``arguments`` (None:
+    not given) over ``cluster_spec``."""
+    from batchseg.cluster.settings import CLUSTER_KEYS, TLS_KEYS, load_cluster_settings
 
+    options = {key: arguments[key] for key in CLUSTER_KEYS}
+    options.update({key: _text(options[key]) for key in TLS_KEYS})
     return load_cluster_settings(_text(cluster_spec), options)
 
 

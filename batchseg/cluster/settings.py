@@ -91,16 +91,21 @@ def load_cluster_settings(
     if path is None:
         return cluster_settings({}, overrides)
     file = Path(path)
+    data = read_toml(file, "cluster spec")
+    return cluster_settings(relative_to(data, file.absolute().parent), overrides, source=str(file))
+
+
+def read_toml(file: Path, what: str) -> dict[str, Any]:
+    """The TOML file ``file`` (a ``what``: "job spec", "cluster spec"); one-line UsageErrors."""
     try:
         with open(file, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise UsageError(f"cluster spec not found: {file}") from None
+        raise UsageError(f"{what} not found: {file}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cluster spec {file} is not valid TOML: {exc}") from None
+        raise UsageError(f"{what} {file} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"cannot read cluster spec {file}: {exc.strerror or exc}") from None
-    return cluster_settings(relative_to(data, file.absolute().parent), overrides, source=str(file))
+        raise UsageError(f"cannot read {what} {file}: {exc.strerror or exc}") from None
 
 
 def relative_to(data: dict[str, Any], folder: Path, keys: tuple[str, ...] = TLS_KEYS) -> dict:

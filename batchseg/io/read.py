@@ -32,7 +32,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -395,6 +395,12 @@ def read_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndar
         height, width = source.shape
         check_pixels(height, width, max_pixels)
         return np.ascontiguousarray(source.read(0, height, 0, width))
+    return _decode_file(uri, max_pixels)
+
+
+def _decode_file(uri: str, max_pixels: int | None, *convert: Any) -> np.ndarray:
+    """Decode the regular file ``uri`` by its magic bytes: TIFF, PNG (libpng fast path) or
+    Pillow (``convert``: Pillow's image to array, default the pixel normaliser's)."""
     with open_binary(uri) as fh:
         head = sniff(fh)
         if head[:4] in TIFF_MAGIC:
@@ -404,24 +410,14 @@ def read_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndar
             if fast is not None:
                 return fast
         with _pil_open(fh) as img:
-            return _pil_decode(img, max_pixels, fh)
+            return _pil_decode(img, max_pixels, fh, *convert)
 
 
 def read_label_image(uri: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A label image (ground truth) with the checks of :func:`read_image` (regular files only,
     size from the header before any decoding, incomplete data fails) and its values as stored:
     palette indices stay indices, 1-bit images are 0/1, alpha is dropped."""
-    uri = os.fspath(uri)
-    with open_binary(uri) as fh:
-        head = sniff(fh)
-        if head[:4] in TIFF_MAGIC:
-            return _tiff_decode(fh, max_pixels)
-        if head[:8] == PNG_SIGNATURE:
-            fast = _fast_png(fh, max_pixels)
-            if fast is not None:
-                return fast
-        with _pil_open(fh) as img:
-            return _pil_decode(img, max_pixels, fh, _label_array)
+    return _decode_file(os.fspath(uri), max_pixels, _label_array)
 
 
 def _fast_png(fh: IO[bytes], max_pixels: int | None) -> np.ndarray | None:

@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from batchseg.cluster.settings import (
     TLS_KEYS,
     ClusterSettings,
     check_tls_together,
+    read_toml,
     resolve_cluster,
 )
 from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
@@ -140,15 +140,7 @@ SPEC_RANGES: dict[str, tuple[int, int]] = {
 def load_spec(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> JobSpec:
     """Read a TOML job spec; relative paths are taken from the spec file's folder."""
     spec_path = Path(path)
-    try:
-        with open(spec_path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"job spec not found: {spec_path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"job spec {spec_path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read job spec {spec_path}: {exc.strerror or exc}") from None
+    data = read_toml(spec_path, "job spec")
     folder = spec_path.absolute().parent
     data = _lift_param_keys(data, str(spec_path))
     for key in _PATH_KEYS:
