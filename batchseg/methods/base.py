@@ -299,6 +299,19 @@ class Method:
         return self.kernel(image, **params)
 
 
+def one_image_kernel(runner_for: Callable[[dict[str, Any]], Any]) -> Callable[..., np.ndarray]:
+    """The per-image kernel of a batched method: one image through ``runner_for(params)``'s
+    ``segment_batch``; the image's failure is raised, its labels returned."""
+
+    def kernel(image: np.ndarray, **params: Any) -> np.ndarray:
+        result = runner_for(params).segment_batch([image])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result.labels
+
+    return kernel
+
+
 def smallest_uint(top: int) -> np.dtype:
     """Smallest unsigned integer dtype whose range includes ``top``."""
     for dt in (np.uint8, np.uint16, np.uint32):

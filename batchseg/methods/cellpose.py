@@ -23,7 +23,7 @@ import numpy as np
 from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError, one_line
 from batchseg.methods import models
-from batchseg.methods.base import Method, Param, Segmentation
+from batchseg.methods.base import Method, Param, Segmentation, one_image_kernel
 from batchseg.methods.library_masks import renumbered, segmentation
 from batchseg.methods.semantic import DEVICES
 
@@ -229,11 +229,7 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
 def _build() -> Method:
     holder: dict[str, Method] = {}
 
-    def kernel(image: np.ndarray, **kw: Any) -> np.ndarray:
-        result = _make_runner(holder["m"], kw).segment_batch([image])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result.labels
+    kernel = one_image_kernel(lambda kw: _make_runner(holder["m"], kw))
 
     method = Method(
         id="cellpose.cyto3",

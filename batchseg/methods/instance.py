@@ -29,11 +29,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from batchseg.core.kinds import Kind
 from batchseg.methods import instance_models, models
-from batchseg.methods.base import Method, Param
+from batchseg.methods.base import Method, Param, one_image_kernel
 from batchseg.methods.instance_models import DetectorConfig, InstanceRunner
 from batchseg.methods.semantic import DEVICES, PRECISIONS
 
@@ -253,11 +251,7 @@ def _make_runner(method: Method, raw: Mapping[str, Any]) -> InstanceRunner:
 def _build(builder: str) -> Method:
     holder: dict[str, Method] = {}
 
-    def kernel(image: np.ndarray, **kw: Any) -> np.ndarray:
-        result = _make_runner(holder["m"], kw).segment_batch([image])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result.labels
+    kernel = one_image_kernel(lambda kw: _make_runner(holder["m"], kw))
 
     method = Method(
         id=f"torchvision.{builder}",

@@ -24,7 +24,7 @@ from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.io.normalise import model_rgb
 from batchseg.methods import models, sam_models
-from batchseg.methods.base import Method, Param, Segmentation
+from batchseg.methods.base import Method, Param, Segmentation, one_image_kernel
 from batchseg.methods.library_masks import paint_by_score, segmentation
 from batchseg.methods.semantic import DEVICES
 
@@ -171,11 +171,7 @@ def _prepare(method: Method, params: Mapping[str, Any], local_workers: bool = Tr
 def _build() -> Method:
     holder: dict[str, Method] = {}
 
-    def kernel(image: np.ndarray, **kw: Any) -> np.ndarray:
-        result = _make_runner(holder["m"], kw).segment_batch([image])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result.labels
+    kernel = one_image_kernel(lambda kw: _make_runner(holder["m"], kw))
 
     method = Method(
         id="sam.automatic",

@@ -14,12 +14,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from batchseg.core.kinds import Kind
 from batchseg.errors import UsageError
 from batchseg.methods import models
-from batchseg.methods.base import Method, Param
+from batchseg.methods.base import Method, Param, one_image_kernel
 from batchseg.methods.inference import SemanticRunner
 from batchseg.methods.tiled import SEMANTIC
 
@@ -271,11 +269,7 @@ def _make_runner(method: Method, raw: Mapping[str, Any]) -> SemanticRunner:
 def _build(method_id: str, description: str, params: tuple[Param, ...], **extra: Any) -> Method:
     holder: dict[str, Method] = {}
 
-    def kernel(image: np.ndarray, **kw: Any) -> np.ndarray:
-        result = _make_runner(holder["m"], kw).segment_batch([image])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result.labels
+    kernel = one_image_kernel(lambda kw: _make_runner(holder["m"], kw))
 
     method = Method(
         id=method_id,
