@@ -93,9 +93,9 @@ def test_registered_methods():
     for m in semantic.METHODS:
         assert m.family == "semantic" and m.kind == "classes" and m.has_confidence
         assert m.make_runner is not None
-    from batchseg.methods.registry import _REGISTRY
+    from batchseg.methods.registry import get_method
 
-    assert all(_REGISTRY[i] is method_by_id(i) for i in ids)
+    assert all(get_method(i) is method_by_id(i) for i in ids)  # loads the registry if needed
 
 
 def test_import_does_not_import_torch():
