@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: install demo test test-all bench lint clean docs docs-install docs-test
+.PHONY: install demo test test-system test-all bench lint clean docs docs-install docs-test
 
 $(BIN)/batchseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,12 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: install
-	$(PYTEST) -m "not slow and not gpu and not docs_slow" --durations=25
+	$(PYTEST) -m "not slow and not gpu and not docs_slow and not system" --durations=25
+
+# The whole-system tests (a real SLURM, killed launchers and workers, an S3 server, Ctrl-C):
+# minutes of process start-up and waiting, run by CI after make test.
+test-system: install
+	$(PYTEST) -m "system and not slow and not gpu" --durations=10
 
 test-all: install
 	$(PYTEST)

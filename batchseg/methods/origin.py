@@ -7,7 +7,9 @@ fingerprint, so a changed function is another job on resume.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
@@ -62,7 +64,7 @@ def distribution_of(module: str) -> tuple[str, str | None]:
     module's own top-level name and None where no installed distribution provides it (a
     folder on PYTHONPATH)."""
     top = module.split(".", 1)[0]
-    names = metadata.packages_distributions().get(top) or []
+    names = _providers(tuple(sys.path)).get(top) or []
     if not names:
         return top, None
     name = names[0]
@@ -70,6 +72,32 @@ def distribution_of(module: str) -> tuple[str, str | None]:
         return name, metadata.version(name)
     except metadata.PackageNotFoundError:  # pragma: no cover - metadata gone since listing
         return name, None
+
+
+@functools.lru_cache(maxsize=4)
+def _providers(path: tuple[str, ...]) -> dict[str, list[str]]:
+    """Top-level import names -> the distributions on ``path`` that provide them, as
+    :func:`importlib.metadata.packages_distributions` finds them, but from the raw RECORD
+    text: the standard function builds a path object per installed file (half a million in
+    an environment with torch), about 0.7 s a call where this takes a third of it, once per
+    ``sys.path``."""
+    found: dict[str, list[str]] = {}
+    for dist in metadata.distributions(path=list(path)):
+        tops = set((dist.read_text("top_level.txt") or "").split()) or _record_tops(dist)
+        for top in tops:
+            found.setdefault(top, []).append(dist.metadata["Name"])
+    return found
+
+
+def _record_tops(dist: metadata.Distribution) -> set[str]:
+    """The top-level names of the Python files a distribution installs, from its RECORD."""
+    tops = set()
+    for line in (dist.read_text("RECORD") or "").splitlines():
+        path = line.split(",", 1)[0]
+        if path.endswith(".py"):
+            head, sep, _ = path.partition("/")
+            tops.add(head if sep else head[: -len(".py")])
+    return tops
 
 
 def source_hash(module: ModuleType) -> str:

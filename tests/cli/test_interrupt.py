@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers.cli import run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 #: Thumbnails of the demo collection: on one worker about 10 s of SLIC, so Ctrl-C after the first
 #: stored shard always lands mid-run.

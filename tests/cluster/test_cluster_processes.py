@@ -14,7 +14,7 @@ from batchseg.io import read as readers
 from batchseg.methods import get_method
 from tests.helpers.clusters import dask_processes_cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from tests.helpers.slurm_cluster import (
 )
 from tests.helpers.stores import assert_same_store, status_counts
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 BATCHSEG = str(Path(sys.executable).with_name("batchseg"))
 #: Enough SLIC work (~30 ms an image here) for ~15 s on one single-core worker, so that a worker

@@ -86,7 +86,14 @@ def reference(images, cluster_address, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(
-    "point", ["planning", "creating", "before-execute", "after-shards-8", "finalise"]
+    "point",
+    [
+        "after-shards-8",  # make test keeps one kill point; make test-system runs them all
+        *(
+            pytest.param(p, marks=pytest.mark.system)
+            for p in ("planning", "creating", "before-execute", "finalise")
+        ),
+    ],
 )
 def test_launcher_sigkill_then_rerun_matches_uninterrupted_run(
     point, images, reference, cluster_address, tmp_path
@@ -326,6 +333,7 @@ def _kill_worker_mid_job(address: str, spec: JobSpec) -> tuple[object, set[int],
     return outcome[0], before, after
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("cluster_kind", ["local_cluster", "dask_processes"])
 def test_worker_killed_mid_job(cluster_kind, request, small_images, tmp_path):
     address = request.getfixturevalue(cluster_kind)
@@ -339,6 +347,7 @@ def test_worker_killed_mid_job(cluster_kind, request, small_images, tmp_path):
     assert_same_store(out, ref)
 
 
+@pytest.mark.system
 def test_poison_shard_that_keeps_killing_workers_is_marked_failed(small_images, local_cluster,
                                                                   tmp_path):  # fmt: skip
     folder = tmp_path / "in"
@@ -408,6 +417,7 @@ def _disk_freed() -> None:  # runs on each worker
         del cls._batchseg_original_set
 
 
+@pytest.mark.system
 def test_full_disk_mid_job_keeps_results_and_resumes(small_images, local_cluster, tmp_path):
     ref, out = tmp_path / "ref.zarr", tmp_path / "out.zarr"
     args = ["run", str(small_images), "-m", SLOW, "-p", "delay=0.0",
@@ -443,6 +453,7 @@ def test_full_disk_mid_job_keeps_results_and_resumes(small_images, local_cluster
     assert_same_store(out, ref)
 
 
+@pytest.mark.system
 def test_storage_error_from_store_is_store_error(tmp_path, small_images, local_cluster):
     """Direct API: the same fault surfaces as StoreError (an OSError) naming the store."""
     out = tmp_path / "out.zarr"

@@ -19,7 +19,7 @@ from tests.helpers.images import write_collection
 from tests.helpers.stores import status_counts
 from tests.helpers.user_methods import on_path, unique_name, write_package
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 ROOT = Path(__file__).resolve().parents[2]
 
 SEG = '''

@@ -23,7 +23,7 @@ import batchseg
 from batchseg import store
 from tests.helpers.images import write_collection
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.system]
 
 BATCHSEG = str(Path(sys.executable).with_name("batchseg"))
 N_GOOD, N_BAD = 10, 3

@@ -149,6 +149,7 @@ def test_lock_on_s3(s3):
     assert not fs.exists(f"{BUCKET}/locked.zarr.lock")
 
 
+@pytest.mark.system
 def test_file_urls(s3, s3_cluster, tmp_path):
     local = s3["local"]
     out = f"file://{tmp_path}/file.zarr"
@@ -176,6 +177,7 @@ def test_remove_store_keeps_its_lock_and_siblings(s3):
     fs.rm([f"{BUCKET}/gone.zarr.lock", f"{BUCKET}/gone.zarr2/x"])
 
 
+@pytest.mark.system
 def test_run_on_s3_equals_local_run(s3, s3_cluster, tmp_path, capfd):
     fs = s3["fs"]
     store_url = f"s3://{BUCKET}/out.zarr"

@@ -323,6 +323,7 @@ def test_dry_run_and_cli_list_tiled_images(images, tmp_path):
     assert bad.exit_code == 2 and "multiple of 256" in bad.output
 
 
+@pytest.mark.system
 def test_launcher_killed_while_stitching_then_rerun_is_identical(
     images, objects_view, tmp_path, cluster_address
 ):
