@@ -14,10 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.cli import build_commands_once
 from tests.helpers.clusters import dask_processes_cluster
 from tests.helpers.images import write_collection
 from tests.helpers.suite_order import SLOW_FILES, TORCH_FILES
 from tests.helpers.viewer_stores import viewer_store
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """CliRunner builds batchseg's click command once per test process, not per call."""
+    build_commands_once()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
