@@ -44,4 +44,3 @@ def build_commands_once() -> None:
         return built[id(app)][1]
 
     typer.testing._get_command = once
-
