@@ -27,11 +27,12 @@ from batchseg.cluster.profiles import LocalProfile, Profile
 from batchseg.cluster.settings import ClusterSettings
 from batchseg.core.kinds import Kind
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
+from batchseg.core.meta import StoreMeta
 from batchseg.engine.lifecycle import TaskKind, run_kind
 from batchseg.errors import UsageError
 from batchseg.evaluate.coco_truth import is_coco_json, read_coco_truth
 from batchseg.evaluate.metrics import class_scores
-from batchseg.evaluate.object_job import OBJECT_KINDS, object_result, truth_items
+from batchseg.evaluate.object_job import object_result, truth_items
 from batchseg.evaluate.object_score import score_objects
 from batchseg.evaluate.score import (
     REGION_METRICS,
@@ -110,20 +111,20 @@ def evaluate_store(
     if not NAME.fullmatch(options.name):
         raise UsageError(f"--name must match [a-z][a-z0-9_]*, got {options.name!r}")
     root = store.open_group(path, mode="r")
-    attrs = store.attributes(root)
-    kind = attrs["method"]["kind"]
+    meta = store.read_meta(root, path)
+    kind = meta.kind
     if options.truth_store is not None:
-        check_store_options(Kind.parse(kind), options.truth, options.pattern, options.truth_classes)
-    if kind in OBJECT_KINDS:
-        return _evaluate_objects(path, options, root, attrs, on_progress)
-    if Kind(kind) not in (Kind.CLASSES, Kind.REGIONS):
+        check_store_options(kind, options.truth, options.pattern, options.truth_classes)
+    if kind.object_scored:
+        return _evaluate_objects(path, options, root, meta, on_progress)
+    if kind not in (Kind.CLASSES, Kind.REGIONS):
         raise UsageError(f"{path} holds {kind} results, which batchseg evaluate cannot score")
     if is_coco_json(options.truth):
         raise UsageError(
             f"COCO JSON truth is for instance and panoptic stores; {path} holds {kind} results "
             "(give a folder of truth images or a CSV image_id,truth_path)"
         )
-    classes = tuple(attrs.get("classes") or ())
+    classes = meta.classes
     check_kind_options(kind, options.truth_classes, options.void, options.truth_components)
     value_map = read_value_map(options.truth_classes, classes) if options.truth_classes else None
     component = _component_class(options.components, classes, kind)
@@ -178,13 +179,13 @@ def _evaluate_objects(
     path: str,
     options: EvalOptions,
     root: Any,
-    attrs: dict[str, Any],
+    meta: StoreMeta,
     on_progress: Progress | None,
 ) -> EvalResult:
     """Instance (COCO AP) and panoptic (PQ) stores against COCO JSON truth."""
-    kind = attrs["method"]["kind"]
+    kind = meta.kind
     _check_object_options(options, kind)
-    classes = tuple(str(c) for c in attrs.get("classes") or ())
+    classes = meta.classes
     plan = store.load_plan(root)
     done = _done(root, plan)
     ids = list(done)
@@ -205,7 +206,7 @@ def _evaluate_objects(
     with store_lock(path) as lock:
         scores = _run(ctx, tasks, options, lock, on_progress)
         result = _base_result(ctx, options, scores, len(truth.missing))
-        result.update(object_result(ctx, truth, scores, attrs.get("is_thing")))
+        result.update(object_result(ctx, truth, scores, meta.is_thing))
         _store(path, options.name, ctx, scores, result)
     return _finish(options, result, truth.missing, scores)
 
@@ -279,7 +280,7 @@ def _run(
 
 def score_task(ctx: EvalContext, task: tuple[int, Items]) -> Scores:
     """The evaluate task: score one shard's images (run on a worker; no pixels come back)."""
-    if ctx.kind in OBJECT_KINDS:
+    if Kind(ctx.kind).object_scored:
         return score_objects(ctx, list(task[1]))
     return score_images(ctx, list(task[1]))
 

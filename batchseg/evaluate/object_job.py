@@ -21,9 +21,6 @@ from batchseg.evaluate.coco_truth import (
 from batchseg.evaluate.panoptic_quality import FN, FP, TP, class_pq, pq_scores
 from batchseg.evaluate.score import EvalContext, Scores
 
-#: Store kinds scored against COCO truth.
-OBJECT_KINDS = ("instances", "panoptic")
-
 
 def truth_items(kind: str, truth: CocoTruth) -> dict[str, ObjectTruth]:
     """What each scoring task gets per image id."""

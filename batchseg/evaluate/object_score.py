@@ -29,7 +29,7 @@ def score_objects(ctx: EvalContext, items: Sequence[tuple[store.ImageInfo, Objec
     if Kind(ctx.kind) is Kind.PANOPTIC:
         out.counts = np.zeros((len(ctx.class_names), 4), dtype=np.float64)
     table = (
-        InstanceTable(ctx.store, root, store.attributes(root))
+        InstanceTable(ctx.store, root, store.read_meta(root, ctx.store))
         if Kind(ctx.kind) is Kind.INSTANCES
         else None
     )

@@ -35,6 +35,8 @@ import numpy as np
 import zarr
 
 from batchseg import store
+from batchseg.core.kinds import Kind
+from batchseg.core.meta import StoreMeta
 from batchseg.errors import BatchsegError, StoreError, UsageError
 from batchseg.measure.annotations import instance_annotations
 from batchseg.measure.panoptic import OFFSET, PanopticClasses, segments
@@ -62,13 +64,14 @@ def _mask_api() -> Any:
     return mask
 
 
-def _open(path: str, kind: str, fmt: str) -> tuple[zarr.Group, dict[str, Any]]:
+def _open(path: str, kind: Kind, fmt: str) -> tuple[zarr.Group, StoreMeta]:
     root = store.open_group(path)
-    attrs = store.attributes(root)
-    have = attrs.get("method", {}).get("kind")
-    if have != kind:
-        raise UsageError(f"--format {fmt} needs a store of {kind} results; {path} holds {have}")
-    return root, attrs
+    meta = store.read_meta(root, path)
+    if meta.kind is not kind:
+        raise UsageError(
+            f"--format {fmt} needs a store of {kind} results; {path} holds {meta.kind}"
+        )
+    return root, meta
 
 
 def _images(root: zarr.Group, image_id: str | None) -> list[store.ImageInfo]:
@@ -80,13 +83,13 @@ def _images(root: zarr.Group, image_id: str | None) -> list[store.ImageInfo]:
     return [i for i in store.image_infos(root) if i.status == store.DONE]
 
 
-def _info(path: str, attrs: dict[str, Any]) -> dict[str, Any]:
+def _info(path: str, meta: StoreMeta) -> dict[str, Any]:
     return {
         "description": f"batchseg export of {path}",
         "batchseg": {
             "store": path,
-            "store_id": attrs.get("store_id"),
-            "method": attrs.get("method", {}).get("id"),
+            "store_id": meta.store_id or None,
+            "method": meta.method.id,
         },
     }
 
@@ -112,17 +115,17 @@ def export_coco(
     Returns the number of images, annotations and categories written.
     """
     mask_api = _mask_api()
-    root, attrs = _open(store_path, "instances", "coco")
+    root, meta = _open(store_path, Kind.INSTANCES, "coco")
     target = _file_target(Path(output), overwrite)
-    names = list(attrs.get("classes") or [])
+    names = list(meta.classes)
     categories = [
         {"id": i, "name": str(name), "supercategory": ""} for i, name in enumerate(names) if i
     ]
-    instances = InstanceTable(store_path, root, attrs)
+    instances = InstanceTable(store_path, root, meta)
     entries: list[dict[str, Any]] = []
     n_annotations = 0
     with _replacing_file(target) as f:
-        f.write(f'{{"info": {json.dumps(_info(store_path, attrs))}, "licenses": [], ')
+        f.write(f'{{"info": {json.dumps(_info(store_path, meta))}, "licenses": [], ')
         f.write(f'"categories": {json.dumps(categories)}, "annotations": [')
         for index, info in enumerate(_images(root, image_id), start=1):
             ids = store.read_map(root, info)
@@ -178,12 +181,12 @@ def export_coco_panoptic(
     """
     from batchseg.render import save_png, stored_colours
 
-    root, attrs = _open(store_path, "panoptic", "coco-panoptic")
+    root, meta = _open(store_path, Kind.PANOPTIC, "coco-panoptic")
     target = Path(output)
     _check_folder(target, overwrite)
-    names = [str(n) for n in attrs.get("classes") or []]
-    is_thing = [bool(t) for t in attrs.get("is_thing") or [False] * len(names)]
-    stored = stored_colours(attrs.get("colours"), names, str(store_path))
+    names = list(meta.classes)
+    is_thing = list(meta.is_thing or [False] * len(names))
+    stored = stored_colours(meta.raw.get("colours"), names, str(store_path))
     colours = stored or [[0, 0, 0]] * len(names)
     classes = PanopticClasses(tuple(names), tuple(is_thing), (), ())
     categories = [
@@ -215,7 +218,7 @@ def export_coco_panoptic(
             )
             images.append(_image_entry(index, info))
         doc = {
-            "info": {**_info(store_path, attrs), "label_offset": OFFSET},
+            "info": {**_info(store_path, meta), "label_offset": OFFSET},
             "licenses": [],
             "images": images,
             "annotations": annotations,

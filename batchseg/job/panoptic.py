@@ -24,6 +24,8 @@ import zarr
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile, Profile
 from batchseg.cluster.settings import ClusterSettings
+from batchseg.core.kinds import Kind
+from batchseg.core.meta import StoreMeta
 from batchseg.core.plan import Plan, Shard
 from batchseg.engine.execute import ShardSummary
 from batchseg.engine.lifecycle import (
@@ -85,8 +87,13 @@ class _Source:
 
     path: str
     root: zarr.Group
-    attrs: dict[str, Any]
+    meta: StoreMeta
     infos: dict[str, store.ImageInfo]
+
+    @property
+    def store_id(self) -> str | None:
+        """The store's id (None in a store written before ids were recorded)."""
+        return self.meta.store_id or None
 
     def where(self, image_id: str) -> Source:
         info = self.infos[image_id]
@@ -97,12 +104,12 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
     """Merge ``spec.semantic`` and ``spec.instances`` into ``spec.output`` (see the module)."""
     started = time.perf_counter()
     spec = _checked(spec)
-    semantic = _open_source(spec.semantic, "classes", "--semantic")
-    instances = _open_source(spec.instances, "instances", "--instances")
+    semantic = _open_source(spec.semantic, Kind.CLASSES, "--semantic")
+    instances = _open_source(spec.instances, Kind.INSTANCES, "--instances")
     _same_images(semantic, instances)
     classes = unify_classes(
-        semantic.attrs.get("classes") or [],
-        instances.attrs.get("classes") or [],
+        semantic.meta.classes,
+        instances.meta.classes,
         spec.things,
         spec.void,
     )
@@ -130,7 +137,7 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
         tasks = [_task(shard, semantic, instances) for shard in todo]
         ctx = PanopticContext(
             output=spec.output,
-            output_id=store.attributes(root)["store_id"],
+            output_id=store.read_meta(root, spec.output).store_id,
             semantic=spec.semantic,
             instances=spec.instances,
             shard_size=plan.shard_size,
@@ -138,9 +145,9 @@ def run_panoptic(spec: PanopticSpec, *, on_progress: ProgressCallback | None = N
             classes=classes,
             overlap=spec.overlap,
             min_stuff_area=spec.min_stuff_area,
-            n_columns=len(store.attributes(root)["stats_columns"]),
-            instance_objects=bool(instances.attrs.get("objects")),
-            instance_shard_size=int(instances.attrs["shard_size"]),
+            n_columns=len(store.read_meta(root, spec.output).stats_columns),
+            instance_objects=instances.meta.objects,
+            instance_shard_size=instances.meta.shard_size,
         )
         processed, exec_seconds = _execute(spec, ctx, tasks, root, lock, on_progress)
         lock.check()
@@ -162,19 +169,17 @@ def _checked(spec: PanopticSpec) -> PanopticSpec:
     return replace(spec, output=output)
 
 
-def _open_source(path: str, kind: str, flag: str) -> _Source:
+def _open_source(path: str, kind: Kind, flag: str) -> _Source:
     """A source store, refused (exit 2) unless it holds ``kind`` results."""
     root = store.open_group(path, mode="r")
-    attrs = store.attributes(root)
-    have = str(attrs.get("method", {}).get("kind"))
-    if have != kind:
-        what = {"classes": "class maps (a semantic method)", "instances": "instance results"}
+    meta = store.read_meta(root, path)
+    if meta.kind is not kind:
+        what = "class maps (a semantic method)" if kind.class_map else "instance results"
         raise UsageError(
-            f"{flag} {path} holds {have} results of {attrs.get('method', {}).get('id')}; "
-            f"{flag} needs {what[kind]}"
+            f"{flag} {path} holds {meta.kind} results of {meta.method.id}; {flag} needs {what}"
         )
     infos = {info.image_id: info for info in store.image_infos(root)}
-    return _Source(path, root, attrs, infos)
+    return _Source(path, root, meta, infos)
 
 
 def _same_images(semantic: _Source, instances: _Source) -> None:
@@ -203,8 +208,8 @@ def _fingerprint(
     semantic: _Source, instances: _Source, params: dict[str, Any], classes: PanopticClasses
 ) -> str:
     identity = {
-        "semantic": semantic.attrs.get("store_id"),
-        "instances": instances.attrs.get("store_id"),
+        "semantic": semantic.store_id,
+        "instances": instances.store_id,
         "params": params,
         "classes": list(classes.names),
     }
@@ -233,8 +238,7 @@ def _existing(
             + [
                 f"{src.path} is not the store it merged (another store id)"
                 for key, src in (("semantic", semantic), ("instances", instances))
-                if attrs.get("sources", {}).get(key, {}).get("store_id")
-                != src.attrs.get("store_id")
+                if attrs.get("sources", {}).get(key, {}).get("store_id") != src.store_id
             ]
         )
     raise StoreError(
@@ -266,8 +270,8 @@ def _create(
         "sources": {
             key: {
                 "path": src.path,
-                "store_id": src.attrs.get("store_id"),
-                "method": src.attrs.get("method", {}).get("id"),
+                "store_id": src.store_id,
+                "method": src.meta.method.id,
             }
             for key, src in (("semantic", semantic), ("instances", instances))
         },

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import zarr
 
+from batchseg.core.meta import StoreMeta
 from batchseg.errors import StoreError
 from batchseg.store.object_parts import read_parts
 from batchseg.store.objects import shard_part_name
@@ -16,10 +15,10 @@ from batchseg.store.read import ImageInfo, read_map
 class InstanceTable:
     """Class index and score of each instance id of an image (from the object table)."""
 
-    def __init__(self, path: str, root: zarr.Group, attrs: dict[str, Any]) -> None:
+    def __init__(self, path: str, root: zarr.Group, meta: StoreMeta) -> None:
         self.path, self.root = path, root
-        self.objects = bool(attrs.get("objects"))
-        self.shard_size = int(attrs["shard_size"])
+        self.objects = meta.objects
+        self.shard_size = meta.shard_size
         self.part: tuple[str, dict[str, np.ndarray]] | None = None
 
     def of(self, info: ImageInfo, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
