@@ -31,7 +31,7 @@ from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, object_rows
 from batchseg.engine.runner import context_task
 from batchseg.engine.tiled import worker as tiles
-from batchseg.engine.tiled.grid import grid_shape, stitch
+from batchseg.engine.tiled.grid import grid_shape, semantic_blocks, stitch
 from batchseg.engine.tiled.objects import merge_partials
 from batchseg.errors import one_line
 from batchseg.measure.objects import object_aggregates
@@ -83,6 +83,16 @@ class _Phase:
             self.client.cancel(futures)
         log.info("%s: %d tasks in %.1f s", name, len(futures), time.perf_counter() - start)
         return results
+
+
+#: Bytes a semantic model's blended logits may take in one task (class scores and weights,
+#: float32): the size of the rectangles of tiles whose windows are inferred together.
+SEMANTIC_BLOCK_BYTES = 512 * 2**20
+
+
+def semantic_block_pixels(n_classes: int) -> int:
+    """Pixels of one semantic rectangle of tiles within :data:`SEMANTIC_BLOCK_BYTES`."""
+    return SEMANTIC_BLOCK_BYTES // (4 * (max(1, n_classes) + 2))
 
 
 #: Most tiled images in flight at once.
@@ -214,7 +224,9 @@ def _segment(
     if spec.stitch in ("touch", "overlap"):
         store.create_scratch(ctx.store, bucket, np.dtype(ctx.label_dtypes[shard.bucket]))
     if spec.stitch == "semantic":
-        outcomes = phase.map("tile-semantic", tiles.semantic_tile, [(shard, k) for k in every])
+        blocks = semantic_blocks(shape, bucket.tile, semantic_block_pixels(ctx.n_classes))
+        groups = phase.map("tile-semantic", tiles.semantic_block, [(shard, b) for b in blocks])
+        outcomes = sorted((o for group in groups for o in group), key=lambda o: o.index)
     else:
         outcomes = phase.map("tile-segment", tiles.segment_tile, [(shard, k, info) for k in every])
     seconds += sum(o.seconds for o in outcomes)
