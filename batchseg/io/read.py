@@ -18,7 +18,7 @@ fails: Pillow's ``LOAD_TRUNCATED_IMAGES`` is kept off, and a PNG whose compresse
 ends before its last row (which Pillow decodes silently, leaving black rows) is caught by
 :func:`batchseg.io.png.png_incomplete`, and a JPEG whose scan stops early (decoded grey by
 Pillow even when the file ends with an end-of-image marker) by the strict libjpeg-turbo decode
-of :mod:`batchseg.io.jpeg`, which reads grey and RGB JPEGs in about 40 % of Pillow's time. Plain PNGs (8-bit RGB, 8/16-bit grey, no
+of :mod:`batchseg.io.jpeg`, which also reads grey and RGB JPEGs faster than Pillow. Plain PNGs (8-bit RGB, 8/16-bit grey, no
 transparency or EXIF) are decoded by libpng through imagecodecs when it is installed: the same
 array in about half the time, and short data fails there (:func:`~batchseg.io.png.fast_png_decode`).
 Zarr images (:func:`batchseg.io.formats.is_zarr`)
