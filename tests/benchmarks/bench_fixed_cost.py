@@ -42,7 +42,7 @@ def one_round() -> dict[str, float]:
     marks.append(time.perf_counter())
     handle.close()
     marks.append(time.perf_counter())
-    return {name: round(b - a, 3) for name, a, b in zip(PHASES, marks, marks[1:], strict=True)}
+    return {name: round(b - a, 3) for name, a, b in zip(PHASES, marks[:-1], marks[1:], strict=True)}
 
 
 def main() -> None:
