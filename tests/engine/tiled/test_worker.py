@@ -26,7 +26,6 @@ def test_tile_edges_are_copies_with_the_halo_beyond():
     np.testing.assert_array_equal(_lines(t, lab, local, ids)["top"][1], local[0])
 
 
-
 class _CountingRunner:
     """Logits of each pixel's own value; records the origin of every window it is given."""
 
