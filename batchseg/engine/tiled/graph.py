@@ -111,6 +111,15 @@ def concurrency(n_images: int, tiles_per_image: float, n_threads: int) -> int:
     return max(1, min(MAX_CONCURRENT_IMAGES, n_images, wanted))
 
 
+def tasks_per_image(shape: tuple[int, int], tile: int, semantic_classes: int | None) -> int:
+    """Parallel tasks of one tiled image's main phase: one per tile, or for a semantic model
+    (``semantic_classes``: its class count) one per rectangle of tiles."""
+    if semantic_classes is None:
+        rows, cols = grid_shape(shape, tile)
+        return rows * cols
+    return len(semantic_blocks(shape, tile, semantic_block_pixels(semantic_classes)))
+
+
 def run_many(
     client: Client,
     ctx: JobContext,
@@ -122,14 +131,16 @@ def run_many(
     """:func:`run_tiled` for every shard, several images at once; yields as each ends."""
     if not shards:
         return
-    tiles = [
-        grid_shape(
-            (ctx.buckets[s.bucket].height, ctx.buckets[s.bucket].width), ctx.buckets[s.bucket].tile
+    semantic = spec_for(get_method(ctx.method_id), ctx.params).stitch == "semantic"
+    tasks = [
+        tasks_per_image(
+            (ctx.buckets[s.bucket].height, ctx.buckets[s.bucket].width),
+            ctx.buckets[s.bucket].tile,
+            ctx.n_classes if semantic else None,
         )
         for s in shards
     ]
-    mean = sum(r * c for r, c in tiles) / len(tiles)
-    width = concurrency(len(shards), mean, n_threads)
+    width = concurrency(len(shards), sum(tasks) / len(tasks), n_threads)
     # a task, not scattered data: recomputed if the workers holding it die (see graph.py)
     ref = client.submit(context_task, ctx, key=f"tiledctx-{uuid.uuid4().hex[:8]}", pure=False)
     if width == 1:
