@@ -66,7 +66,8 @@ def _forkserver() -> dict[str, Any]:
 
     forkserver.configure()
     # distributed would otherwise replace the preload list with its own (importing every
-    # optional package it knows, pandas included, in this process first)
+    # optional package it knows, pandas included, in this process first); pinned by
+    # tests/cluster/test_local.py
     if hasattr(utils, "_forkserver_preload_set"):
         utils._forkserver_preload_set = True  # noqa: SLF001
     return {"distributed.worker.multiprocessing-method": "forkserver"}

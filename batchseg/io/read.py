@@ -16,7 +16,9 @@ everything else with Pillow, restricted to the formats in :data:`SUPPORTED_SUFFI
 so that arbitrary bytes are never "recognised" by a weak-magic plugin. Incomplete data
 fails: Pillow's ``LOAD_TRUNCATED_IMAGES`` is kept off, and a PNG whose compressed data
 ends before its last row (which Pillow decodes silently, leaving black rows) is caught by
-:func:`batchseg.io.png.png_incomplete`. Plain PNGs (8-bit RGB, 8/16-bit grey, no
+:func:`batchseg.io.png.png_incomplete`, and a JPEG whose scan stops early (decoded grey by
+Pillow even when the file ends with an end-of-image marker) by the strict libjpeg-turbo decode
+of :mod:`batchseg.io.jpeg`, which also reads grey and RGB JPEGs faster than Pillow. Plain PNGs (8-bit RGB, 8/16-bit grey, no
 transparency or EXIF) are decoded by libpng through imagecodecs when it is installed: the same
 array in about half the time, and short data fails there (:func:`~batchseg.io.png.fast_png_decode`).
 Zarr images (:func:`batchseg.io.formats.is_zarr`)
@@ -60,6 +62,7 @@ from batchseg.io.formats import (
     tiff_orientation,
     tiff_page,
 )
+from batchseg.io.jpeg import jpeg_check, jpeg_decode
 from batchseg.io.png import PNG_SIGNATURE, fast_png_decode, png_incomplete, png_size
 
 __all__ = [
@@ -79,6 +82,7 @@ SUPPORTED_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES
 
 # Pillow formats we accept (a JPEG with several pictures opens as MPO).
 _PIL_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "BMP", "WEBP")
+_JPEG_FORMATS = ("JPEG", "MPO")  # decoded by libjpeg-turbo, strictly (batchseg.io.jpeg)
 
 # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) runs inside Image.open; it is
 # switched off only for the duration of our header parse, under a lock, and our
@@ -251,6 +255,10 @@ def _pil_decode(
     width, height = img.size
     check_pixels(height, width, max_pixels)
     _refuse_truncated_loads()
+    if img.format in _JPEG_FORMATS and fh is not None:
+        fast = _jpeg(img, fh)
+        if fast is not None:
+            return fast
     try:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
@@ -273,6 +281,23 @@ def _pil_decode(
         raise ImageError(
             f"cannot convert {img.format or 'image'} mode {img.mode} ({describe(exc)})"
         ) from exc
+
+
+def _jpeg(img: Image.Image, fh: IO[bytes]) -> np.ndarray | None:
+    """A grey or RGB JPEG decoded by libjpeg-turbo, EXIF orientation applied; other modes are
+    only checked (None: Pillow decodes them). A truncated or corrupt scan fails either way."""
+    orientation = _pil_orientation(img, fh)
+    try:
+        fh.seek(0)
+        data = fh.read()
+        fh.seek(0)
+    except OSError as exc:
+        raise ImageError(os_error_message(exc)) from exc
+    arr = jpeg_decode(data, img.mode)
+    if arr is None:
+        jpeg_check(data)
+        return None
+    return np.ascontiguousarray(orient_array(arr, orientation))
 
 
 # --------------------------------------------------------------------------- TIFF

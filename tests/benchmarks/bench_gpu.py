@@ -22,6 +22,9 @@ state_dict; no download, throughput does not depend on weight values):
   the mean over the execute phase, taken as the ``execute_seconds`` window that ends at the last
   sample with the GPU busy (after it only the cluster's shutdown and the store's finalisation
   run); the mean from the first to the last busy sample is reported too.
+* **peak memory** (MiB): model-only, the most memory torch allocated on the GPU (on the CPU, the
+  benchmark process's peak RSS); batchseg, the most device memory in use while it ran, sampled
+  with the busy % (on the CPU, the largest RSS among the processes it started).
 
 * **instances**: then Mask R-CNN (``torchvision.maskrcnn_resnet50_fpn``, seeded random weights)
   on the first ``--instances`` of the same images (default 64; 2 with ``--cpu-smoke``; 0 skips
@@ -41,6 +44,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -139,12 +143,14 @@ def subset(images: Path, root: Path, n: int) -> Path:
 
 
 class GpuSampler:
-    """``utilization.gpu`` (percent) every ``interval`` s in a daemon thread: (time, value)."""
+    """``utilization.gpu`` (percent) and memory used (MiB) every ``interval`` s in a daemon
+    thread: ``samples`` (time, percent) and ``memory`` (time, MiB)."""
 
     def __init__(self, interval: float = 0.1, index: int = 0) -> None:
         self.interval = interval
         self.index = index
         self.samples: list[tuple[float, float]] = []
+        self.memory: list[tuple[float, float]] = []
         self.source = "none"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -158,7 +164,10 @@ class GpuSampler:
             handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
             pynvml.nvmlDeviceGetUtilizationRates(handle)
             self.source = "pynvml"
-            return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            return lambda: (
+                float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20,
+            )
         except Exception:  # noqa: BLE001 - not importable / no driver: try nvidia-smi
             pass
         smi = shutil.which("nvidia-smi")
@@ -167,13 +176,14 @@ class GpuSampler:
         cmd = [
             smi,
             f"--id={self.index}",
-            "--query-gpu=utilization.gpu",
+            "--query-gpu=utilization.gpu,memory.used",
             "--format=csv,noheader,nounits",
         ]
 
-        def read() -> float:
+        def read() -> tuple[float, float]:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
-            return float(out.stdout.strip().splitlines()[0])
+            busy, used = out.stdout.strip().splitlines()[0].split(",")
+            return float(busy), float(used)
 
         try:
             read()
@@ -186,7 +196,9 @@ class GpuSampler:
         while not self._stop.is_set():
             t = time.perf_counter()
             try:
-                self.samples.append((t, self._read()))
+                busy, used = self._read()
+                self.samples.append((t, busy))
+                self.memory.append((t, used))
             except Exception:  # noqa: BLE001 - a missed sample is not fatal
                 pass
             self._stop.wait(max(0.0, self.interval - (time.perf_counter() - t)))
@@ -205,6 +217,11 @@ class GpuSampler:
     def mean(self, t0: float, t1: float) -> float | None:
         vals = [v for t, v in self.samples if t0 <= t <= t1]
         return round(sum(vals) / len(vals), 1) if vals else None
+
+    def peak_memory(self, t0: float, t1: float) -> float | None:
+        """Most device memory used (MiB, every process on the GPU) between t0 and t1."""
+        vals = [v for t, v in self.memory if t0 <= t <= t1]
+        return round(max(vals)) if vals else None
 
     def busy_span(self) -> tuple[float, float] | None:
         busy = [t for t, v in self.samples if v > 0]
@@ -278,6 +295,8 @@ def model_only(
         if cuda:
             torch.cuda.synchronize()
 
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
         for i in range(warmup):
             step(i, batch_size)
@@ -296,7 +315,17 @@ def model_only(
         "seconds": round(wall, 3),
         "images_per_second": round(images / wall, 2),
         "gpu_busy_pct": sampler.mean(t0, t1) if sampler else None,
+        # CUDA: the most memory torch allocated on the device; CPU: this process's peak RSS
+        "peak_memory_mib": round(torch.cuda.max_memory_allocated() / 2**20)
+        if cuda
+        else peak_rss_mib(resource.RUSAGE_SELF),
     }
+
+
+def peak_rss_mib(who: int) -> int:
+    """Peak resident set of this process (``RUSAGE_SELF``) or of the largest of its finished
+    descendants (``RUSAGE_CHILDREN``), MiB (Linux reports KiB)."""
+    return round(resource.getrusage(who).ru_maxrss / 1024)
 
 
 # --------------------------------------------------------------------------- batchseg
@@ -376,6 +405,11 @@ def batchseg_run(
         "execute_images_per_second": round(n / ex, 2) if ex > 0 else None,
         "gpu_busy_pct": busy,
         "gpu_busy_pct_active_span": active,
+        # CUDA: the most device memory used during the run (sampled); CPU: the largest RSS of
+        # the processes it started (launcher, workers)
+        "peak_memory_mib": sampler.peak_memory(t0, t1)
+        if sampler is not None
+        else peak_rss_mib(resource.RUSAGE_CHILDREN),
     }
 
 
@@ -396,6 +430,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         "batchseg run images/s",
         "GPU busy % model-only",
         "GPU busy % batchseg (>= 90)",
+        "peak memory MiB model-only",
+        "peak memory MiB batchseg",
     ]
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     for r in rows:
@@ -409,6 +445,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             bs["run_images_per_second"],
             mo["gpu_busy_pct"],
             bs["gpu_busy_pct"],
+            mo.get("peak_memory_mib"),
+            bs.get("peak_memory_mib"),
         ]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines)

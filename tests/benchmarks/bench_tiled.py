@@ -1,6 +1,8 @@
 """Gigapixel benchmark: a synthetic 40k x 40k image segmented tile by tile, memory per worker.
 
-Run: ``python -m tests.benchmarks.bench_tiled --side 40000 --out bench-results``.
+Run: ``python -m tests.benchmarks.bench_tiled --side 40000 --out bench-results``; with
+``--semantic``, tiled vs whole-image semantic inference of one scene instead
+(:func:`semantic_main`).
 
 Writes a seamless synthetic grey BigTIFF (tiled 512 x 512, generated tile by tile, so the image
 never exists whole in memory), then runs a batchseg job on a 2-worker LocalCluster with a
@@ -69,7 +71,12 @@ def _peak_rss_mib() -> float:
 
 
 def run_method(
-    image_dir: Path, out: Path, method: str, params: dict[str, Any], tile_threshold: int | None
+    image_dir: Path,
+    out: Path,
+    method: str,
+    params: dict[str, Any],
+    tile_threshold: int | None,
+    tile_size: int | None = None,
 ) -> dict[str, Any]:
     import dask
     from distributed import Client, LocalCluster
@@ -95,6 +102,7 @@ def run_method(
             profile=AddressProfile(cluster.scheduler_address),
             overwrite=True,
             **({"tile_threshold": tile_threshold} if tile_threshold else {}),
+            **({"tile_size": tile_size} if tile_size else {}),
         )
         start = time.perf_counter()
         result = run_job(spec)
@@ -112,6 +120,81 @@ def run_method(
     }
 
 
+def write_scene(path: Path, height: int, width: int) -> np.ndarray:
+    """An RGB scene of the synthetic pattern (three phases of it), stored as a tiled TIFF."""
+    import tifffile
+
+    grey = synthetic_tile(0, 0, height, width)
+    scene = np.stack([grey, np.roll(grey, 97, axis=1), np.roll(grey, 131, axis=0)], axis=-1)
+    tifffile.imwrite(path, scene, tile=(256, 256), photometric="rgb")
+    return scene
+
+
+def make_weights(path: Path, classes: int) -> str:
+    """A seeded random LR-ASPP state_dict (no download; time does not depend on the weights)."""
+    import torch
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=classes)
+    torch.save(model.eval().state_dict(), path)
+    return str(path)
+
+
+def semantic_main(args: argparse.Namespace) -> None:
+    """Tiled semantic inference vs whole-image inference of the same scene, side by side.
+
+    One 2-worker LocalCluster runs, per round, the scene as an ordinary image (whole-image
+    inference, one task) and tiled at each ``--semantic-tiles`` size (sliding windows of
+    ``window``/``overlap``, logits blended); the first round warms the workers (model load)
+    and is not counted. Prints wall and execute-phase seconds (median over the counted rounds),
+    the ratio tiled / whole (target <= 1.2) and the share of pixels whose labels agree.
+    """
+    import statistics
+
+    import batchseg
+
+    work = Path(args.work or args.out) / "tiled-semantic"
+    (work / "in").mkdir(parents=True, exist_ok=True)
+    height, width = args.scene
+    write_scene(work / "in" / "scene.tif", height, width)
+    weights = make_weights(work / "lraspp.pt", 11)
+    method = "torchvision.lraspp_mobilenet_v3_large"
+    params = {"weights": weights, "device": "cpu", "window": 512, "overlap": 128}
+    runs: dict[str, list[tuple[float, float]]] = {}
+    masks: dict[str, np.ndarray] = {}
+    names = ["whole", *(f"tile{t}" for t in args.semantic_tiles)]
+    for round_ in range(args.rounds + 1):
+        for name in names:
+            tiled = name != "whole"
+            out = work / f"{name}.zarr"
+            run = run_method(
+                work / "in",
+                out,
+                method,
+                params,
+                height * width - 1 if tiled else None,
+                tile_size=int(name[4:]) if tiled else None,
+            )
+            view = batchseg.open(str(out))
+            execute = float(view.attrs["runs"][-1]["execute_seconds"])
+            masks[name] = view.mask("scene.tif")
+            if round_ > 0:
+                runs.setdefault(name, []).append((run["seconds"], execute))
+    whole = [statistics.median(v[i] for v in runs["whole"]) for i in (0, 1)]
+    report = {"scene": [height, width], "window": 512, "overlap": 128, "rounds": args.rounds}
+    for name in names:
+        wall, execute = (statistics.median(v[i] for v in runs[name]) for i in (0, 1))
+        report[name] = {
+            "wall_seconds": round(wall, 2),
+            "execute_seconds": round(execute, 2),
+            "wall_x_whole": round(wall / whole[0], 2),
+            "execute_x_whole": round(execute / whole[1], 2),
+            "labels_agree_with_whole": round(float((masks[name] == masks["whole"]).mean()), 5),
+        }
+    print(json.dumps(report, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--side", type=int, default=40000)
@@ -119,7 +202,18 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="folder for the image and stores (default OUT)")
     ap.add_argument("--methods", default="skimage.objects,skimage.otsu")
     ap.add_argument("--tile-threshold", type=int, default=None, help="default: the job default")
+    ap.add_argument(
+        "--semantic",
+        action="store_true",
+        help="instead: tiled vs whole-image semantic inference of one --scene (LR-ASPP, CPU)",
+    )
+    ap.add_argument("--scene", type=int, nargs=2, default=(1024, 1280), metavar=("H", "W"))
+    ap.add_argument("--semantic-tiles", type=int, nargs="+", default=(256, 512))
+    ap.add_argument("--rounds", type=int, default=2, help="counted rounds (--semantic)")
     args = ap.parse_args()
+    if args.semantic:
+        semantic_main(args)
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or out) / f"tiled-{args.side}"

@@ -97,6 +97,12 @@ def _jpeg_bytes(array: np.ndarray, **kw) -> bytes:
     return buf.getvalue()
 
 
+def _scan_cut(data: bytes) -> bytes:
+    """A JPEG cut half way through its scan, then given an end-of-image marker."""
+    start = data.rfind(b"\xff\xda")
+    return data[: start + (len(data) - start) // 2] + b"\xff\xd9"
+
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -118,10 +124,22 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
             lambda rng: _jpeg_bytes(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))[:2000],
             ("truncated",),
         ),
+        (
+            "cut-scan.jpg",  # cut in its scan, then an end-of-image marker: Pillow decodes it
+            lambda rng: _scan_cut(_jpeg_bytes(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))),
+            ("truncated JPEG file",),
+        ),
         ("random.jpg", lambda rng: rng.bytes(4096), ("not an image",)),
         ("notes.png", lambda rng: b"meeting notes\nnothing to see here\n", ("not an image",)),
     ],
-    ids=["zero-byte", "truncated-png", "truncated-jpeg", "random-bytes", "text-as-png"],
+    ids=[
+        "zero-byte",
+        "truncated-png",
+        "truncated-jpeg",
+        "jpeg-scan-cut-with-end-marker",
+        "random-bytes",
+        "text-as-png",
+    ],
 )
 def test_broken_file_fails_alone(tmp_path, cluster_address, name, content, needles):
     folder = tmp_path / "in"

@@ -31,7 +31,7 @@ from batchseg.core.plan import Shard
 from batchseg.engine.execute import JobContext, ShardSummary, object_rows
 from batchseg.engine.runner import context_task
 from batchseg.engine.tiled import worker as tiles
-from batchseg.engine.tiled.grid import grid_shape, stitch
+from batchseg.engine.tiled.grid import grid_shape, semantic_blocks, stitch
 from batchseg.engine.tiled.objects import merge_partials
 from batchseg.errors import one_line
 from batchseg.measure.objects import object_aggregates
@@ -85,6 +85,16 @@ class _Phase:
         return results
 
 
+#: Bytes a semantic model's blended logits may take in one task (class scores and weights,
+#: float32): the size of the rectangles of tiles whose windows are inferred together.
+SEMANTIC_BLOCK_BYTES = 512 * 2**20
+
+
+def semantic_block_pixels(n_classes: int) -> int:
+    """Pixels of one semantic rectangle of tiles within :data:`SEMANTIC_BLOCK_BYTES`."""
+    return SEMANTIC_BLOCK_BYTES // (4 * (max(1, n_classes) + 2))
+
+
 #: Most tiled images in flight at once.
 MAX_CONCURRENT_IMAGES = 8
 
@@ -101,6 +111,15 @@ def concurrency(n_images: int, tiles_per_image: float, n_threads: int) -> int:
     return max(1, min(MAX_CONCURRENT_IMAGES, n_images, wanted))
 
 
+def tasks_per_image(shape: tuple[int, int], tile: int, semantic_classes: int | None) -> int:
+    """Parallel tasks of one tiled image's main phase: one per tile, or for a semantic model
+    (``semantic_classes``: its class count) one per rectangle of tiles."""
+    if semantic_classes is None:
+        rows, cols = grid_shape(shape, tile)
+        return rows * cols
+    return len(semantic_blocks(shape, tile, semantic_block_pixels(semantic_classes)))
+
+
 def run_many(
     client: Client,
     ctx: JobContext,
@@ -112,14 +131,16 @@ def run_many(
     """:func:`run_tiled` for every shard, several images at once; yields as each ends."""
     if not shards:
         return
-    tiles = [
-        grid_shape(
-            (ctx.buckets[s.bucket].height, ctx.buckets[s.bucket].width), ctx.buckets[s.bucket].tile
+    semantic = spec_for(get_method(ctx.method_id), ctx.params).stitch == "semantic"
+    tasks = [
+        tasks_per_image(
+            (ctx.buckets[s.bucket].height, ctx.buckets[s.bucket].width),
+            ctx.buckets[s.bucket].tile,
+            ctx.n_classes if semantic else None,
         )
         for s in shards
     ]
-    mean = sum(r * c for r, c in tiles) / len(tiles)
-    width = concurrency(len(shards), mean, n_threads)
+    width = concurrency(len(shards), sum(tasks) / len(tasks), n_threads)
     # a task, not scattered data: recomputed if the workers holding it die (see graph.py)
     ref = client.submit(context_task, ctx, key=f"tiledctx-{uuid.uuid4().hex[:8]}", pure=False)
     if width == 1:
@@ -214,7 +235,9 @@ def _segment(
     if spec.stitch in ("touch", "overlap"):
         store.create_scratch(ctx.store, bucket, np.dtype(ctx.label_dtypes[shard.bucket]))
     if spec.stitch == "semantic":
-        outcomes = phase.map("tile-semantic", tiles.semantic_tile, [(shard, k) for k in every])
+        blocks = semantic_blocks(shape, bucket.tile, semantic_block_pixels(ctx.n_classes))
+        groups = phase.map("tile-semantic", tiles.semantic_block, [(shard, b) for b in blocks])
+        outcomes = sorted((o for group in groups for o in group), key=lambda o: o.index)
     else:
         outcomes = phase.map("tile-segment", tiles.segment_tile, [(shard, k, info) for k in every])
     seconds += sum(o.seconds for o in outcomes)

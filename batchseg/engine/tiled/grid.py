@@ -10,6 +10,7 @@ tiles saw continue, :func:`agreeing_pairs`), take connected components of that g
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,29 @@ def tile_at(shape: tuple[int, int], tile: int, halo: int, index: int) -> Tile:
     return Tile(
         y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
     )
+
+
+def semantic_blocks(shape: tuple[int, int], tile: int, max_pixels: int) -> list[list[int]]:
+    """Tile indices grouped into rectangles of at most ``max_pixels`` (at least one tile each),
+    row-major: the units of work of a semantic model on a tiled image.
+
+    A sliding window is inferred once per rectangle it touches, so the fewer and larger the
+    rectangles, the fewer windows run twice: an image within ``max_pixels`` is one rectangle
+    and each of its windows runs once, whatever the tile size.
+    """
+    rows, cols = grid_shape(shape, tile)
+    if shape[0] * shape[1] <= max_pixels:
+        return [list(range(rows * cols))]
+    side = max(1, math.isqrt(max_pixels) // tile)  # tiles per side of a square rectangle
+    return [
+        [
+            r * cols + c
+            for r in range(r0, min(rows, r0 + side))
+            for c in range(c0, min(cols, c0 + side))
+        ]
+        for r0 in range(0, rows, side)
+        for c0 in range(0, cols, side)
+    ]
 
 
 def merge_ids(pairs: np.ndarray, n: int) -> tuple[np.ndarray, int]:

@@ -2,13 +2,14 @@
 
 The graph layer (:mod:`batchseg.engine.tiled.graph`) calls these inside tasks, one tile each:
 global passes (:func:`tile_range`, :func:`tile_histogram`, :func:`tile_sample`), then
-:func:`segment_tile` (or :func:`semantic_tile`), then for region methods :func:`relabel_tile`
+:func:`segment_tile` (or :func:`semantic_block`), then for region methods :func:`relabel_tile`
 once the client has stitched the tiles' ids. Memory is bounded by the tile (and halo) size.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,7 +137,7 @@ def segment_tile(ctx: JobContext, shard: Shard, index: int, info: dict[str, Any]
     method, params, spec, bucket = _setup(ctx, shard)
     shape = (bucket.height, bucket.width)
     t = tile_at(shape, bucket.tile, spec.halo(params, shape, bucket.tile), index)
-    assert spec.segment is not None  # semantic models go through semantic_tile
+    assert spec.segment is not None  # semantic models go through semantic_block
     lab = np.asarray(spec.segment(_read(ctx, shard, _window_box(t)), params, info, shape))
     core = lab[t.core_in_window]
     dtype = np.dtype(ctx.label_dtypes[shard.bucket])
@@ -192,21 +193,48 @@ def measure_tile(ctx: JobContext, shard: Shard, index: int) -> dict[str, np.ndar
     return tile_partials(context[core], image, (t.y0, t.x0), context=context, core=core)
 
 
-def semantic_tile(ctx: JobContext, shard: Shard, index: int) -> TileOutcome:
-    """Class map of one tile from sliding windows on the image-wide lattice, logits blended."""
+def semantic_block(ctx: JobContext, shard: Shard, indices: Sequence[int]) -> list[TileOutcome]:
+    """Class maps of a rectangle of tiles (:func:`~.grid.semantic_blocks`) from sliding windows
+    on the image-wide lattice, logits blended: each window the rectangle touches is inferred
+    once, whatever the tile size, and each tile's core is written as its own chunk."""
     start = time.perf_counter()
-    method, params, spec, bucket = _setup(ctx, shard)
+    bucket = ctx.buckets[shard.bucket]
+    shape = (bucket.height, bucket.width)
+    cores = [tile_at(shape, bucket.tile, 0, k) for k in indices]
+    y0, y1 = min(t.y0 for t in cores), max(t.y1 for t in cores)
+    x0, x1 = min(t.x0 for t in cores), max(t.x1 for t in cores)
+    labels, confidence = _blend(ctx, shard, (y0, y1, x0, x1))
+    dtype = np.dtype(ctx.label_dtypes[shard.bucket])
+    outcomes = []
+    for k, t in zip(indices, cores, strict=True):
+        inside = (slice(t.y0 - y0, t.y1 - y0), slice(t.x0 - x0, t.x1 - x0))
+        lab, conf = labels[inside], confidence[inside]
+        counts = np.bincount(lab.ravel(), minlength=ctx.n_classes)
+        store.write_tile(ctx.store, ctx.store_id, bucket, t.core, lab.astype(dtype), conf)
+        outcomes.append(TileOutcome(k, 0, counts, confidence_sum=float(conf.sum(dtype=np.int64))))
+    share = (time.perf_counter() - start) / len(outcomes)
+    for outcome in outcomes:
+        outcome.seconds = share
+    return outcomes
+
+
+def _blend(
+    ctx: JobContext, shard: Shard, box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, uint8 confidence) of ``box`` = (y0, y1, x0, x1): every lattice window that
+    touches it inferred once, in batches of the runner's size, logits blended by weight."""
+    method, params, _, bucket = _setup(ctx, shard)
     runner = method.runner(params)
     H, W = bucket.height, bucket.width
-    t = tile_at((H, W), bucket.tile, 0, index)
+    y0, y1, x0, x1 = box
     win, overlap = int(params["window"]), int(params["overlap"])
     wy, wx = min(win, H), min(win, W)
-    ys = [s for s in window_lattice(H, win, overlap) if s < t.y1 and s + wy > t.y0]
-    xs = [s for s in window_lattice(W, win, overlap) if s < t.x1 and s + wx > t.x0]
+    ys = [s for s in window_lattice(H, win, overlap) if s < y1 and s + wy > y0]
+    xs = [s for s in window_lattice(W, win, overlap) if s < x1 and s + wx > x0]
     ry0, rx0 = ys[0], xs[0]
     region = _read(ctx, shard, (ry0, ys[-1] + wy, rx0, xs[-1] + wx))
     weights = np.outer(blend_weights(wy), blend_weights(wx))
-    th, tw = t.y1 - t.y0, t.x1 - t.x0
+    th, tw = y1 - y0, x1 - x0
     acc: np.ndarray | None = None
     wsum = np.zeros((th, tw), dtype=np.float32)
     starts = [(sy, sx) for sy in ys for sx in xs]
@@ -218,13 +246,13 @@ def semantic_tile(ctx: JobContext, shard: Shard, index: int) -> TileOutcome:
         if acc is None:
             acc = np.zeros((logits.shape[1], th, tw), dtype=np.float32)
         for (sy, sx), lg in zip(batch, logits, strict=True):
-            oy0, oy1 = max(sy, t.y0), min(sy + wy, t.y1)
-            ox0, ox1 = max(sx, t.x0), min(sx + wx, t.x1)
+            oy0, oy1 = max(sy, y0), min(sy + wy, y1)
+            ox0, ox1 = max(sx, x0), min(sx + wx, x1)
             w = weights[oy0 - sy : oy1 - sy, ox0 - sx : ox1 - sx]
-            acc[:, oy0 - t.y0 : oy1 - t.y0, ox0 - t.x0 : ox1 - t.x0] += (
+            acc[:, oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] += (
                 lg[:, oy0 - sy : oy1 - sy, ox0 - sx : ox1 - sx] * w
             )
-            wsum[oy0 - t.y0 : oy1 - t.y0, ox0 - t.x0 : ox1 - t.x0] += w
+            wsum[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0] += w
     assert acc is not None
     acc /= wsum
     labels = acc.argmax(axis=0)
@@ -232,13 +260,4 @@ def semantic_tile(ctx: JobContext, shard: Shard, index: int) -> TileOutcome:
     acc -= top
     np.exp(acc, out=acc)
     confidence = np.clip(np.round(255.0 / acc.sum(axis=0)), 0, 255).astype(np.uint8)
-    dtype = np.dtype(ctx.label_dtypes[shard.bucket])
-    counts = np.bincount(labels.ravel(), minlength=ctx.n_classes)
-    store.write_tile(ctx.store, ctx.store_id, bucket, t.core, labels.astype(dtype), confidence)
-    return TileOutcome(
-        index,
-        0,
-        counts,
-        confidence_sum=float(confidence.sum(dtype=np.int64)),
-        seconds=time.perf_counter() - start,
-    )
+    return labels, confidence

@@ -356,6 +356,16 @@ def test_launcher_killed_while_stitching_then_rerun_is_identical(
     assert "scratch" not in root or not list(root["scratch"].array_keys())
 
 
+def test_semantic_images_run_side_by_side():
+    """A semantic image within the block budget is one task: two such images fill 2 threads."""
+    from batchseg.engine.tiled.graph import concurrency, tasks_per_image
+
+    assert tasks_per_image((1024, 1280), 256, None) == 20
+    assert tasks_per_image((1024, 1280), 256, 21) == 1
+    assert tasks_per_image((8192, 8192), 256, 21) > 1  # over the budget: rectangles
+    assert concurrency(10, tasks_per_image((1024, 1280), 256, 21), 2) == 4
+
+
 def test_concurrency_fills_the_cluster_not_more():
     from batchseg.engine.tiled.graph import MAX_CONCURRENT_IMAGES, concurrency
 
