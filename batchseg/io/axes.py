@@ -135,7 +135,8 @@ def _checked(axes: str, shape: tuple[int, ...], names: tuple[str, ...], where: s
         raise ImageError(f"{where} axes {axes} are not usable (need distinct Y and X)")
     if math.prod(shape) == 0:
         raise ImageError(f"{where} has an empty dimension {shape}")
-    return Layout(axes, shape, names if len(names) == dict(zip(axes, shape)).get("C") else ())
+    n_channels = shape[axes.index("C")] if "C" in axes else None
+    return Layout(axes, shape, names if len(names) == n_channels else ())
 
 
 # --------------------------------------------------------------------------- TIFF
@@ -169,7 +170,9 @@ def tiff_layout(tif: Any, hint: str | None = None) -> Layout:
     return Layout(layout.axes, layout.shape, layout.channel_names, geo)
 
 
-def _samples(axes: str, shape: tuple[int, ...], page: Any, geo: bool) -> tuple[str, tuple[int, ...]]:
+def _samples(
+    axes: str, shape: tuple[int, ...], page: Any, geo: bool
+) -> tuple[str, tuple[int, ...]]:
     """Samples of a page: an RGB picture's colour stays ``S`` (alpha dropped by the reader);
     the samples of any other picture are channels ``C`` (alpha not counted)."""
     photometric = int(getattr(page, "photometric", -1))

@@ -132,9 +132,7 @@ def _parse_channels(text: str | None) -> tuple[int, ...] | str:
             f"--channels expects an index, three indices (as RGB) or mean, got {text!r}"
         ) from None
     if len(picked) not in (1, 3) or min(picked) < 0:
-        raise UsageError(
-            f"--channels expects one index or three (as RGB), each >= 0, got {text!r}"
-        )
+        raise UsageError(f"--channels expects one index or three (as RGB), each >= 0, got {text!r}")
     return picked
 
 
@@ -244,7 +242,9 @@ def _is_tiff(path: str) -> bool:
         return sniff(fh)[:4] in TIFF_MAGIC
 
 
-def _flat(path: str, t: int | None, z: int | None, view: StackView, max_pixels: int | None) -> Viewed:
+def _flat(
+    path: str, t: int | None, z: int | None, view: StackView, max_pixels: int | None
+) -> Viewed:
     """A picture that is no stack (PNG, JPEG...): one channel, or RGB."""
     from batchseg.io.read import read_image
 
@@ -322,7 +322,9 @@ def _open_tiff(tif: Any, hint: str | None, closer: ExitStack) -> _Open:
     keep = 3 if layout.rgb else 1 if "C" in lead_axes else layout.channels
 
     def one(position: dict[str, int]) -> np.ndarray:
-        idx = int(np.ravel_multi_index([position.get(a, 0) for a in lead_axes], lead)) if lead else 0
+        idx = (
+            int(np.ravel_multi_index([position.get(a, 0) for a in lead_axes], lead)) if lead else 0
+        )
         try:
             arr = np.asarray(pages[idx].asarray())
         except Exception as exc:
@@ -338,10 +340,8 @@ def _open_tiff(tif: Any, hint: str | None, closer: ExitStack) -> _Open:
         depth = range(layout.size("Z")) if z is None else [z]
         n_c = layout.channels if "C" in lead_axes else 1
         planes = [
-            np.concatenate([one({"T": t, "Z": zz, "C": c}) for c in range(n_c)])
-            for zz in depth
+            np.concatenate([one({"T": t, "Z": zz, "C": c}) for c in range(n_c)]) for zz in depth
         ]
         return native(np.stack(planes))
 
     return _Open(layout, read, closer)
-
