@@ -320,6 +320,11 @@ def _print_plan(r: PlanReport) -> None:
     )
     for b in r["largest_buckets"]:
         echo(f"    {b['shape'][0]}x{b['shape'][1]}: {plural(b['images'], 'image')}")
+        for axes, files in (b.get("axes") or {}).items():
+            echo(f"      axes {axes}: {plural(files, 'file')}")
+    if "channels" in r:
+        names = ", ".join(r["channels"]) or "none"
+        echo(f"  channels measured per image and object: {names}")
     echo(
         f"  {plural(r['tasks'], 'task')} of <= {plural(r['shard_size'], 'image')} "
         f"({plural(r['table_rows'], 'table row')})"

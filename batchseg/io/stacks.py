@@ -29,8 +29,14 @@ class Expansion:
     channels: tuple[str, ...]
     #: ``axes sizes`` -> files of that layout (for ``run --dry-run``)
     layouts: dict[str, int] = field(default_factory=dict)
+    #: ``axes sizes`` -> the (height, width) of its planes
+    plane_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: GeoTIFF tags of the first geo-referenced file (provenance)
     geo: dict[str, object] = field(default_factory=dict)
+
+    def axes_of(self, height: int, width: int) -> dict[str, int]:
+        """The layouts (``axes sizes`` -> files) whose planes are ``height x width``."""
+        return {k: n for k, n in self.layouts.items() if self.plane_shapes[k] == (height, width)}
 
 
 def expand_refs(refs: Sequence[ImageRef], view: StackView) -> Expansion:
@@ -38,6 +44,7 @@ def expand_refs(refs: Sequence[ImageRef], view: StackView) -> Expansion:
     reader = StackReader(view)
     out: list[ImageRef] = []
     layouts: dict[str, int] = {}
+    shapes: dict[str, tuple[int, int]] = {}
     seen: list[tuple[str, Layout]] = []
     try:
         with paused_gc():
@@ -49,13 +56,15 @@ def expand_refs(refs: Sequence[ImageRef], view: StackView) -> Expansion:
                     continue
                 _check(ref, layout, view)
                 layouts[layout.describe()] = layouts.get(layout.describe(), 0) + 1
+                shapes[layout.describe()] = (layout.height, layout.width)
                 seen.append((ref.image_id, layout))
                 out.extend(planes_of(ref, layout, view))
     finally:
         reader.close()
     names = _channel_names(seen, view)
     geo = next((layout.geo for _, layout in seen if layout.geo), {})
-    return Expansion(sorted(out, key=lambda r: r.image_id), names, layouts, dict(geo))
+    refs_sorted = sorted(out, key=lambda r: r.image_id)
+    return Expansion(refs_sorted, names, layouts, shapes, dict(geo))
 
 
 def _layout(reader: StackReader, ref: ImageRef) -> Layout | None:
