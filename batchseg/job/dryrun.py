@@ -12,7 +12,8 @@ from batchseg.io.sources import ImageRef
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_tiling, prepare_job
 from batchseg.job.spec import JobSpec
-from batchseg.measure.stats import stack_columns, stats_columns
+from batchseg.measure.channels import stack_columns
+from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method
 from batchseg.store.table import published_status
 

@@ -29,7 +29,8 @@ from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import check_workers, method_record, package_versions
 from batchseg.job.spec import JobSpec
-from batchseg.measure.stats import stack_columns, stats_columns
+from batchseg.measure.channels import stack_columns
+from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method, smallest_uint
 from batchseg.render import default_class_colours, read_class_colours
 from batchseg.store import grow as growing

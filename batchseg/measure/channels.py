@@ -35,6 +35,12 @@ def channel_columns(names: Sequence[str]) -> list[str]:
     return [f"{stat}_{key}" for key in class_keys(names) for stat in CHANNEL_STATS]
 
 
+def stack_columns(planes: str, channels: Sequence[str]) -> list[str]:
+    """The columns of a stack job: ``t`` and ``z`` for the axes split into planes, then each
+    channel's ``mean_intensity_<channel>``, ``max_...``, ``min_...``, ``integrated_...``."""
+    return [a for a in "tz" if a in planes] + channel_columns(channels)
+
+
 def _check(labels: np.ndarray, stack: np.ndarray, names: Sequence[str]) -> None:
     if stack.ndim != 3 or stack.shape[1:] != labels.shape or stack.shape[0] != len(names):
         raise ValueError(

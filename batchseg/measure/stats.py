@@ -43,7 +43,8 @@ def stats_columns(
     stacks: Sequence[str] = (),
 ) -> list[str]:
     """Statistics columns for a method's output kind, in table order (``stacks``: the plane
-    and per-channel columns of :func:`stack_columns`, before ``seconds``)."""
+    and per-channel columns of :func:`batchseg.measure.channels.stack_columns`, before
+    ``seconds``)."""
     keys = class_keys(class_names or [])
     per_class = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
     if (
@@ -61,14 +62,6 @@ def stats_columns(
     cols.extend(stacks)
     cols.append("seconds")
     return cols
-
-
-def stack_columns(planes: str, channels: Sequence[str]) -> list[str]:
-    """The columns of a stack job: ``t`` and ``z`` for the axes split into planes, then each
-    channel's ``mean_intensity_<channel>``, ``max_...``, ``min_...``, ``integrated_...``."""
-    from batchseg.measure.channels import channel_columns
-
-    return [a for a in "tz" if a in planes] + channel_columns(channels)
 
 
 def class_stats(labels: np.ndarray, n_classes: int) -> np.ndarray:

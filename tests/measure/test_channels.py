@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 from skimage.measure import label, regionprops_table
 
-from batchseg.measure.channels import channel_columns, image_channel_stats, object_channel_stats
-from batchseg.measure.stats import stack_columns
+from batchseg.measure.channels import (
+    channel_columns,
+    image_channel_stats,
+    object_channel_stats,
+    stack_columns,
+)
 
 
 def _scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
