@@ -119,6 +119,18 @@ def parse_view(
     )
 
 
+def recorded_view(job: dict[str, Any], channels: str | None = None) -> StackView | None:
+    """The stack options a store's job record holds (``channels``: others to show), or None
+    for a job without them."""
+    keys = ("planes", "channels", "project", "axes", "measure_channels")
+    values = {k: job.get(k) for k in keys}
+    if channels is not None:
+        values["channels"] = channels
+    values["channels"] = None if values["channels"] is None else str(values["channels"])
+    view = parse_view(**values)
+    return view if view.active else None
+
+
 def _parse_channels(text: str | None) -> tuple[int, ...] | str:
     text = (text or "").strip().lower()
     if not text:

@@ -242,7 +242,8 @@ def _source(
         shape = (-(-int(info.bucket["height"]) // step), -(-int(info.bucket["width"]) // step))
     else:
         shape = labels.shape
-    image = read_overlay_source(view.uri(image_id), shape, level, max_pixels)
+    stacks = view.stack_view() if hasattr(view, "stack_view") else None
+    image = read_overlay_source(view.uri(image_id), shape, level, max_pixels, stacks=stacks)
     return display_rgb(image)
 
 

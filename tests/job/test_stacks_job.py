@@ -13,6 +13,7 @@ from skimage.measure import regionprops_table
 import batchseg
 from batchseg.cluster.profiles import AddressProfile
 from batchseg.errors import StoreError
+from batchseg.io.windowed import read_overlay_source
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
@@ -75,6 +76,11 @@ def test_planes_channels_and_per_channel_objects(
                     )
                 inside = arr[t, z, 0][labels > 0]
                 assert table.loc[image_id, "integrated_intensity_dapi"] == inside.sum()
+    # overlays read the plane as the job did, or another channel
+    plane = "embryo.tif#t=1,z=1"
+    np.testing.assert_array_equal(view.source(plane), arrays["embryo.tif"][1, 1, 1])
+    shown = read_overlay_source(view.uri(plane), (40, 48), stacks=view.stack_view("0"))
+    np.testing.assert_array_equal(shown, arrays["embryo.tif"][1, 1, 0])
     with pytest.raises(StoreError, match="channels '1' -> '0'"):
         run_job(_spec(folder, out, cluster_address, planes="zt", channels="0"))
 
