@@ -67,6 +67,31 @@ def expand_refs(refs: Sequence[ImageRef], view: StackView) -> Expansion:
     return Expansion(refs_sorted, names, layouts, shapes, dict(geo))
 
 
+def refuse_first_stack(refs: Sequence[ImageRef]) -> None:
+    """Without stack options: the collection's first TIFF or Zarr image (by name, local files
+    only; one header read) is refused in one line when it is a stack or has several channels,
+    before any cluster starts. Later stacks fail alone, with the same line."""
+    from batchseg.io.formats import is_zarr
+
+    first = next(
+        (r for r in refs if "://" not in r.uri and (r.uri.lower().endswith((".tif", ".tiff"))
+                                                  or is_zarr(r.uri))),
+        None,
+    )  # fmt: skip
+    if first is None:
+        return
+    reader = StackReader(StackView())
+    try:
+        layout = reader.layout(first.uri)
+    except ImageError:
+        return  # unreadable: the header scan records it
+    finally:
+        reader.close()
+    refusal = stack_refusal(layout) or (None if layout.rgb else channels_refusal(layout))
+    if refusal is not None:
+        raise UsageError(f"{first.image_id}: {refusal}")
+
+
 def _layout(reader: StackReader, ref: ImageRef) -> Layout | None:
     from batchseg.io.formats import TIFF_MAGIC, is_zarr, open_binary, sniff
 

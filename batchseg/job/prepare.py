@@ -13,7 +13,7 @@ from batchseg.cluster.profiles import LocalProfile
 from batchseg.core.plan import Plan
 from batchseg.errors import UsageError
 from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover, local_uri
-from batchseg.io.stacks import Expansion, expand_refs
+from batchseg.io.stacks import Expansion, expand_refs, refuse_first_stack
 from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
@@ -57,6 +57,8 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     if spec.view.active:
         stacks = expand_refs(refs, spec.view)
         refs = stacks.refs
+    else:
+        refuse_first_stack(refs)
     fp = fingerprint(refs, method, params, tiling_identity(spec), objects, spec.view.record())
     legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
     if legacy is None:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from batchseg.errors import UsageError
 from batchseg.io.planes import parse_view
 from batchseg.io.sources import discover
-from batchseg.io.stacks import expand_refs
+from batchseg.io.stacks import expand_refs, refuse_first_stack
 from tests.helpers.stacks import write_ome_tiff, write_ome_zarr
 
 
@@ -69,3 +70,26 @@ def test_channels_that_disagree_between_files(folder: Path) -> None:
     )
     with pytest.raises(UsageError, match="channels differ between files: .*RFP"):
         expand_refs(discover(str(folder)), parse_view(planes="zt", channels="0"))
+
+
+def test_without_options_the_first_stack_stops_the_job(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^b.zarr: image is a time-lapse .*--planes zt$"):
+        refuse_first_stack(discover(str(folder)))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    tifffile.imwrite(flat / "a.tif", np.zeros((8, 10), np.uint8))
+    tifffile.imwrite(flat / "rgb.tif", np.zeros((8, 10, 3), np.uint8), photometric="rgb")
+    refuse_first_stack(discover(str(flat)))  # pictures pass
+    tifffile.imwrite(
+        flat / "0.tif", np.zeros((4, 8, 10), np.uint8), photometric="minisblack", metadata=None
+    )
+    with pytest.raises(UsageError, match="0.tif: image is a z-stack .*--planes z"):
+        refuse_first_stack(discover(str(flat)))
+
+
+def test_a_zarr_stack_read_as_a_picture_names_planes(folder: Path) -> None:
+    from batchseg.errors import ImageError
+    from batchseg.io.read import read_header
+
+    with pytest.raises(ImageError, match="time-lapse .*--planes t"):
+        read_header(str(folder / "b.zarr"))
