@@ -196,7 +196,8 @@ def _write_image_attrs(
         ],
     }
     if meta.rgb:  # channel colours for viewers; a grey image has no channel axis to describe
-        ome["omero"] = ngff.omero(meta.image_id, content.value_range())
+        names = getattr(content, "channel_names", ())
+        ome["omero"] = ngff.omero(meta.image_id, content.value_range(), names)
     root.attrs["ome"] = ome
     store_path = meta.store_path
     root.attrs["batchseg"] = {
@@ -271,6 +272,25 @@ def _tiled_image(view: Any, image_id: str) -> store.ImageInfo | None:
     return info
 
 
+def _plane_channels(
+    view: Any, uri: str, max_pixels: int, stacks: Any
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Every channel of a stack's plane (``H x W x C``; one channel: ``H x W``) and names."""
+    from batchseg.io.planes import StackReader
+
+    reader = StackReader(stacks)
+    try:
+        channels = reader.read(uri, max(1, max_pixels)).channels
+    finally:
+        reader.close()
+    if channels.shape[0] == 1:
+        return channels[0], ()
+    names = tuple(view.attrs.get("channels") or ())
+    if len(names) != channels.shape[0]:
+        names = tuple(f"c{i}" for i in range(channels.shape[0]))
+    return np.moveaxis(channels, 0, -1), names
+
+
 class _Whole:
     """An image and its label map read whole into memory (ordinary images)."""
 
@@ -278,8 +298,14 @@ class _Whole:
         from batchseg.io import read as readers
 
         labels = view.mask(image_id)  # StoreError: failed / pending image
+        stacks = view.stack_view() if hasattr(view, "stack_view") else None
+        #: a stack's plane: every channel, named (axes c, y, x)
+        self.channel_names: tuple[str, ...] = ()
         try:
-            image = readers.read_image(uri, max_pixels=max(1, labels.size))
+            if stacks is not None:
+                image, self.channel_names = _plane_channels(view, uri, labels.size, stacks)
+            else:
+                image = readers.read_image(uri, max_pixels=max(1, labels.size))
         except (BatchsegError, OSError) as exc:
             raise _source_error(image_id, uri, exc) from None
         if image.shape[:2] != labels.shape:

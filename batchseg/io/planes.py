@@ -214,7 +214,9 @@ class StackReader:
     def read(self, uri: str, max_pixels: int | None) -> Viewed:
         """The plane ``uri`` (a file, or a file with a plane fragment) as the method sees it."""
         path, t, z = split_plane(uri)
-        if not (is_zarr(path) or _is_tiff(path)):
+        with self.lock:
+            known = path in self.files
+        if not known and not (is_zarr(path) or _is_tiff(path)):  # sniffed once per task
             return _flat(path, t, z, self.view, max_pixels)
         handle = self._open(path)
         layout = handle.layout

@@ -75,12 +75,21 @@ def test_a_file_is_opened_once_per_task(stack_file: str, monkeypatch: pytest.Mon
         return real(path, hint)
 
     monkeypatch.setattr(planes, "_open_stack", counting)
+    sniffed: list[str] = []
+    real_sniff = planes._is_tiff
+
+    def sniffing(path: str) -> bool:
+        sniffed.append(path)
+        return real_sniff(path)
+
+    monkeypatch.setattr(planes, "_is_tiff", sniffing)
     reader = StackReader(parse_view(planes="zt", channels="0"))
     for t in range(2):
         for z in range(3):
             reader.read(plane_uri(stack_file, t, z), None)
     reader.close()
     assert opened == [stack_file]
+    assert len(sniffed) <= 1  # the file's magic bytes are read once too
 
 
 def test_bad_planes_and_channels_are_one_line(stack_file: str) -> None:

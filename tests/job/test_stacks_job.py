@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from skimage.measure import regionprops_table
 
 import batchseg
 from batchseg.cluster.profiles import AddressProfile
 from batchseg.errors import StoreError
+from batchseg.export.ome_zarr import export_ome_zarr
 from batchseg.io.windowed import read_overlay_source
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
@@ -81,6 +83,12 @@ def test_planes_channels_and_per_channel_objects(
     np.testing.assert_array_equal(view.source(plane), arrays["embryo.tif"][1, 1, 1])
     shown = read_overlay_source(view.uri(plane), (40, 48), stacks=view.stack_view("0"))
     np.testing.assert_array_equal(shown, arrays["embryo.tif"][1, 1, 0])
+    # the OME-Zarr export keeps the plane's channels, named
+    export_ome_zarr(str(out), plane, tmp_path / "plane.zarr")
+    exported = zarr.open_group(str(tmp_path / "plane.zarr"), mode="r")
+    assert [a["name"] for a in exported.attrs["ome"]["multiscales"][0]["axes"]] == ["c", "y", "x"]
+    assert [c["label"] for c in exported.attrs["ome"]["omero"]["channels"]] == ["DAPI", "GFP"]
+    np.testing.assert_array_equal(exported["0"][:], arrays["embryo.tif"][1, 1])
     with pytest.raises(StoreError, match="channels '1' -> '0'"):
         run_job(_spec(folder, out, cluster_address, planes="zt", channels="0"))
 
