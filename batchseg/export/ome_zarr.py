@@ -272,30 +272,12 @@ def _tiled_image(view: Any, image_id: str) -> store.ImageInfo | None:
     return info
 
 
-def _plane_channels(
-    view: Any, uri: str, max_pixels: int, stacks: Any
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Every channel of a stack's plane (``H x W x C``; one channel: ``H x W``) and names."""
-    from batchseg.io.planes import StackReader
-
-    reader = StackReader(stacks)
-    try:
-        channels = reader.read(uri, max(1, max_pixels)).channels
-    finally:
-        reader.close()
-    if channels.shape[0] == 1:
-        return channels[0], ()
-    names = tuple(view.attrs.get("channels") or ())
-    if len(names) != channels.shape[0]:
-        names = tuple(f"c{i}" for i in range(channels.shape[0]))
-    return np.moveaxis(channels, 0, -1), names
-
-
 class _Whole:
     """An image and its label map read whole into memory (ordinary images)."""
 
     def __init__(self, view: Any, image_id: str, uri: str) -> None:
         from batchseg.io import read as readers
+        from batchseg.io.planes import plane_channels
 
         labels = view.mask(image_id)  # StoreError: failed / pending image
         stacks = view.stack_view() if hasattr(view, "stack_view") else None
@@ -303,7 +285,8 @@ class _Whole:
         self.channel_names: tuple[str, ...] = ()
         try:
             if stacks is not None:
-                image, self.channel_names = _plane_channels(view, uri, labels.size, stacks)
+                names = tuple(view.attrs.get("channels") or ())
+                image, self.channel_names = plane_channels(uri, stacks, labels.size, names)
             else:
                 image = readers.read_image(uri, max_pixels=max(1, labels.size))
         except (BatchsegError, OSError) as exc:

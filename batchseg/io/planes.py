@@ -249,6 +249,23 @@ class StackReader:
             return handle
 
 
+def plane_channels(
+    uri: str, view: StackView, max_pixels: int | None, names: tuple[str, ...] = ()
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Every channel of the plane ``uri`` (``H x W x C``; one channel: ``H x W``) and their
+    ``names`` (``c0``... where they do not fit), e.g. for an export."""
+    reader = StackReader(view)
+    try:
+        channels = reader.read(uri, max_pixels).channels
+    finally:
+        reader.close()
+    if channels.shape[0] == 1:
+        return channels[0], ()
+    if len(names) != channels.shape[0]:
+        names = tuple(f"c{i}" for i in range(channels.shape[0]))
+    return np.moveaxis(channels, 0, -1), names
+
+
 def _is_tiff(path: str) -> bool:
     from batchseg.io.formats import open_binary
 
