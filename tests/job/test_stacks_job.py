@@ -13,12 +13,14 @@ from skimage.measure import regionprops_table
 
 import batchseg
 from batchseg.cluster.profiles import AddressProfile
-from batchseg.errors import StoreError
+from batchseg.errors import ImageError, StoreError
 from batchseg.export.ome_zarr import export_ome_zarr
+from batchseg.io.normalise import display_rgb
 from batchseg.io.windowed import read_overlay_source
 from batchseg.job.run import run_job
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
+from batchseg.report import pictures
 from tests.helpers.stacks import make_stack, write_ome_tiff, write_ome_zarr
 
 pytestmark = pytest.mark.integration
@@ -83,6 +85,12 @@ def test_planes_channels_and_per_channel_objects(
     np.testing.assert_array_equal(view.source(plane), arrays["embryo.tif"][1, 1, 1])
     shown = read_overlay_source(view.uri(plane), (40, 48), stacks=view.stack_view("0"))
     np.testing.assert_array_equal(shown, arrays["embryo.tif"][1, 1, 0])
+    # the report and web app's pictures: the plane as the job read it, or another channel
+    for channels, c in ((None, 1), ("0", 0)):
+        drawn = pictures.picture(view, plane, "source", channels=channels)
+        np.testing.assert_array_equal(drawn, display_rgb(arrays["embryo.tif"][1, 1, c]))
+    with pytest.raises(ImageError, match="channel 7 is out of range"):
+        pictures.picture(view, plane, "source", channels="7")
     # the OME-Zarr export keeps the plane's channels, named
     export_ome_zarr(str(out), plane, tmp_path / "plane.zarr")
     exported = zarr.open_group(str(tmp_path / "plane.zarr"), mode="r")
