@@ -249,8 +249,11 @@ def build_spec(
     for key in ("input", "method", "output"):
         if not merged.get(key):
             raise UsageError(f"missing {key!r} (give it on the command line or in the job spec)")
-    if isinstance(merged.get("channels"), int) and not isinstance(merged["channels"], bool):
-        merged["channels"] = str(merged["channels"])  # channels = 1 in TOML
+    chans = merged.get("channels")
+    if isinstance(chans, int) and not isinstance(chans, bool):
+        merged["channels"] = str(chans)  # channels = 1 in TOML
+    elif isinstance(chans, list) and all(type(c) is int for c in chans):
+        merged["channels"] = ",".join(map(str, chans))  # channels = [2, 1, 0]
     for key in _STR_KEYS:
         value = merged.get(key)
         if value is not None and not isinstance(value, str):
