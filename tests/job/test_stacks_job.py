@@ -117,3 +117,23 @@ def test_four_band_raster(tmp_path: Path, cluster_address: str) -> None:
     assert view.attrs["geo"] == {"ModelPixelScale": [10.0, 10.0, 0.0]}
     assert view.attrs["channels"] == ["band1", "band2", "band3", "band4"]
     assert "mean_intensity_band4" in view.table().columns
+
+
+def test_dry_run_reports_axes_per_bucket(
+    stacks: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    from batchseg.job.dryrun import plan_job
+
+    folder, _ = stacks
+    spec = JobSpec(input=str(folder), method=METHOD, output=str(tmp_path / "d.zarr"),
+                   planes="zt", channels="0")  # fmt: skip
+    report = plan_job(spec)
+    assert report["images"] == 7 and report["headers_read"] == 0  # sizes from the stack headers
+    assert report["largest_buckets"] == [
+        {
+            "shape": [40, 48],
+            "images": 7,
+            "axes": {"TZCYX 2x2x2x40x48": 1, "TZCYX 1x3x2x40x48": 1},
+        }  # fmt: skip
+    ]
+    assert report["channels"] == ["DAPI", "GFP"]
