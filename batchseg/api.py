@@ -19,6 +19,7 @@ from batchseg.core.kinds import Kind
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.core.meta import StoreMeta
 from batchseg.errors import ImageError, QueryError, StoreError
+from batchseg.io.planes import StackView
 from batchseg.query import Selection, select
 from batchseg.results import Failure, ImageRecord, StatusReport, Summary
 from batchseg.store.evaluations import evaluation_columns, evaluation_frame
@@ -286,6 +287,19 @@ class StoreView:
         """
         return store.image_info(self._root, image_id)
 
+    def stack_view(self, channels: str | None = None) -> StackView | None:
+        """How the store's job read stacks (``--planes``, ``--channels``...), with
+        ``channels`` instead of the method's where given; None for a job without them.
+
+        Parameters
+        ----------
+        channels : str, optional
+            Channels to show: an index, three as RGB (``"2,1,0"``) or ``"mean"``.
+        """
+        from batchseg.io.planes import recorded_view
+
+        return recorded_view(dict(self.meta.job), channels)
+
     def source(self, image_id: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """The source pixels of ``image_id``, decoded as a job decodes them (``H x W`` grey or
         ``H x W x 3`` RGB, EXIF orientation applied).
@@ -313,7 +327,7 @@ class StoreView:
         shape = (record.height, record.width)
         uri = self.uri(image_id)
         try:
-            pixels = read_overlay_source(uri, shape, 0, max_pixels)
+            pixels = read_overlay_source(uri, shape, 0, max_pixels, stacks=self.stack_view())
         except ImageError as exc:
             raise ImageError(f"source of {image_id!r} ({uri}): {exc}") from None
         if pixels.shape[:2] != shape:

@@ -58,6 +58,11 @@ def run(
     io_threads: int | None = None,
     tile_threshold: int | None = None,
     tile_size: int | None = None,
+    planes: str | None = None,
+    channels: str | int | Sequence[int] | None = None,
+    project: str | None = None,
+    axes: str | None = None,
+    measure_channels: str | None = None,
     tls_ca_file: PathLike | None = None,
     tls_cert: PathLike | None = None,
     tls_key: PathLike | None = None,
@@ -97,6 +102,11 @@ def run(
         Decompression-bomb guard, decoding threads per task, tiling of huge images.
     colors : str or path, optional
         CSV of class colours stored with a new store.
+    planes, project, axes, measure_channels : str, optional
+        Stacks: ``z``, ``t`` or ``zt`` (every plane an image), ``max``/``mean`` over z, the axes
+        of arrays without names (``tczyx``...), ``all``/``none`` per-channel measurements.
+    channels : int, str or sequence of int, optional
+        Channels the method sees: an index, three indices (as RGB) or ``"mean"``.
     tls_ca_file, tls_cert, tls_key : str or path, optional
         TLS files of the cluster (all three together).
     on_progress : callable, optional
@@ -163,6 +173,11 @@ def run(
         "io_threads": io_threads,
         "tile_threshold": tile_threshold,
         "tile_size": tile_size,
+        "planes": planes,
+        "channels": _channels_text(channels),
+        "project": project,
+        "axes": axes,
+        "measure_channels": measure_channels,
         "tls_ca_file": _text(tls_ca_file),
         "tls_cert": _text(tls_cert),
         "tls_key": _text(tls_key),
@@ -418,6 +433,15 @@ def _cluster_settings(
     options = {key: arguments[key] for key in CLUSTER_KEYS}
     options.update({key: _text(options[key]) for key in TLS_KEYS})
     return load_cluster_settings(_text(cluster_spec), options)
+
+
+def _channels_text(channels: str | int | Sequence[int] | None) -> str | None:
+    """``channels`` as the job spec's text (``"1"``, ``"2,1,0"``, ``"mean"``)."""
+    if channels is None or isinstance(channels, str):
+        return channels
+    if isinstance(channels, int):
+        return str(channels)
+    return ",".join(str(int(c)) for c in channels)
 
 
 def _text(value: PathLike | None) -> str | None:

@@ -115,12 +115,23 @@ def mask(
     hide: HideOption = None,
     outlines: OutlinesOption = True,
     truth: TruthOption = None,
+    channels: Annotated[
+        str | None,
+        typer.Option(
+            "--channels",
+            metavar="I|I,J,K|mean",
+            help="--overlay of a stack's plane: the channel (or three as RGB, or mean) drawn "
+            "under the mask (default: what the method saw).",
+        ),
+    ] = None,
 ) -> None:
     """Write an image's label map as a colour PNG, or as an overlay on the source image
     (region and object outlines drawn; --object highlights one object); --where with
     --output-dir writes one PNG per selected image."""
     options = MaskOptions(overlay, alpha, confidence, legend, level, max_pixels, object_label)
-    options = replace(options, hidden=tuple(hide or ()), outlines=outlines, truth=truth)
+    options = replace(
+        options, hidden=tuple(hide or ()), outlines=outlines, truth=truth, channels=channels
+    )
     if where is not None or output_dir is not None:
         guard(lambda: _mask_many(store_path, image_id, output, where, output_dir, limit, options))
         return
@@ -165,7 +176,11 @@ def _mask_picture(
     )
     if options.overlay:
         image = read_overlay_source(
-            view.uri(image_id), labels.shape, options.level, options.max_pixels
+            view.uri(image_id),
+            labels.shape,
+            options.level,
+            options.max_pixels,
+            stacks=view.stack_view(options.channels),
         )
         label = options.object_label
         if label is not None and not (labels == label).any():

@@ -24,6 +24,8 @@ class MaskOptions:
     hidden: tuple[str, ...] = ()
     outlines: bool = True
     truth: str | None = None
+    #: a stack's plane: the channels drawn under an overlay (None: what the method saw)
+    channels: str | None = None
 
     def check(self) -> MaskOptions:
         """The options with the default pixel limit; UsageError for bad combinations."""

@@ -118,6 +118,41 @@ TileSizeOption = Annotated[
     int | None,
     typer.Option(help="Tile side for those images (multiple of 256; default 2048)."),
 ]
+PlanesOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="z|t|zt",
+        help="Segment every plane of a stack as its own image (ids like embryo.tif#t=3,z=12; "
+        "t and z columns in the table). A stack without it is refused.",
+    ),
+]
+ChannelsOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="I|I,J,K|mean",
+        help="Channels the method sees: one index (from 0), three as RGB (2,1,0), or mean.",
+    ),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(metavar="max|mean", help="Project z-stacks to one plane before segmenting."),
+]
+AxesOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="AXES",
+        help="Axes of arrays that do not name them (plain Zarr, some TIFFs): e.g. tczyx, zyx, "
+        "cyx, yxc.",
+    ),
+]
+MeasureChannelsOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="all|none",
+        help="Per-channel intensities (mean, max, min, integrated) per image and per object "
+        "(default: all for multi-channel inputs).",
+    ),
+]
 WeightsOption = Annotated[
     str | None,
     typer.Option(help="Semantic: torchvision weights name (DEFAULT, ...) or state_dict file."),
@@ -160,6 +195,11 @@ def run(
     io_threads: IoThreadsOption = None,
     tile_threshold: TileThresholdOption = None,
     tile_size: TileSizeOption = None,
+    planes: PlanesOption = None,
+    channels: ChannelsOption = None,
+    project: ProjectOption = None,
+    axes: AxesOption = None,
+    measure_channels: MeasureChannelsOption = None,
     weights: WeightsOption = None,
     model: ModelOption = None,
     classes: ClassesOption = None,
@@ -280,6 +320,11 @@ def _print_plan(r: PlanReport) -> None:
     )
     for b in r["largest_buckets"]:
         echo(f"    {b['shape'][0]}x{b['shape'][1]}: {plural(b['images'], 'image')}")
+        for axes, files in (b.get("axes") or {}).items():
+            echo(f"      axes {axes}: {plural(files, 'file')}")
+    if "channels" in r:
+        names = ", ".join(r["channels"]) or "none"
+        echo(f"  channels measured per image and object: {names}")
     echo(
         f"  {plural(r['tasks'], 'task')} of <= {plural(r['shard_size'], 'image')} "
         f"({plural(r['table_rows'], 'table row')})"

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,8 @@ from batchseg.core.plan import Bucket, Shard
 from batchseg.engine.tiled.objects import merge_partials, tile_partials
 from batchseg.errors import ImageError, one_line
 from batchseg.io import read as readers
+from batchseg.io.planes import StackReader, StackView, split_plane
+from batchseg.measure.channels import image_channel_stats, object_channel_stats
 from batchseg.measure.instances import check_instances, instance_row, object_columns
 from batchseg.measure.objects import empty_columns, object_aggregates
 from batchseg.measure.stats import class_stats, region_stats
@@ -50,6 +53,10 @@ class JobContext:
     class_names: tuple[str, ...] = ()
     max_pixels: int | None = readers.DEFAULT_MAX_PIXELS
     io_threads: int = 4
+    #: stacks: planes, channels and projection (None: images read whole, as pictures)
+    view: StackView | None = None
+    #: channels measured per image and per object (``mean_intensity_<name>``...)
+    channel_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,29 +70,41 @@ class ShardSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _read(uri: str, max_pixels: int | None) -> tuple[np.ndarray | Exception, float]:
-    """Decode one image; the time is this thread's CPU time (threads overlap each other)."""
+#: A decoded image (or why not), its read time, and all its channels (stacks only).
+Decoded = tuple[np.ndarray | Exception, float, np.ndarray | None]
+
+
+def _read(uri: str, max_pixels: int | None, stacks: StackReader | None = None) -> Decoded:
+    """Decode one image; the time is this thread's CPU time (threads overlap each other).
+    With ``stacks``, a plane of a stack (its file kept open for the task's other planes)."""
     start = time.thread_time()
     try:
-        return readers.read_image(uri, max_pixels=max_pixels), time.thread_time() - start
+        if stacks is not None:
+            viewed = stacks.read(uri, max_pixels)
+            return viewed.image, time.thread_time() - start, viewed.channels
+        return readers.read_image(uri, max_pixels=max_pixels), time.thread_time() - start, None
     except Exception as exc:  # noqa: BLE001 - recorded per image
-        return exc, time.thread_time() - start
+        return exc, time.thread_time() - start, None
 
 
 def _prefetch(
-    pool: ThreadPoolExecutor, uris: Sequence[str], max_pixels: int | None, ahead: int
-) -> Iterator[tuple[np.ndarray | Exception, float]]:
+    pool: ThreadPoolExecutor,
+    uris: Sequence[str],
+    max_pixels: int | None,
+    ahead: int,
+    stacks: StackReader | None = None,
+) -> Iterator[Decoded]:
     """Decode ``uris`` in order, at most ``ahead`` images in flight (bounded memory)."""
-    pending: deque[Future[tuple[np.ndarray | Exception, float]]] = deque()
+    pending: deque[Future[Decoded]] = deque()
     it = iter(uris)
     for uri in it:
-        pending.append(pool.submit(_read, uri, max_pixels))
+        pending.append(pool.submit(_read, uri, max_pixels, stacks))
         if len(pending) >= ahead:
             break
     while pending:
         result = pending.popleft().result()
         for uri in it:
-            pending.append(pool.submit(_read, uri, max_pixels))
+            pending.append(pool.submit(_read, uri, max_pixels, stacks))
             break
         yield result
 
@@ -110,15 +129,19 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
         failures[shard.image_ids[slot]] = errors[slot]
         if objects is not None:
             objects.pop(slot, None)
+        out.channels.pop(slot, None)
 
-    with ThreadPoolExecutor(max_workers=max(1, ctx.io_threads)) as pool:
+    stacks = StackReader(ctx.view, ctx.channel_names) if ctx.view is not None else None
+    with ThreadPoolExecutor(max_workers=max(1, ctx.io_threads)) as pool, _closing(stacks):
         ahead = max(2 * ctx.io_threads, batch_size + ctx.io_threads)
-        decoded = _prefetch(pool, shard.uris, ctx.max_pixels, ahead)
+        decoded = _prefetch(pool, shard.uris, ctx.max_pixels, ahead, stacks)
         slot = 0
         while slot < n:
             batch: list[tuple[int, np.ndarray, float]] = []
             while slot < n and len(batch) < batch_size:
-                image, seconds = next(decoded)
+                image, seconds, channels = next(decoded)
+                if channels is not None:
+                    out.channels[slot] = channels
                 if isinstance(image, Exception):
                     fail(slot, image)
                 elif image.shape[:2] != (bucket.height, bucket.width):
@@ -161,6 +184,33 @@ def run_shard(ctx: JobContext, shard: Shard) -> ShardSummary:
     return summary
 
 
+@contextmanager
+def _closing(stacks: StackReader | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if stacks is not None:
+            stacks.close()
+
+
+def plane_stats(
+    ctx: JobContext, labels: np.ndarray, channels: np.ndarray | None, image_id: str
+) -> list[float]:
+    """The stack columns of an image's row: its plane (``t``, ``z``) and each channel's
+    intensities over its objects."""
+    out: list[float] = []
+    if ctx.view is not None and ctx.view.planes:
+        _, t, z = split_plane(image_id)
+        out.extend(float(v or 0) for v, axis in ((t, "t"), (z, "z")) if axis in ctx.view.planes)
+    if ctx.channel_names:
+        n = len(ctx.channel_names)
+        if channels is None or channels.shape[0] != n:
+            got = "no" if channels is None else str(channels.shape[0])
+            raise ImageError(f"image has {got} channels, the job measures {n}")
+        out.extend(image_channel_stats(labels, channels, n))
+    return out
+
+
 def measure(labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
     """The object table of one image: the columns of
     :func:`batchseg.measure.objects.measure_objects` (``regionprops_table``), computed by the
@@ -180,6 +230,8 @@ class _Outputs:
     stats: np.ndarray
     status: np.ndarray
     objects: dict[int, dict[str, np.ndarray]] | None
+    #: every channel of each slot's plane (stacks), for the per-channel measurements
+    channels: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _buffers(
@@ -265,8 +317,12 @@ def _segment_batch(
                 measured = measure(lab, image)
                 if result.instances is not None:
                     measured = object_columns(measured, result.instances, ctx.class_names)
+                stack = out.channels.get(slot)
+                if ctx.channel_names and stack is not None:
+                    measured.update(object_channel_stats(lab, stack, ctx.channel_names))
                 out.objects[slot] = measured
                 extra.extend(object_aggregates(measured["area"]))
+            extra.extend(plane_stats(ctx, lab, out.channels.pop(slot, None), image_ids[slot]))
             labels[slot] = lab
             seconds = read_seconds + share + (time.perf_counter() - t1)
             out.stats[slot] = np.concatenate([row, extra, [seconds]])

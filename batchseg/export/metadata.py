@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -84,10 +85,20 @@ class RangeTracker:
         return self.low, self.high
 
 
-def omero(name: str, value_range: tuple[float, float]) -> dict[str, Any]:
+#: Viewer colours of a stack's channels, in order (then white).
+_CHANNEL_COLOURS = ("0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00")
+
+
+def omero(
+    name: str, value_range: tuple[float, float], channel_names: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ``omero`` rendering hints: red, green, blue, or a stack's named channels."""
     low, high = value_range
     window = {"min": low, "max": high, "start": low, "end": high}
     names = [("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF")]
+    if channel_names:
+        colours = [*_CHANNEL_COLOURS, *["FFFFFF"] * len(channel_names)]
+        names = list(zip(channel_names, colours, strict=False))
     channels = [
         {
             "label": label,

@@ -196,7 +196,8 @@ def _write_image_attrs(
         ],
     }
     if meta.rgb:  # channel colours for viewers; a grey image has no channel axis to describe
-        ome["omero"] = ngff.omero(meta.image_id, content.value_range())
+        names = getattr(content, "channel_names", ())
+        ome["omero"] = ngff.omero(meta.image_id, content.value_range(), names)
     root.attrs["ome"] = ome
     store_path = meta.store_path
     root.attrs["batchseg"] = {
@@ -276,10 +277,18 @@ class _Whole:
 
     def __init__(self, view: Any, image_id: str, uri: str) -> None:
         from batchseg.io import read as readers
+        from batchseg.io.planes import plane_channels
 
         labels = view.mask(image_id)  # StoreError: failed / pending image
+        stacks = view.stack_view() if hasattr(view, "stack_view") else None
+        #: a stack's plane: every channel, named (axes c, y, x)
+        self.channel_names: tuple[str, ...] = ()
         try:
-            image = readers.read_image(uri, max_pixels=max(1, labels.size))
+            if stacks is not None:
+                names = tuple(view.attrs.get("channels") or ())
+                image, self.channel_names = plane_channels(uri, stacks, labels.size, names)
+            else:
+                image = readers.read_image(uri, max_pixels=max(1, labels.size))
         except (BatchsegError, OSError) as exc:
             raise _source_error(image_id, uri, exc) from None
         if image.shape[:2] != labels.shape:

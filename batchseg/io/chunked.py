@@ -137,7 +137,11 @@ class ZarrSource:
             )
         for ax, n in zip(axes, shape, strict=True):
             if ax not in ("y", "x", "c") and n != 1:
-                raise ImageError(f"Zarr image axis {ax!r} has {n} entries; only 2-D images")
+                what = {"z": "a z-stack", "t": "a time-lapse"}.get(ax, f"axis {ax!r} of {n}")
+                raise ImageError(
+                    f"Zarr image is {what} ({n} planes): segment its planes with "
+                    f"--planes {ax if ax in 'zt' else 'z'} (see --axes)"
+                )
         return axes
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

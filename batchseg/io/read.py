@@ -41,6 +41,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from batchseg.core.limits import DEFAULT_MAX_PIXELS
 from batchseg.errors import ImageError
+from batchseg.io.axes import channels_refusal, stack_refusal, tiff_layout
 from batchseg.io.chunked import ZarrSource, windowed_shape
 from batchseg.io.formats import (
     IMAGE_SUFFIXES,
@@ -303,8 +304,21 @@ def _jpeg(img: Image.Image, fh: IO[bytes]) -> np.ndarray | None:
 # --------------------------------------------------------------------------- TIFF
 
 
+def _refuse_stack(tif: Any) -> None:
+    """A stack or a picture of several channels is never read as its first page: refused
+    with one line naming the option that reads it (``--planes``, ``--channels``)."""
+    try:
+        layout = tiff_layout(tif)
+    except ImageError:
+        return  # an unusual layout: the first page's own checks decide
+    refusal = stack_refusal(layout) or channels_refusal(layout)
+    if refusal is not None:
+        raise ImageError(refusal)
+
+
 def _tiff_header(fh: IO[bytes], max_pixels: int | None) -> tuple[int, int]:
     with tiff_open(fh) as tif:
+        _refuse_stack(tif)
         page = tiff_page(tif)
         height, width = tiff_geometry(page)
         check_pixels(height, width, max_pixels)
@@ -313,6 +327,7 @@ def _tiff_header(fh: IO[bytes], max_pixels: int | None) -> tuple[int, int]:
 
 def _tiff_decode(fh: IO[bytes], max_pixels: int | None) -> np.ndarray:
     with tiff_open(fh) as tif:
+        _refuse_stack(tif)
         page = tiff_page(tif)
         height, width = tiff_geometry(page)
         check_pixels(height, width, max_pixels)

@@ -33,6 +33,7 @@ from batchseg.io.chunked import (
     windowed_shape,
 )
 from batchseg.io.formats import TIFF_MAGIC, is_zarr, sniff, tiff_open
+from batchseg.io.planes import StackReader, StackView
 from batchseg.io.read import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -126,18 +127,27 @@ def read_overlay_source(
     shape: tuple[int, int],
     level: int = 0,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    stacks: StackView | None = None,
 ) -> np.ndarray:
     """The source image behind a label map of ``shape`` (pyramid ``level``), for overlays.
 
     Every decode is limited twice: by ``max_pixels`` and by the size the label map implies
     (a source that is larger cannot be its image). A source file replaced after the job by
-    a decompression bomb fails from its header, before any pixel is decoded.
+    a decompression bomb fails from its header, before any pixel is decoded. With ``stacks``
+    (a stack job's options, the channels to show), the plane is read as a job reads it.
     """
     if level < 0:
         raise ValueError(f"level must be >= 0, not {level}")
     step = 1 << level
     implied = max(1, int(shape[0]) * step) * max(1, int(shape[1]) * step)
     limit = implied if max_pixels is None else min(implied, max_pixels)
+    if stacks is not None:
+        reader = StackReader(stacks)
+        try:
+            return reader.read(uri, limit).image[::step, ::step]
+        finally:
+            reader.close()
     if level:
         return read_strided(uri, step, max_pixels=limit)
     return readers.read_image(uri, max_pixels=limit)

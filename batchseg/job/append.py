@@ -67,7 +67,8 @@ def same_job(attrs: dict[str, Any], plan: Plan, job: PreparedJob) -> bool:
 
 def _fingerprint(pairs: list[tuple[str, str]], job: PreparedJob) -> str:
     tiling = tiling_identity(job.spec)
-    return fingerprint_pairs(pairs, job.method, job.params, tiling, job.objects)
+    stacks = job.spec.view.record()
+    return fingerprint_pairs(pairs, job.method, job.params, tiling, job.objects, stacks)
 
 
 def compare(plan: Plan, refs: list[ImageRef]) -> InputChange:
@@ -101,7 +102,7 @@ def refusal(job: PreparedJob, attrs: dict[str, Any], plan: Plan, *, same: bool) 
     refs = [ImageRef(i, u) for i, u in pairs] if spec.append else job.refs
     tiling = tiling_identity(spec)
     difference = describe_difference(
-        attrs, pairs, refs, job.method, job.params, tiling, job.objects
+        attrs, pairs, refs, job.method, job.params, tiling, job.objects, job.spec.view.record()
     )
     if same:
         hint = (

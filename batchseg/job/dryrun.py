@@ -12,6 +12,7 @@ from batchseg.io.sources import ImageRef
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_tiling, prepare_job
 from batchseg.job.spec import JobSpec
+from batchseg.measure.channels import stack_columns
 from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method
 from batchseg.store.table import published_status
@@ -20,6 +21,8 @@ from batchseg.store.table import published_status
 class BucketCount(TypedDict):
     shape: list[int]
     images: int
+    #: stack jobs: the files' axes and sizes (``TZCYX 2x3x2x512x512``) -> files of that layout
+    axes: NotRequired[dict[str, int]]
 
 
 class TiledImage(TypedDict):
@@ -67,6 +70,8 @@ class PlanReport(TypedDict):
     #: with ``--append`` to an existing store of this job: the plan is the new images' only
     append: bool
     plan_seconds: float
+    #: stack jobs: the channels measured per image and object (empty: none)
+    channels: NotRequired[list[str]]
 
 
 def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
@@ -93,14 +98,22 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
     check_tiling(plan, method, params)
     shards = plan.shards[len(stored.shards) if stored is not None else 0 :]
     classes = method.classes(params) if method.family != "semantic" else None
+    names = job.stacks.channels if job.stacks is not None else ()
+    stacks = stack_columns(spec.view.planes, names)
     n_cols = len(
-        stats_columns(method.kind, classes, confidence=method.has_confidence, objects=job.objects)
+        stats_columns(
+            method.kind,
+            classes,
+            confidence=method.has_confidence,
+            objects=job.objects,
+            stacks=stacks,
+        )
     )
     per_bucket: dict[int, int] = {}
     for shard in shards:
         per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
     tiled = [b for b in plan.buckets if b.tile and b.index in per_bucket]
-    return {
+    report: PlanReport = {
         "input": spec.input,
         "output": spec.output,
         "method": method.id,
@@ -111,7 +124,7 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
         "headers_read": len(todo),
         "buckets": len(per_bucket),
         "largest_buckets": [
-            {"shape": [plan.buckets[i].height, plan.buckets[i].width], "images": n}
+            _bucket_count(plan.buckets[i].height, plan.buckets[i].width, n, job)
             for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
         ],
         "shard_size": plan.shard_size,
@@ -124,6 +137,17 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
         "append": stored is not None,
         "plan_seconds": round(time.perf_counter() - started, 3),
     }
+    if job.stacks is not None:
+        report["channels"] = list(names)
+    return report
+
+
+def _bucket_count(height: int, width: int, n: int, job: PreparedJob) -> BucketCount:
+    """A shape bucket of the plan: its shape, images and (stack jobs) the files' axes."""
+    count: BucketCount = {"shape": [height, width], "images": n}
+    if job.stacks is not None:
+        count["axes"] = job.stacks.axes_of(height, width)
+    return count
 
 
 def _header_shapes(

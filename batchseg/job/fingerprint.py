@@ -32,12 +32,14 @@ def fingerprint(
     params: dict[str, Any],
     tiling: tuple[int, int] | None = None,
     objects: bool | None = None,
+    stacks: dict[str, Any] | None = None,
 ) -> str:
-    """Identity of a job's inputs, method, parameters, tiling and object tables (resume
-    refuses another). ``objects`` counts only where it differs from the method's default, so
-    stores written before object tables existed keep their identity."""
+    """Identity of a job's inputs, method, parameters, tiling, object tables and stack options
+    (``--planes``, ``--channels``...: resume refuses another). ``objects`` counts only where it
+    differs from the method's default and ``stacks`` only where given, so stores written before
+    they existed keep their identity."""
     pairs = ((ref.image_id, ref.uri) for ref in refs)
-    return fingerprint_pairs(pairs, method, params, tiling, objects)
+    return fingerprint_pairs(pairs, method, params, tiling, objects, stacks)
 
 
 def fingerprint_pairs(
@@ -46,6 +48,7 @@ def fingerprint_pairs(
     params: dict[str, Any],
     tiling: tuple[int, int] | None = None,
     objects: bool | None = None,
+    stacks: dict[str, Any] | None = None,
 ) -> str:
     """:func:`fingerprint` of ``(image_id, uri)`` pairs given in image id order (the order of
     :func:`~batchseg.io.sources.discover`), e.g. the rows a store holds."""
@@ -59,6 +62,8 @@ def fingerprint_pairs(
         job["tiling"] = list(tiling)
     if objects is not None and objects != method.objects_default:
         job["objects"] = objects
+    if stacks:
+        job["stacks"] = stacks
     h.update(json.dumps(job, sort_keys=True, default=str).encode())
     for image_id, uri in images:
         h.update(image_id.encode("utf-8", "surrogateescape") + b"\0")
@@ -93,6 +98,7 @@ def describe_difference(
     params: dict[str, Any],
     tiling: tuple[int, int] | None,
     objects: bool = False,
+    stacks: dict[str, Any] | None = None,
 ) -> str:
     """What differs between a stored job (its attributes and ``(image_id, uri)`` rows) and a new
     one, in a few words: the method, each changed parameter (old -> new), images added, removed
@@ -139,6 +145,12 @@ def describe_difference(
             f"tile threshold, size {old_tiling[0]}, {old_tiling[1]} -> "
             f"{new_tiling[0]}, {new_tiling[1]}"
         )
+    from batchseg.job.spec import STACK_KEYS
+
+    for key in STACK_KEYS:
+        old_value, new_value = job.get(key), (stacks or {}).get(key)
+        if old_value != new_value:
+            parts.append(f"{key} {_shown(old_value)} -> {_shown(new_value)}")
     old_objects = bool(attrs.get("objects", False))
     if old_objects != objects and old_id == method.id:
         parts.append(f"object tables {_on(old_objects)} -> {_on(objects)}")

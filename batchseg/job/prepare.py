@@ -13,6 +13,7 @@ from batchseg.cluster.profiles import LocalProfile
 from batchseg.core.plan import Plan
 from batchseg.errors import UsageError
 from batchseg.io.sources import MANIFEST_SUFFIXES, ImageRef, discover, local_uri
+from batchseg.io.stacks import Expansion, expand_refs, refuse_first_stack
 from batchseg.job.fingerprint import fingerprint, tiling_identity
 from batchseg.job.spec import JobSpec
 from batchseg.methods import get_method
@@ -32,6 +33,8 @@ class PreparedJob:
     fingerprint: str
     #: whether a new store of this job gets object tables (a resumed store keeps its own)
     objects: bool
+    #: stacks split into planes and the channels measured (jobs with stack options)
+    stacks: Expansion | None
 
 
 def prepare_job(spec: JobSpec) -> PreparedJob:
@@ -50,13 +53,19 @@ def prepare_job(spec: JobSpec) -> PreparedJob:
     if spec.colors:
         _check_colours(spec.colors, method, params)
     refs = discover(spec.input, follow_links=spec.follow_links, skip=store_skipper(spec.output))
-    fp = fingerprint(refs, method, params, tiling_identity(spec), objects)
+    stacks = None
+    if spec.view.active:
+        stacks = expand_refs(refs, spec.view)
+        refs = stacks.refs
+    else:
+        refuse_first_stack(refs)
+    fp = fingerprint(refs, method, params, tiling_identity(spec), objects, spec.view.record())
     legacy = _legacy_manifest_refs(spec, refs, fp, method, params, objects)
     if legacy is None:
         legacy = _recorded_uris(spec, refs, fp, method, params, objects)
     if legacy is not None:
         refs, fp = legacy
-    return PreparedJob(spec, method, params, refs, fp, objects)
+    return PreparedJob(spec, method, params, refs, fp, objects, stacks)
 
 
 def store_skipper(output: str) -> Callable[[str], bool]:
@@ -97,7 +106,7 @@ def _legacy_manifest_refs(
     if stored in (None, fp) or first is None or first[0] != first[1]:
         return None  # the same job, or a store whose ids are not whole paths
     old = sorted((r._replace(image_id=r.uri) for r in refs), key=lambda r: r.image_id)
-    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
+    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects, spec.view.record())
     return (old, old_fp) if old_fp == stored else None
 
 
@@ -133,7 +142,7 @@ def _recorded_uris(
         if uri is None or "://" in uri or local_uri(uri) != ref.uri:
             return None
         old.append(ref._replace(uri=uri))
-    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects)
+    old_fp = fingerprint(old, method, params, tiling_identity(spec), objects, spec.view.record())
     return (old, old_fp) if old_fp == stored else None
 
 

@@ -24,11 +24,12 @@ from batchseg.engine.lifecycle import (
     finalise,
     shard_failure,
 )
-from batchseg.errors import StoreError
+from batchseg.errors import StoreError, UsageError
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_overwrite, check_tiling, prepare_job
 from batchseg.job.provenance import check_workers, method_record, package_versions
 from batchseg.job.spec import JobSpec
+from batchseg.measure.channels import stack_columns
 from batchseg.measure.stats import stats_columns
 from batchseg.methods.base import Method, smallest_uint
 from batchseg.render import default_class_colours, read_class_colours
@@ -52,7 +53,14 @@ def run_job(spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> Jo
             raise StoreError(f"cannot create {parent}: {exc.strerror or exc}") from None
     with store_lock(spec.output) as lock:
         job = _Job(
-            spec, ready.method, ready.params, ready.refs, ready.fingerprint, ready.objects, lock
+            spec,
+            ready.method,
+            ready.params,
+            ready.refs,
+            ready.fingerprint,
+            ready.objects,
+            ready.stacks,
+            lock,
         )
         return _run_locked(job, started, on_progress)
 
@@ -255,7 +263,28 @@ def _context(job: _Job, plan: Plan, attrs: dict[str, Any], run_params: dict[str,
         class_names=tuple(attrs.get("classes") or ()),
         max_pixels=job.spec.max_pixels,
         io_threads=job.spec.io_threads,
+        view=job.spec.view if job.spec.view.active else None,
+        channel_names=tuple(attrs.get("channels") or ()),
     )
+
+
+def _channel_names(job: _Job) -> tuple[str, ...]:
+    """The channels a new store of this job measures (none without stack options)."""
+    return job.stacks.channels if job.stacks is not None else ()
+
+
+def _stack_record(job: _Job) -> dict[str, Any]:
+    """What a stack job records beside its spec: the channels measured, the layouts found,
+    the geo-referencing tags of its rasters (only for stack jobs: other stores unchanged)."""
+    if job.stacks is None:
+        return {}
+    record: dict[str, Any] = {
+        "channels": list(job.stacks.channels),
+        "layouts": dict(job.stacks.layouts),
+    }
+    if job.stacks.geo:
+        record["geo"] = job.stacks.geo
+    return record
 
 
 def _runtime_params(method: Method, params: dict[str, Any], handle: Any) -> dict[str, Any]:
@@ -323,9 +352,15 @@ def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, 
     size = spec.shard_size or auto_shard_size(len(refs), handle.n_threads())
     plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
     check_tiling(plan, method, params)
+    if job.stacks is not None and any(b.tile for b in plan.buckets):
+        raise UsageError("stack jobs are not tiled: raise --tile-threshold above the plane size")
     classes = method.classes(params)
     columns = stats_columns(
-        method.kind, classes, confidence=method.has_confidence, objects=job.objects
+        method.kind,
+        classes,
+        confidence=method.has_confidence,
+        objects=job.objects,
+        stacks=stack_columns(spec.view.planes, _channel_names(job)),
     )
     dtypes = [method.label_dtype(params, b.height, b.width) for b in plan.buckets]
     meta = {
@@ -336,6 +371,7 @@ def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, 
         "fingerprint": fp,
         "objects": job.objects,
         "versions": package_versions(),
+        **_stack_record(job),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     job.lock.check()

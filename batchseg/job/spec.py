@@ -32,6 +32,7 @@ from batchseg.cluster.settings import (
 )
 from batchseg.core.plan import DEFAULT_TILE_SIZE, DEFAULT_TILE_THRESHOLD
 from batchseg.errors import UsageError
+from batchseg.io.planes import StackView, parse_view
 from batchseg.io.read import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,13 @@ class JobSpec:
     #: images with more pixels are segmented tile by tile; 0 = never tile
     tile_threshold: int = DEFAULT_TILE_THRESHOLD
     tile_size: int = DEFAULT_TILE_SIZE
+    #: stacks: axes split into planes (z, t, zt), channels the method sees, z projection,
+    #: an axes hint for files without names, per-channel measurements (all / none)
+    planes: str | None = None
+    channels: str | None = None
+    project: str | None = None
+    axes: str | None = None
+    measure_channels: str | None = None
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -102,12 +110,20 @@ class JobSpec:
             "io_threads": self.io_threads,
             "tile_threshold": self.tile_threshold,
             "tile_size": self.tile_size,
+            **self.view.record(),
             "gpus": local.gpus,
             "tls_ca_file": self.tls_ca_file,
             "tls_cert": self.tls_cert,
             "tls_key": self.tls_key,
             "cluster": table,
         }
+
+    @property
+    def view(self) -> StackView:
+        """How stacks and channels are read (:mod:`batchseg.io.planes`)."""
+        return parse_view(
+            self.planes, self.channels, self.project, self.axes, self.measure_channels
+        )
 
     @property
     def cluster_settings(self) -> ClusterSettings:
@@ -121,11 +137,23 @@ class JobSpec:
 #: The keys of a job spec (TOML, flags, ``to_dict``), in the order ``to_dict`` writes them.
 SPEC_KEYS = tuple(
     JobSpec(
-        input="", method="", output="", append=True, follow_links=True, objects=True, colors="c"
+        input="",
+        method="",
+        output="",
+        append=True,
+        follow_links=True,
+        objects=True,
+        colors="c",
+        planes="t",
+        channels="0",
+        project="max",
+        axes="zyx",
+        measure_channels="all",
     ).to_dict()
 )
 _PATH_KEYS = ("input", "output", "colors", *TLS_KEYS)
-_STR_KEYS = ("input", "method", "output", "scheduler", "colors", *TLS_KEYS)
+STACK_KEYS = ("planes", "channels", "project", "axes", "measure_channels")
+_STR_KEYS = ("input", "method", "output", "scheduler", "colors", *STACK_KEYS, *TLS_KEYS)
 #: Inclusive ranges of the job's own integer keys (the cluster's are in INT_RANGES). Beyond
 #: them a job cannot run well: 2^63-1 images per shard overflowed the store's row count after
 #: creating half of it; with 10^8 the job ran 100 s before every image failed.
@@ -221,6 +249,11 @@ def build_spec(
     for key in ("input", "method", "output"):
         if not merged.get(key):
             raise UsageError(f"missing {key!r} (give it on the command line or in the job spec)")
+    chans = merged.get("channels")
+    if isinstance(chans, int) and not isinstance(chans, bool):
+        merged["channels"] = str(chans)  # channels = 1 in TOML
+    elif isinstance(chans, list) and all(type(c) is int for c in chans):
+        merged["channels"] = ",".join(map(str, chans))  # channels = [2, 1, 0]
     for key in _STR_KEYS:
         value = merged.get(key)
         if value is not None and not isinstance(value, str):
@@ -252,6 +285,7 @@ def build_spec(
     if merged.get("append") and merged.get("overwrite"):
         raise UsageError("--append adds to an existing store, --overwrite replaces it: give one")
     merged["params"] = dict(merged.get("params") or {})
+    parse_view(*(merged.get(k) for k in STACK_KEYS))  # a bad value: one line naming it
     profile = resolve_cluster(merged, data, overrides or {}, source)
     for key in (*LOCAL_KEYS, "scheduler", "cluster"):
         merged.pop(key, None)

@@ -40,8 +40,11 @@ def stats_columns(
     *,
     confidence: bool = False,
     objects: bool = False,
+    stacks: Sequence[str] = (),
 ) -> list[str]:
-    """Statistics columns for a method's output kind, in table order."""
+    """Statistics columns for a method's output kind, in table order (``stacks``: the plane
+    and per-channel columns of :func:`batchseg.measure.channels.stack_columns`, before
+    ``seconds``)."""
     keys = class_keys(class_names or [])
     per_class = [f"pixels_{k}" for k in keys] + [f"fraction_{k}" for k in keys]
     if (
@@ -56,6 +59,7 @@ def stats_columns(
         cols.append("mean_confidence")
     if objects:
         cols.extend(OBJECT_AGGREGATES)
+    cols.extend(stacks)
     cols.append("seconds")
     return cols
 

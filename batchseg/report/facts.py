@@ -43,6 +43,8 @@ class Facts:
     table: pd.DataFrame = field(repr=False)  # done rows, the statistic columns only
     sizes: pd.DataFrame = field(repr=False)  # (height, width, images) of every done image
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    #: stack jobs: planes, the channels the method saw and those measured ("" otherwise)
+    stacks: str = ""
 
 
 def gather(view: Any) -> Facts:
@@ -85,7 +87,31 @@ def gather(view: Any) -> Facts:
             {**ev, "worst": ev.get("worst") or worst_images(view, ev)}
             for ev in _evaluations(attrs.get("evaluations"))
         ],
+        stacks=describe_stacks(attrs.get("job") or {}, list(attrs.get("channels") or [])),
     )
+
+
+def describe_stacks(job: dict[str, Any], measured: list[str]) -> str:
+    """What a stack job read: planes, projection, the channels the method saw (by name where
+    the store records them) and the channels measured; "" for other jobs."""
+    parts = []
+    if job.get("planes"):
+        parts.append(f"every {'/'.join(job['planes'])} plane an image")
+    if job.get("project"):
+        parts.append(f"z projected by {job['project']}")
+    picked = str(job.get("channels") or "")
+    if picked == "mean":
+        parts.append("the method saw the mean of all channels")
+    elif picked:
+        names = [
+            measured[int(i)] if int(i) < len(measured) else f"channel {i}"
+            for i in picked.split(",")
+        ]
+        rgb = " as RGB" if len(names) == 3 else ""
+        parts.append(f"the method saw {', '.join(names)}{rgb}")
+    if measured:
+        parts.append(f"channels measured: {', '.join(measured)}")
+    return "; ".join(parts)
 
 
 def _is_statistic(name: str) -> bool:

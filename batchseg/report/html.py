@@ -129,7 +129,8 @@ def header(facts: Facts) -> str:
         f"<header><h1>{escape(facts.store)}</h1>"
         f"<p>method <code>{escape(facts.method)}</code> ({escape(facts.kind)}), parameters "
         f"<code>{escape(params)}</code></p>"
-        f"<p>{escape(what)}:</p>{legend(facts.legend)}"
+        + (f"<p>stacks: {escape(facts.stacks)}</p>" if facts.stacks else "")
+        + f"<p>{escape(what)}:</p>{legend(facts.legend)}"
         f"<p>store size {escape(_size(facts.store_bytes))}; created {escape(facts.created)}; "
         f"cluster: {escape(facts.cluster)}</p>"
         f"<details><summary>versions</summary><p>{escape(versions)}</p></details>"

@@ -71,6 +71,7 @@ def picture(
     outlines: bool = True,
     scale_bar: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    channels: str | None = None,
 ) -> np.ndarray:
     """One picture of ``image_id`` as an ``H x W x 3`` uint8 array.
 
@@ -92,6 +93,9 @@ def picture(
         Add the scale bar beside a confidence map.
     max_pixels : int
         Largest source image decoded (decompression-bomb guard).
+    channels : str, optional
+        A stack's plane: the channel(s) drawn as the source (an index, three as RGB, ``mean``);
+        default what the method saw.
 
     Raises
     ------
@@ -116,7 +120,7 @@ def picture(
         assert labels is not None
         labels = _shrink(labels, size, nearest=True)
         return render.colourise(labels, class_colours(view), kind=view.kind, hidden=hide)
-    image = _source(view, image_id, level, labels, max_pixels)
+    image = _source(view, image_id, level, labels, max_pixels, channels)
     if labels is None:
         return _shrink(image, size, nearest=False)
     target = None if size is None else _fit(labels.shape, size)
@@ -229,7 +233,12 @@ def data_uri(array: np.ndarray, fmt: str = "png") -> str:
 
 
 def _source(
-    view: Any, image_id: str, level: int, labels: np.ndarray | None, max_pixels: int
+    view: Any,
+    image_id: str,
+    level: int,
+    labels: np.ndarray | None,
+    max_pixels: int,
+    channels: str | None = None,
 ) -> np.ndarray:
     """The decoded source (RGB uint8) behind ``labels`` (or the whole image at ``level``)."""
     from batchseg.io.windowed import read_overlay_source
@@ -242,7 +251,8 @@ def _source(
         shape = (-(-int(info.bucket["height"]) // step), -(-int(info.bucket["width"]) // step))
     else:
         shape = labels.shape
-    image = read_overlay_source(view.uri(image_id), shape, level, max_pixels)
+    stacks = view.stack_view(channels) if hasattr(view, "stack_view") else None
+    image = read_overlay_source(view.uri(image_id), shape, level, max_pixels, stacks=stacks)
     return display_rgb(image)
 
 

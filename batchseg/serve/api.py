@@ -199,6 +199,7 @@ def _picture(state: StoreState, request: Request, image_id: str, kind: str) -> R
         outlines=request.query_params.get("outlines", "1") != "0",
         scale_bar=request.query_params.get("bar", "1") != "0",
         max_pixels=request.app.state.max_pixels,
+        channels=request.query_params.get("channels") or None,
     )
     return Response(
         pictures.encode(array, "png"), media_type="image/png", headers={"Cache-Control": "no-cache"}

@@ -124,10 +124,32 @@ def photos_store(work: Path, address: str | None = None) -> None:
     )
 
 
+def stacks_folder(work: Path, address: str | None = None) -> None:
+    """``stacks/embryo.ome.tif`` (an OME-TIFF time-lapse of z-stacks, channels DAPI and GFP)
+    and ``tiles/scene.tif`` (a 4-band GeoTIFF), as the microscopy guide's commands expect."""
+    import tifffile
+
+    from tests.helpers.stacks import make_stack, write_ome_tiff
+
+    rng = np.random.default_rng(3)
+    (work / "stacks").mkdir(parents=True, exist_ok=True)
+    write_ome_tiff(work / "stacks" / "embryo.ome.tif", make_stack(rng, (2, 3, 2, 64, 64)),
+                   "TZCYX", ["DAPI", "GFP"])  # fmt: skip
+    (work / "tiles").mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(
+        work / "tiles" / "scene.tif",
+        make_stack(rng, (4, 64, 64)),
+        photometric="minisblack",
+        planarconfig="separate",
+        extratags=[(33550, "d", 3, (10.0, 10.0, 0.0)), (33922, "d", 6, (0, 0, 0, 5e5, 4e6, 0))],
+    )
+
+
 #: Generated data each page's blocks expect in their folder (pages not listed need none, or
 #: make their own, as the quick start does with ``batchseg demo-data``).
 SETUPS: dict[str, Callable[[Path, str | None], None]] = {
     "docs/guides/objects.md": cells_folder,
+    "docs/guides/microscopy.md": stacks_folder,
     "docs/guides/growing-collections.md": photos_folder,
     "docs/reference/store-format.md": photos_store,
     "README.md": photos_store,

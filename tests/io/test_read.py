@@ -295,12 +295,16 @@ def test_tiff_rgba_drops_alpha(tmp_path: Path, rng: np.random.Generator) -> None
     _check(tmp_path / "a.tif", a)
 
 
-def test_tiff_multipage_returns_first_page(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_tiff_multipage_is_refused_naming_planes(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A stack is never read as its first page (it was, silently): one line naming --planes."""
     stack = rng.integers(0, 256, (3, 20, 30), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "m.tif", stack, photometric="minisblack")
     with tifffile.TiffFile(tmp_path / "m.tif") as tif:
         assert len(tif.pages) == 3
-    _check(tmp_path / "m.tif", stack[0])
+    for read in (read_header, read_image):
+        with pytest.raises(ImageError, match="z-stack .*--planes z") as err:
+            read(str(tmp_path / "m.tif"))
+        assert "\n" not in str(err.value)
 
 
 def test_tiff_detected_by_magic_not_suffix(tmp_path: Path, rng: np.random.Generator) -> None:
@@ -321,7 +325,7 @@ def test_tiff_volume_refused(tmp_path: Path, rng: np.random.Generator) -> None:
     tifffile.imwrite(
         tmp_path / "v.tif", vol, volumetric=True, tile=(16, 16), photometric="minisblack"
     )
-    _both_fail(tmp_path / "v.tif", "dimensions")
+    _both_fail(tmp_path / "v.tif", "z-stack")
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "P"])

@@ -343,3 +343,24 @@ def test_every_path_of_a_spec_is_taken_from_its_folder(
                 'input = "i"\nmethod = "m"\noutput = "o"\nmodel = "a"\n[params]\nmodel = "b"\n',
             )
         )
+
+
+def test_stack_keys_from_toml_are_checked_and_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text(
+        'input = "in"\nmethod = "skimage.otsu"\noutput = "o.zarr"\n'
+        'planes = "zt"\nchannels = [2, 1, 0]\naxes = "TZCYX"\nmeasure_channels = "none"\n'
+    )
+    spec = load_spec(path)
+    assert spec.view.channels == (2, 1, 0) and spec.view.planes == "zt"
+    recorded = spec.to_dict()
+    assert {k: recorded[k] for k in ("planes", "channels", "axes", "measure_channels")} == {
+        "planes": "zt",
+        "channels": "2,1,0",
+        "axes": "tzcyx",
+        "measure_channels": "none",
+    }
+    assert "planes" not in JobSpec(input="i", method="m", output="o").to_dict()  # old stores
+    path.write_text('input = "in"\nmethod = "skimage.otsu"\noutput = "o.zarr"\nplanes = "q"\n')
+    with pytest.raises(UsageError, match="--planes must be one of z, t, zt"):
+        load_spec(path)
