@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from batchseg.core.plan_types import Bucket, Shard
+
+if TYPE_CHECKING:
+    from batchseg.core.plan import Plan
 from batchseg.core.refcolumns import RefColumns
+
+#: Shards whose status rows are looked at together when finding the pending ones.
+PENDING_BLOCK = 4096
 
 
 class ShardTable(Sequence[Shard]):
@@ -70,6 +76,57 @@ class ShardTable(Sequence[Shard]):
         shard = np.repeat(np.arange(len(self), dtype=np.int64), lengths)
         slot = np.arange(self.order.size, dtype=np.int64) - np.repeat(self.starts[:-1], lengths)
         return np.stack([shard, slot])
+
+
+class ShardSelection(Sequence[Shard]):
+    """Shards ``indices`` of a plan's ``shards``, each made when asked: a to-do list of 10^5
+    shards holds an integer for each until the runner submits it."""
+
+    def __init__(self, shards: Sequence[Shard], indices: np.ndarray, lengths: np.ndarray) -> None:
+        self.shards = shards
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # of every shard of the plan
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    @overload
+    def __getitem__(self, index: int) -> Shard: ...
+    @overload
+    def __getitem__(self, index: slice) -> ShardSelection: ...
+    def __getitem__(self, index: int | slice) -> Shard | ShardSelection:
+        if isinstance(index, slice):
+            return ShardSelection(self.shards, self.indices[index], self.lengths)
+        return self.shards[int(self.indices[index])]
+
+    def __iter__(self) -> Iterator[Shard]:
+        for k in self.indices.tolist():
+            yield self.shards[k]
+
+    def images(self) -> int:
+        """Images in the selected shards."""
+        return int(self.lengths[self.indices].sum())
+
+    def where(self, keep: np.ndarray) -> ShardSelection:
+        """The selected shards for which ``keep`` (one bool per shard of the plan) holds."""
+        return ShardSelection(self.shards, self.indices[keep[self.indices]], self.lengths)
+
+
+def pending_shards(plan: Plan, wanted: np.ndarray) -> ShardSelection:
+    """The shards of ``plan`` with a row ``wanted`` (one bool per table row; padding rows past
+    a shard's images are not looked at), read a block of shards at a time."""
+    S, lengths = plan.shard_size, plan.lengths()
+    n = len(lengths)
+    wanted = np.asarray(wanted, dtype=bool)
+    if wanted.size < n * S:  # rows the status does not reach are not wanted
+        wanted = np.concatenate([wanted, np.zeros(n * S - wanted.size, bool)])
+    keep = np.zeros(n, bool)
+    slots = np.arange(S)
+    for a in range(0, n, PENDING_BLOCK):
+        b = min(n, a + PENDING_BLOCK)
+        rows = wanted[a * S : b * S].reshape(b - a, S)
+        keep[a:b] = (rows & (slots < lengths[a:b, None])).any(axis=1)
+    return ShardSelection(plan.shards, np.flatnonzero(keep), lengths)
 
 
 def plan_columns(
