@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from batchseg.core.refs import ImageRef
 
 if TYPE_CHECKING:  # pyarrow is imported where columns are made or read, not with this module
     import pyarrow as pa
+
+    #: Arrow strings: one array, or the chunks of a manifest's blocks.
+    Strings: TypeAlias = pa.Array | pa.ChunkedArray
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,12 @@ class RefColumns(Sequence[ImageRef]):
 
     def __init__(
         self,
-        ids: pa.Array,
+        ids: Strings,
         heights: np.ndarray,
         widths: np.ndarray,
         *,
         uri_prefix: str = "",
-        uris: pa.Array | None = None,
+        uris: Strings | None = None,
     ) -> None:
         self.ids = _plain_strings(ids)
         self.uris = None if uris is None else _plain_strings(uris)
@@ -124,7 +127,7 @@ class RefColumns(Sequence[ImageRef]):
             uris=None if self.uris is None else self.uris.take(idx),
         )
 
-    def uri_array(self, start: int = 0, stop: int | None = None) -> pa.Array:
+    def uri_array(self, start: int = 0, stop: int | None = None) -> Strings:
         """The uris of rows ``[start, stop)`` as an Arrow string array."""
         import pyarrow.compute as pc
 
@@ -146,12 +149,13 @@ class RefColumns(Sequence[ImageRef]):
         return int(self.ids.nbytes + uris + self.heights.nbytes + self.widths.nbytes)
 
 
-def _plain_strings(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One contiguous Arrow array of strings (chunks combined; large strings kept large)."""
+def _plain_strings(values: Strings) -> Strings:
+    """Arrow strings without nulls; a chunked array (a manifest's blocks) stays chunked, as
+    combining its chunks would hold the column twice."""
     import pyarrow as pa
 
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:
+        values = values.chunk(0)
     if values.null_count:
         raise ValueError("image ids and uris may not be null")
     return values
@@ -171,9 +175,12 @@ def from_refs(refs: Sequence[ImageRef]) -> RefColumns:
     return RefColumns(ids, h, w, uris=uris)
 
 
-def string_buffer(values: pa.Array) -> memoryview:
+def string_buffer(values: Strings) -> memoryview:
     """The UTF-8 bytes of all of ``values`` one after another (Arrow's data buffer)."""
     import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
 
     offsets_buffer, data = values.buffers()[1], values.buffers()[2]
     wide = pa.types.is_large_string(values.type)
@@ -185,19 +192,39 @@ def string_buffer(values: pa.Array) -> memoryview:
 
 
 def sorted_unique_columns(refs: RefColumns) -> RefColumns:
-    """``refs`` sorted by id (code point order, as Python sorts), the first of each id kept."""
+    """``refs`` sorted by id (code point order, as Python sorts), the first of each id kept.
+
+    The columns are reordered in place (``refs`` is returned): each old column is let go of
+    as its sorted copy is made, so no more than one column is ever held twice.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    order = pc.sort_indices(refs.ids).to_numpy()  # stable: equal ids keep their input order
-    ids = refs.ids.take(pa.array(order))
-    if len(ids) > 1:
-        repeat = pc.equal(ids[1:], ids[:-1]).to_numpy(zero_copy_only=False)
+    if isinstance(refs.ids, pa.ChunkedArray):  # take() would concatenate it behind our back
+        refs.ids = refs.ids.combine_chunks()
+    order = None
+    if len(refs) > 1 and not pc.all(pc.less_equal(refs.ids[:-1], refs.ids[1:])).as_py():
+        order = pc.sort_indices(refs.ids).to_numpy()  # stable: equal ids keep their input order
+        _reorder(refs, order)
+    if len(refs) > 1:
+        repeat = pc.equal(refs.ids[1:], refs.ids[:-1]).to_numpy(zero_copy_only=False)
         duplicates = int(repeat.sum())
         if duplicates:
             log.warning(
                 "ignored %d duplicate entr%s", duplicates, "y" if duplicates == 1 else "ies"
             )
-            order = order[np.concatenate([[True], ~repeat])]
-    del ids
-    return refs.take(order)
+            _reorder(refs, np.flatnonzero(np.concatenate([[True], ~repeat])))
+    pa.default_memory_pool().release_unused()
+    return refs
+
+
+def _reorder(refs: RefColumns, order: np.ndarray) -> None:
+    """Take rows ``order`` of every column of ``refs``, one column at a time."""
+    import pyarrow as pa
+
+    index = pa.array(np.asarray(order, dtype=np.int64))
+    refs.ids = refs.ids.take(index)
+    if refs.uris is not None:
+        refs.uris = refs.uris.take(index)
+    refs.heights = refs.heights[order]
+    refs.widths = refs.widths[order]

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from batchseg.core.refcolumns import UNKNOWN, RefColumns
+from batchseg.core.refcolumns import UNKNOWN, RefColumns, string_buffer
 
 log = logging.getLogger(__name__)
 
@@ -35,36 +35,59 @@ def read_csv_columns(manifest: Path, base: str) -> RefColumns | None:
     if header is None or "path" not in header:
         return None
     sized = "height" in header and "width" in header
+    parts = None
+    for integers in (True, False) if sized else (False,):  # sizes as plain integers first
+        try:
+            parts = _read_blocks(manifest, header, sized, integers=integers)
+            break
+        except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
+            log.debug("reading %s %s: %s", manifest, "again" if integers else "row by row", exc)
+    if parts is None:
+        return None
+    paths, heights, widths = parts
+    h = np.concatenate(heights) if heights else np.zeros(0, np.int32)
+    w = np.concatenate(widths) if widths else np.zeros(0, np.int32)
+    refs = _with_ids(paths, h, w, base)
+    pa.default_memory_pool().release_unused()  # the blocks' memory goes back to the system
+    return refs
+
+
+def _read_blocks(
+    manifest: Path, header: list[str], sized: bool, *, integers: bool
+) -> tuple[_Paths, list[np.ndarray], list[np.ndarray]] | None:
+    """Each block's non-empty paths and sizes; None where a size is not an integer.
+
+    ``integers``: Arrow parses the size columns as integers (fast; a cell with spaces or
+    text raises ArrowInvalid), else as text checked here."""
     wanted = ["path", "height", "width"] if sized else ["path"]
     names = [f"c{i}" for i in range(len(header))]
     column = {name: names[header.index(name)] for name in wanted}
-    try:
-        reader = pacsv.open_csv(
-            manifest,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(
-                column_types={column[n]: pa.string() for n in wanted},
-                include_columns=[column[n] for n in wanted],
-                strings_can_be_null=False,
-            ),
-        )
-        paths: list[pa.Array] = []
-        heights: list[np.ndarray] = []
-        widths: list[np.ndarray] = []
+    types = {column[n]: pa.string() for n in wanted}
+    if integers:
+        types.update({column["height"]: pa.int32(), column["width"]: pa.int32()})
+    paths = _Paths(manifest.stat().st_size)
+    heights: list[np.ndarray] = []
+    widths: list[np.ndarray] = []
+    # a plain file, read and let go of block by block (never memory-mapped whole)
+    with pa.OSFile(str(manifest), "rb") as raw, pacsv.open_csv(
+        raw,
+        read_options=pacsv.ReadOptions(
+            column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            include_columns=[column[n] for n in wanted],
+            strings_can_be_null=False,
+        ),
+    ) as reader:
         for batch in reader:
             part = _batch_columns(batch, column, sized)
             if part is None:
                 return None
-            paths.append(part[0])
+            paths.add(part[0])
             heights.append(part[1])
             widths.append(part[2])
-    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
-        log.debug("reading %s row by row: %s", manifest, exc)
-        return None
-    path = pa.chunked_array(paths, type=pa.string()).combine_chunks()
-    h = np.concatenate(heights) if heights else np.zeros(0, np.int32)
-    w = np.concatenate(widths) if widths else np.zeros(0, np.int32)
-    return _with_ids(path, h, w, base)
+    return paths, heights, widths
 
 
 def _header(manifest: Path) -> list[str] | None:
@@ -87,8 +110,13 @@ def _batch_columns(
     n = len(path)
     if not sized:
         return path, np.full(n, UNKNOWN, np.int32), np.full(n, UNKNOWN, np.int32)
-    h = pc.utf8_trim_whitespace(batch.column(column["height"]).filter(keep))
-    w = pc.utf8_trim_whitespace(batch.column(column["width"]).filter(keep))
+    h, w = batch.column(column["height"]).filter(keep), batch.column(column["width"]).filter(keep)
+    if pa.types.is_integer(h.type):  # parsed by Arrow; an empty cell is null
+        given = pc.and_(h.is_valid(), w.is_valid()).to_numpy(zero_copy_only=False)
+        hs = np.where(given, h.fill_null(0).to_numpy(), UNKNOWN).astype(np.int32)
+        ws = np.where(given, w.fill_null(0).to_numpy(), UNKNOWN).astype(np.int32)
+        return path, hs, ws
+    h, w = pc.utf8_trim_whitespace(h), pc.utf8_trim_whitespace(w)
     given = pc.and_(pc.greater(pc.utf8_length(h), 0), pc.greater(pc.utf8_length(w), 0))
     if not pc.all(pc.is_in(_digits(h, given), pa.array([True]))).as_py():
         return None
@@ -107,33 +135,126 @@ def _digits(values: pa.Array, given: pa.Array) -> pa.Array:
     return pc.or_(plain, pc.invert(given))
 
 
-def _with_ids(path: pa.Array, h: np.ndarray, w: np.ndarray, base: str) -> RefColumns | None:
+class _Paths:
+    """The manifest's paths, a block at a time. While every path is absolute (and no URL),
+    a block is kept as ids: without the folder common to every path so far, copied into one
+    buffer (:class:`_Strings`), so the column is never held twice. When a later block shortens
+    that folder, the earlier ids get back the letters they all share; a block with a relative
+    path or a URL turns them back into paths.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.ids = _Strings(capacity)
+        self.blocks: list[pa.Array] = []  # paths as written, once one is not absolute
+        self.absolute = True  # every block so far: absolute paths, held as ids
+        self.untidy = False
+        self.prefix = ""  # what the ids of the blocks so far lack (their common folder + "/")
+        self.low: str | None = None
+        self.high: str | None = None
+
+    def add(self, path: pa.Array) -> None:
+        """One block's paths."""
+        if not len(path):
+            return
+        whole = pc.all(pc.starts_with(path, "/")).as_py() and not _any(path, "://")
+        if not (self.absolute and whole):
+            if self.absolute:
+                self.blocks = [_joined(self.prefix, self.ids.array())] if len(self.ids) else []
+                self.ids = _Strings(0)
+            self.absolute = False
+            self.blocks.append(path)
+            return
+        self.untidy = self.untidy or bool(pc.any(pc.match_substring_regex(path, _UNTIDY)).as_py())
+        bounds = pc.min_max(path)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        cut = _common_folder_cut(self.low, self.high)
+        if len(self.ids) and cut < len(self.prefix):  # earlier ids lack more than the new folder
+            self.ids.prepend(self.prefix[cut:])
+        self.prefix = self.low[:cut]
+        self.ids.append(pc.utf8_slice_codeunits(path, cut))
+
+
+class _Strings:
+    """A string column built block by block in one buffer (its pages are touched as they are
+    filled), so no moment holds the blocks and their concatenation at once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.empty(max(1, capacity), dtype=np.uint8)  # untouched pages take no memory
+        self.used = 0
+        self.offsets: list[np.ndarray] = [np.zeros(1, np.int64)]
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, values: pa.Array) -> None:
+        raw = np.frombuffer(string_buffer(values), dtype=np.uint8)
+        if self.used + raw.size > self.data.size:  # only where the capacity was a wrong guess
+            grown = np.empty(max(2 * self.data.size, self.used + raw.size), dtype=np.uint8)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        self.data[self.used : self.used + raw.size] = raw
+        offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)
+        offsets = offsets[values.offset : values.offset + len(values) + 1].astype(np.int64)
+        self.offsets.append(offsets[1:] - offsets[0] + self.used)
+        self.used += raw.size
+        self.count += len(values)
+
+    def prepend(self, piece: str) -> None:
+        """Put ``piece`` before every string so far (rare: a block shortened the folder)."""
+        joined = _joined(piece, self.array())
+        self.data, self.used, self.offsets, self.count = np.empty(1, np.uint8), 0, [], 0
+        self.offsets = [np.zeros(1, np.int64)]
+        self.append(joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined)
+
+    def array(self) -> pa.Array:
+        """The strings as one Arrow array over the buffer (not copied)."""
+        offsets = np.concatenate(self.offsets)
+        self.offsets = [offsets]
+        large = self.used >= 1 << 31
+        return pa.Array.from_buffers(
+            pa.large_string() if large else pa.string(),
+            self.count,
+            [None, pa.py_buffer(offsets if large else offsets.astype(np.int32)),
+             pa.py_buffer(self.data[: self.used])],
+        )  # fmt: skip
+
+
+def _any(path: pa.Array, text: str) -> bool:
+    return bool(pc.any(pc.match_substring(path, text)).as_py())
+
+
+def _joined(prefix: str, values: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise(prefix, values, "")
+
+
+def _with_ids(paths: _Paths, h: np.ndarray, w: np.ndarray, base: str) -> RefColumns | None:
     """Ids and uris of the manifest's ``path`` column (rules of :mod:`batchseg.io.sources`)."""
-    n = len(path)
-    url = pc.match_substring(path, "://")
-    absolute = pc.starts_with(path, "/")
-    if n and pc.all(absolute).as_py() and not pc.any(url).as_py():
-        if pc.any(pc.match_substring_regex(path, _UNTIDY)).as_py():
+    if paths.absolute:
+        if paths.untidy:
             return None  # commonpath tidies these: the row-by-row reader decides
-        cut = _common_folder_cut(path)
-        prefix = path[0].as_py()[:cut]
-        ids = pc.utf8_slice_codeunits(path, cut) if cut else path
-        return RefColumns(ids, h, w, uri_prefix=prefix)
-    if not pc.any(pc.or_(url, absolute)).as_py():
+        return RefColumns(paths.ids.array(), h, w, uri_prefix=paths.prefix)
+    path = _combined(paths.blocks)
+    paths.blocks.clear()
+    if not (_any(path, "://") or pc.any(pc.starts_with(path, "/")).as_py()):
         if not pc.any(pc.starts_with(path, "./")).as_py():
             return RefColumns(path, h, w, uri_prefix=f"{base}/")
-    relative = pc.invert(pc.or_(url, absolute))
+    relative = pc.invert(pc.or_(pc.match_substring(path, "://"), pc.starts_with(path, "/")))
     dotted = pc.starts_with(path, "./")
     rest = pc.if_else(dotted, pc.utf8_slice_codeunits(path, 2), path)
-    joined = pc.binary_join_element_wise(f"{base}/", rest, "")
-    return RefColumns(path, h, w, uris=pc.if_else(relative, joined, path))
+    return RefColumns(path, h, w, uris=pc.if_else(relative, _joined(f"{base}/", rest), path))
 
 
-def _common_folder_cut(path: pa.Array) -> int:
+def _combined(blocks: list[pa.Array]) -> pa.ChunkedArray:
+    """The blocks' strings as one chunked array (not copied)."""
+    return pa.chunked_array(blocks, type=pa.string())
+
+
+def _common_folder_cut(low: str, high: str) -> int:
     """Where the ids of absolute entries begin: after the entries' common folder and its ``/``
     (the common character prefix of the smallest and largest entry, back to a ``/``)."""
-    bounds = pc.min_max(path)
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
     same = 0
     for a, b in zip(low, high, strict=False):
         if a != b:
