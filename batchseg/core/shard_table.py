@@ -147,21 +147,39 @@ def plan_columns(
     if by_id is not None:  # images within a bucket go in id order
         refs = refs.take(by_id)
         heights, widths, windowed = heights[by_id], widths[by_id], windowed[by_id]
-    pixels = heights.astype(np.int64) * widths.astype(np.int64)
-    tiled = np.zeros(len(refs), bool)
-    if tile_threshold is not None:
-        tiled = (pixels > tile_threshold) & windowed
-    key = (heights.astype(np.int64) << 32) | widths.astype(np.int64)
-    plain = np.flatnonzero(~tiled)
-    order = plain[np.argsort(key[plain], kind="stable")]
-    keys, counts = np.unique(key[order], return_counts=True)
+    key = heights.astype(np.int64)
+    key <<= 32
+    key |= widths.astype(np.int64)
+    order = np.argsort(key, kind="stable").astype(_index_dtype(len(refs)))  # shape, then id
+    sorted_keys = key[order]
+    del key
+    firsts = np.flatnonzero(np.diff(sorted_keys)) + 1 if len(order) else np.zeros(0, np.int64)
+    edges = [0, *firsts.tolist(), len(order)] if len(order) else [0]
+    shapes_of = sorted_keys[edges[:-1]].tolist()
+    del sorted_keys
+    plain: list[tuple[int, np.ndarray]] = []  # (shape key, members) per bucket
+    huge: list[np.ndarray] = []
+    for a, b, k in zip(edges[:-1], edges[1:], shapes_of, strict=True):
+        members = order[a:b]
+        if tile_threshold is not None and (k >> 32) * (k & 0xFFFFFFFF) > tile_threshold:
+            big = windowed[members]
+            huge.append(members[big])
+            members = members[~big]
+        if len(members):
+            plain.append((k, members))
+    if huge:  # rare: the order without the tiled images, which come last in id order
+        tiled = np.sort(np.concatenate(huge))
+        order = np.concatenate([*(m for _, m in plain), tiled]).astype(order.dtype)
+    else:
+        tiled = order[:0]
+    del shapes_of
     buckets: list[Bucket] = []
     starts: list[np.ndarray] = []
     bucket_of: list[np.ndarray] = []
     bucket_shard: list[np.ndarray] = []
     first = 0
-    for b_index, (k, count) in enumerate(zip(keys.tolist(), counts.tolist(), strict=True)):
-        height, width = k >> 32, k & 0xFFFFFFFF
+    for b_index, (k, members) in enumerate(plain):
+        height, width, count = k >> 32, k & 0xFFFFFFFF, len(members)
         size = max(1, min(shard_size, count, max_shard_pixels // max(1, height * width)))
         n_shards = math.ceil(count / size)
         buckets.append(Bucket(b_index, height, width, size, n_shards))
@@ -169,15 +187,13 @@ def plan_columns(
         bucket_of.append(np.full(n_shards, b_index, np.int32))
         bucket_shard.append(np.arange(n_shards, dtype=np.int64))
         first += count
-    huge = np.flatnonzero(tiled)  # already in id order
-    for i in huge.tolist():
+    for i in tiled.tolist():
         b_index = len(buckets)
         buckets.append(Bucket(b_index, int(heights[i]), int(widths[i]), 1, 1, tile=tile_size))
         starts.append(np.array([first], np.int64))
         bucket_of.append(np.array([b_index], np.int32))
         bucket_shard.append(np.zeros(1, np.int64))
         first += 1
-    order = np.concatenate([order, huge]).astype(_index_dtype(len(refs)))
     table = ShardTable(
         refs,
         order,

@@ -45,8 +45,7 @@ def read_csv_columns(manifest: Path, base: str) -> RefColumns | None:
     if parts is None:
         return None
     paths, heights, widths = parts
-    h = np.concatenate(heights) if heights else np.zeros(0, np.int32)
-    w = np.concatenate(widths) if widths else np.zeros(0, np.int32)
+    h, w = heights.values(), widths.values()
     refs = _with_ids(paths, h, w, base)
     pa.default_memory_pool().release_unused()  # the blocks' memory goes back to the system
     return refs
@@ -54,7 +53,7 @@ def read_csv_columns(manifest: Path, base: str) -> RefColumns | None:
 
 def _read_blocks(
     manifest: Path, header: list[str], sized: bool, *, integers: bool
-) -> tuple[_Paths, list[np.ndarray], list[np.ndarray]] | None:
+) -> tuple[_Paths, _Numbers, _Numbers] | None:
     """Each block's non-empty paths and sizes; None where a size is not an integer.
 
     ``integers``: Arrow parses the size columns as integers (fast; a cell with spaces or
@@ -66,8 +65,8 @@ def _read_blocks(
     if integers:
         types.update({column["height"]: pa.int32(), column["width"]: pa.int32()})
     paths = _Paths(manifest.stat().st_size)
-    heights: list[np.ndarray] = []
-    widths: list[np.ndarray] = []
+    rows = manifest.stat().st_size // 2 + 1  # a row has at least 2 bytes
+    heights, widths = _Numbers(rows, np.int32), _Numbers(rows, np.int32)
     # a plain file, read and let go of block by block (never memory-mapped whole)
     with pa.OSFile(str(manifest), "rb") as raw, pacsv.open_csv(
         raw,
@@ -176,14 +175,41 @@ class _Paths:
         self.ids.append(pc.utf8_slice_codeunits(path, cut))
 
 
+class _Numbers:
+    """A numeric column built block by block in one buffer of ``capacity`` values (pages are
+    touched only as they are filled, so a generous capacity costs nothing)."""
+
+    def __init__(self, capacity: int, dtype: type[np.integer]) -> None:
+        self.data = np.empty(max(1, capacity), dtype=dtype)
+        self.used = 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.used + values.size
+        if end > self.data.size:  # only where the capacity was a wrong guess
+            grown = np.empty(max(2 * self.data.size, end), dtype=self.data.dtype)
+            grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        self.data[self.used : end] = values
+        self.used = end
+
+    def values(self) -> np.ndarray:
+        """The values so far (a view of the buffer)."""
+        return self.data[: self.used]
+
+
 class _Strings:
     """A string column built block by block in one buffer (its pages are touched as they are
     filled), so no moment holds the blocks and their concatenation at once."""
 
     def __init__(self, capacity: int) -> None:
-        self.data = np.empty(max(1, capacity), dtype=np.uint8)  # untouched pages take no memory
-        self.used = 0
-        self.offsets: list[np.ndarray] = [np.zeros(1, np.int64)]
+        self._reset(capacity)
+
+    def _reset(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self.data = _Numbers(self.capacity, np.uint8)
+        self.large = self.capacity >= 1 << 31  # 64-bit offsets only where 32 bits may not do
+        self.offsets = _Numbers(self.capacity // 2 + 2, np.int64 if self.large else np.int32)
+        self.offsets.append(np.zeros(1, self.offsets.data.dtype))
         self.count = 0
 
     def __len__(self) -> int:
@@ -191,35 +217,28 @@ class _Strings:
 
     def append(self, values: pa.Array) -> None:
         raw = np.frombuffer(string_buffer(values), dtype=np.uint8)
-        if self.used + raw.size > self.data.size:  # only where the capacity was a wrong guess
-            grown = np.empty(max(2 * self.data.size, self.used + raw.size), dtype=np.uint8)
-            grown[: self.used] = self.data[: self.used]
-            self.data = grown
-        self.data[self.used : self.used + raw.size] = raw
         offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)
-        offsets = offsets[values.offset : values.offset + len(values) + 1].astype(np.int64)
-        self.offsets.append(offsets[1:] - offsets[0] + self.used)
-        self.used += raw.size
+        offsets = offsets[values.offset + 1 : values.offset + len(values) + 1]
+        start = self.data.used - int(np.frombuffer(values.buffers()[1], np.int32)[values.offset])
+        if not self.large and self.data.used + raw.size >= 1 << 31:
+            raise pa.ArrowInvalid("manifest larger than its file size guessed")
+        self.offsets.append((offsets.astype(np.int64) + start).astype(self.offsets.data.dtype))
+        self.data.append(raw)
         self.count += len(values)
 
     def prepend(self, piece: str) -> None:
         """Put ``piece`` before every string so far (rare: a block shortened the folder)."""
         joined = _joined(piece, self.array())
-        self.data, self.used, self.offsets, self.count = np.empty(1, np.uint8), 0, [], 0
-        self.offsets = [np.zeros(1, np.int64)]
+        self._reset(self.capacity + len(piece.encode()) * self.count)
         self.append(joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined)
 
     def array(self) -> pa.Array:
-        """The strings as one Arrow array over the buffer (not copied)."""
-        offsets = np.concatenate(self.offsets)
-        self.offsets = [offsets]
-        large = self.used >= 1 << 31
+        """The strings as one Arrow array over the buffers (not copied)."""
         return pa.Array.from_buffers(
-            pa.large_string() if large else pa.string(),
+            pa.large_string() if self.large else pa.string(),
             self.count,
-            [None, pa.py_buffer(offsets if large else offsets.astype(np.int32)),
-             pa.py_buffer(self.data[: self.used])],
-        )  # fmt: skip
+            [None, pa.py_buffer(self.offsets.values()), pa.py_buffer(self.data.values())],
+        )
 
 
 def _any(path: pa.Array, text: str) -> bool:

@@ -65,3 +65,15 @@ def test_pending_shards_are_those_with_a_wanted_image_row() -> None:
     assert todo.images() == int(lengths[1])
     everything = pending_shards(plan, np.ones(plan.n_rows, bool))
     assert [s.index for s in everything] == list(range(len(plan.shards)))
+
+
+def test_unsorted_columns_plan_in_id_order() -> None:
+    refs, shapes = _collection(120)
+    pairs = list(zip(refs, shapes, strict=True))
+    random.Random(5).shuffle(pairs)
+    mixed = [r for r, _ in pairs]
+    mixed_shapes = [s for _, s in pairs]
+    by_refs = plan_shards(mixed, mixed_shapes, 4, tile_threshold=1 << 26)
+    by_columns = plan_shards(from_refs(mixed), mixed_shapes, 4, tile_threshold=1 << 26)
+    assert by_columns.buckets == by_refs.buckets
+    assert list(by_columns.shards) == list(by_refs.shards)
