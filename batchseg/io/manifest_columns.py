@@ -68,17 +68,20 @@ def _read_blocks(
     rows = manifest.stat().st_size // 2 + 1  # a row has at least 2 bytes
     heights, widths = _Numbers(rows, np.int32), _Numbers(rows, np.int32)
     # a plain file, read and let go of block by block (never memory-mapped whole)
-    with pa.OSFile(str(manifest), "rb") as raw, pacsv.open_csv(
-        raw,
-        read_options=pacsv.ReadOptions(
-            column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types,
-            include_columns=[column[n] for n in wanted],
-            strings_can_be_null=False,
-        ),
-    ) as reader:
+    with (
+        pa.OSFile(str(manifest), "rb") as raw,
+        pacsv.open_csv(
+            raw,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=False
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                include_columns=[column[n] for n in wanted],
+                strings_can_be_null=False,
+            ),
+        ) as reader,
+    ):
         for batch in reader:
             part = _batch_columns(batch, column, sized)
             if part is None:

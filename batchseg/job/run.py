@@ -318,9 +318,7 @@ def _refuse_tiling_early(job: _Job, scan: Any) -> list[Any] | None:
     return headers
 
 
-def _plan_and_create(
-    job: _Job, handle: Any, headers: list[Any] | None
-) -> tuple[Plan, zarr.Group]:
+def _plan_and_create(job: _Job, handle: Any, headers: list[Any] | None) -> tuple[Plan, zarr.Group]:
     """Plan from the images' ``headers`` (None: the sizes of the manifest's columns) and
     create the store (all pending)."""
     spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
