@@ -60,7 +60,10 @@ PreOption = Annotated[
 ]
 ShardSizeOption = Annotated[
     int | None,
-    typer.Option(help="Images per task (default: about 8 tasks per worker thread, at most 128)."),
+    typer.Option(
+        help="Images per task (default: about 8 tasks per worker thread, at most 128, "
+        "larger past 1.28e7 images so that a job has at most 100,000 tasks)."
+    ),
 ]
 OverwriteOption = Annotated[
     bool | None,

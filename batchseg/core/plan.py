@@ -13,7 +13,21 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from batchseg.core.plan_types import Bucket, Shard
+from batchseg.core.refcolumns import RefColumns
 from batchseg.core.refs import ImageRef, paused_gc
+
+__all__ = [
+    "MAX_TASKS",
+    "Bucket",
+    "Plan",
+    "Shard",
+    "auto_shard_size",
+    "extend_plan",
+    "plan_shards",
+]
 
 #: Pixels one task holds at most (labels of the whole shard are assembled in memory).
 DEFAULT_MAX_SHARD_PIXELS = 64 * 1024 * 1024
@@ -29,48 +43,16 @@ DEFAULT_TILE_SIZE = 2048
 
 
 @dataclass(frozen=True)
-class Bucket:
-    """All images of one (height, width); their labels share one array."""
-
-    index: int
-    height: int
-    width: int
-    shard_size: int  # images per shard in this bucket (<= the plan's shard size)
-    n_shards: int
-    tile: int = 0  # > 0: one huge image, segmented in tiles of this side
-
-    @property
-    def name(self) -> str:
-        prefix = "t" if self.tile else "b"
-        return f"{prefix}{self.index:05d}_{self.height}x{self.width}"
-
-    @property
-    def rows(self) -> int:
-        """Rows of the bucket's label array (whole shards)."""
-        return self.n_shards * self.shard_size
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The unit of work: images of one bucket, written as whole aligned chunks."""
-
-    index: int
-    bucket: int
-    bucket_shard: int  # position of this shard within its bucket
-    image_ids: tuple[str, ...]
-    uris: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-
-@dataclass(frozen=True)
 class Plan:
-    """Buckets and shards of a collection; ``shard_size`` is the table chunk length."""
+    """Buckets and shards of a collection; ``shard_size`` is the table chunk length.
+
+    ``shards`` is a tuple, or a :class:`~batchseg.core.shard_table.ShardTable` (arrays that
+    make each :class:`Shard` when asked) when the plan was made from columns.
+    """
 
     shard_size: int
     buckets: tuple[Bucket, ...]
-    shards: tuple[Shard, ...]
+    shards: Sequence[Shard]
 
     @property
     def n_rows(self) -> int:
@@ -78,7 +60,21 @@ class Plan:
 
     @property
     def n_images(self) -> int:
-        return sum(len(s) for s in self.shards)
+        return int(self.lengths().sum())
+
+    def lengths(self) -> np.ndarray:
+        """Images in each shard (int64), without making the shards."""
+        table = getattr(self.shards, "lengths", None)
+        if table is not None:
+            return np.asarray(table(), dtype=np.int64)
+        return np.fromiter((len(s) for s in self.shards), np.int64, len(self.shards))
+
+    def shard_buckets(self) -> np.ndarray:
+        """Each shard's bucket index (int64), without making the shards."""
+        table = getattr(self.shards, "bucket", None)
+        if isinstance(table, np.ndarray):
+            return table.astype(np.int64)
+        return np.fromiter((s.bucket for s in self.shards), np.int64, len(self.shards))
 
     def row_of(self, shard: Shard, slot: int) -> int:
         """Global table row of a shard's ``slot``-th image."""
@@ -89,16 +85,28 @@ class Plan:
         return shard.bucket_shard * self.buckets[shard.bucket].shard_size + slot
 
 
-def auto_shard_size(n_images: int, n_slots: int, *, per_slot: int = 8, cap: int = 128) -> int:
-    """Shard size giving about ``per_slot`` tasks per worker thread, within [1, cap]."""
+#: Most shard tasks the automatic shard size gives a job. The scheduler spends about 1.6 ms
+#: of its CPU per task (measured on a 2-core machine, issue 29), so 10^5 tasks are under
+#: 3 minutes of scheduler time for the whole job; above 128 x 10^5 = 1.28 x 10^7 images the
+#: shards grow instead (10^8 images: shards of 1,000, 10^5 tasks; not 781,250 tasks of 128).
+MAX_TASKS = 100_000
+
+
+def auto_shard_size(
+    n_images: int, n_slots: int, *, per_slot: int = 8, cap: int = 128, max_tasks: int = MAX_TASKS
+) -> int:
+    """Shard size giving about ``per_slot`` tasks per worker thread, within [1, cap], and at
+    least ``n_images / max_tasks``: past ``cap * max_tasks`` images shards grow with the
+    collection so that the task count stays bounded."""
     if n_images <= 0:
         return 1
-    return max(1, min(cap, math.ceil(n_images / max(1, n_slots * per_slot))))
+    size = max(1, min(cap, math.ceil(n_images / max(1, n_slots * per_slot))))
+    return max(size, math.ceil(n_images / max(1, max_tasks)))
 
 
 def plan_shards(
     refs: Sequence[ImageRef],
-    shapes: Sequence[tuple[int, ...]],
+    shapes: Sequence[tuple[int, ...]] | None,
     shard_size: int,
     *,
     max_shard_pixels: int = DEFAULT_MAX_SHARD_PIXELS,
@@ -111,7 +119,22 @@ def plan_shards(
     Large images get smaller shards so one task holds at most ``max_shard_pixels`` pixels.
     Images of more than ``tile_threshold`` pixels each get a bucket (and a one-image shard) of
     their own, segmented in tiles of ``tile_size``; they come after the ordinary buckets.
+
+    ``refs`` given as :class:`~batchseg.core.refcolumns.RefColumns` are planned as arrays (the
+    same plan; its shards a :class:`~batchseg.core.shard_table.ShardTable`); there ``shapes``
+    may be None to use the sizes the columns hold.
     """
+    if isinstance(refs, RefColumns):
+        from batchseg.core.shard_table import plan_columns
+
+        if shard_size < 1:
+            raise ValueError("shard size must be >= 1")
+        buckets, table = plan_columns(
+            refs, shapes, shard_size, max_shard_pixels, tile_threshold, tile_size
+        )
+        return Plan(shard_size, tuple(buckets), table)
+    if shapes is None:
+        raise ValueError("shapes are needed for refs that are not columns")
     with paused_gc():
         return _plan_shards(refs, shapes, shard_size, max_shard_pixels, tile_threshold, tile_size)
 

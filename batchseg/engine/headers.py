@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from distributed import Client
 
+from batchseg.core.refcolumns import RefColumns
 from batchseg.errors import one_line
 from batchseg.io import read as readers
 from batchseg.io.sources import ImageRef
@@ -58,6 +59,8 @@ class HeaderScan:
 
     ``local=True`` starts reading at once in launcher threads; :meth:`finish` hands the batches
     not yet begun to the cluster (when there is one) and returns every header in ref order.
+    Columns (:class:`~batchseg.core.refcolumns.RefColumns`) that hold every size need no
+    scan: :meth:`finish` then returns None (the planner reads the columns' sizes).
     """
 
     def __init__(
@@ -68,6 +71,11 @@ class HeaderScan:
         *,
         local: bool = False,
     ) -> None:
+        self.pool: ThreadPoolExecutor | None = None
+        self.local: list[Future[list[Header]]] = []
+        self.sized = isinstance(refs, RefColumns) and bool(refs.sized().all())
+        if self.sized:
+            return
         self.uris = [r.uri for r in refs]
         self.args = (max_pixels, tile_threshold)
         self.result: list[Header] = [
@@ -76,8 +84,6 @@ class HeaderScan:
         ]
         todo = [i for i, r in enumerate(refs) if r.height is None or r.width is None]
         self.batches = [todo[i : i + HEADER_BATCH] for i in range(0, len(todo), HEADER_BATCH)]
-        self.pool: ThreadPoolExecutor | None = None
-        self.local: list[Future[list[Header]]] = []
         if local and self.batches:
             self.pool = ThreadPoolExecutor(LOCAL_THREADS, thread_name_prefix="batchseg-headers")
             self.local = [
@@ -85,9 +91,11 @@ class HeaderScan:
                 for b in self.batches
             ]
 
-    def finish(self, client: Client | None) -> list[Header]:
+    def finish(self, client: Client | None) -> list[Header] | None:
         """Every header, in ref order: launcher batches already begun finish here, the others
-        run on ``client``'s workers (or here, without a client)."""
+        run on ``client``'s workers (or here, without a client). None for sized columns."""
+        if self.sized:
+            return None
         remote = {}
         if client is not None:
             token = uuid.uuid4().hex[:8]
@@ -128,5 +136,6 @@ def scan_headers(
     max_pixels: int | None,
     tile_threshold: int | None = None,
 ) -> list[Header]:
-    """A :func:`header_of` per ref, read on the cluster."""
-    return HeaderScan(refs, max_pixels, tile_threshold).finish(client)
+    """A :func:`header_of` per ref, read on the cluster (sizes the refs carry are not read)."""
+    found = HeaderScan(list(refs), max_pixels, tile_threshold).finish(client)
+    return [] if found is None else found

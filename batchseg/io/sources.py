@@ -11,13 +11,15 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchseg.core.refcolumns import RefColumns, sorted_unique_columns
 from batchseg.core.refs import ImageRef, paused_gc
 from batchseg.errors import InputError
 from batchseg.io.formats import IMAGE_SUFFIXES, escape_name, is_zarr
+from batchseg.io.manifest_columns import read_csv_columns
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ FolderFilter = Callable[[str], bool]
 
 def discover(
     source: str, *, follow_links: bool = False, skip: FolderFilter | None = None
-) -> list[ImageRef]:
+) -> Sequence[ImageRef]:
     """Images named by ``source`` (directory, glob or manifest), sorted by image id.
 
     ``source`` may be an fsspec URL (``s3://bucket/prefix``, ``gs://...``, ``file://...``):
@@ -48,7 +50,11 @@ def discover(
     ``skip`` leaves folders out of a directory walk (the job's own output store and other
     batchseg stores: a store inside its input folder is not an image of it; a glob lists
     only files, so never a store).
+
+    A local CSV manifest is read in bounded batches into columns (a
+    :class:`~batchseg.core.refcolumns.RefColumns`, no Python object per image).
     """
+    refs: list[ImageRef] | RefColumns
     if "://" in source:
         refs = _from_url(source)
     elif is_zarr(source):
@@ -67,6 +73,10 @@ def discover(
         raise InputError(
             f"input {source} is neither a directory, a glob, an image nor a .txt/.csv manifest"
         )
+    if isinstance(refs, RefColumns):  # valid UTF-8 by construction: nothing to escape
+        if not len(refs):
+            raise InputError(f"no images found in {source}")
+        return sorted_unique_columns(refs)
     with paused_gc():
         refs = _escape_names(refs)
         refs = _deduplicate(refs)
@@ -278,11 +288,12 @@ def _link_out(folder: Path, base: Path, top: str) -> str | None:
     return None
 
 
-def _from_manifest(manifest: Path) -> list[ImageRef]:
+def _from_manifest(manifest: Path) -> list[ImageRef] | RefColumns:
     folder = Path(local_uri(str(manifest))).parent
     try:
         if manifest.suffix.lower() == ".csv":
-            return list(_read_csv(manifest, folder))
+            columns = read_csv_columns(manifest, str(folder))
+            return columns if columns is not None else list(_read_csv(manifest, folder))
         with open(manifest, encoding="utf-8-sig") as fh:
             lines = [line.strip() for line in fh]
     except (OSError, UnicodeDecodeError) as exc:

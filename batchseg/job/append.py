@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +72,7 @@ def _fingerprint(pairs: list[tuple[str, str]], job: PreparedJob) -> str:
     return fingerprint_pairs(pairs, job.method, job.params, tiling, job.objects, stacks)
 
 
-def compare(plan: Plan, refs: list[ImageRef]) -> InputChange:
+def compare(plan: Plan, refs: Sequence[ImageRef]) -> InputChange:
     """What ``refs`` add to and lack from the images of ``plan``."""
     stored = dict(p for s in plan.shards for p in zip(s.image_ids, s.uris, strict=True))
     if stored and all(i == u for i, u in stored.items()) and any(r.image_id != r.uri for r in refs):

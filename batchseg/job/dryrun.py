@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, NotRequired, TypedDict
+
+import numpy as np
 
 from batchseg import store
 from batchseg.cluster.profiles import LocalProfile
 from batchseg.core.plan import UNREADABLE, Plan, auto_shard_size, extend_plan, plan_shards
+from batchseg.core.refcolumns import RefColumns
 from batchseg.io.sources import ImageRef
 from batchseg.job import append
 from batchseg.job.prepare import PreparedJob, check_tiling, prepare_job
@@ -87,16 +91,22 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
     spec, method, params = job.spec, job.method, job.params
     existing, stored = _existing_summary(job)
     refs = job.refs if stored is None else append.compare(stored, job.refs).new
-    todo = [r for r in refs if r.height is None or r.width is None]
-    shapes = _header_shapes(spec, refs, todo, header_threads)
+    shapes, headers_read = _header_shapes(spec, refs, header_threads)
     threshold = spec.tile_threshold or None
     if stored is None:
         size = spec.shard_size or auto_shard_size(len(refs), _slots(spec))
         plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
     else:  # only the new images: shards after the store's last
-        plan = extend_plan(stored, refs, shapes, tile_threshold=threshold, tile_size=spec.tile_size)
+        plan = extend_plan(
+            stored,
+            refs,
+            shapes if shapes is not None else _sizes(refs),
+            tile_threshold=threshold,
+            tile_size=spec.tile_size,
+        )
     check_tiling(plan, method, params)
-    shards = plan.shards[len(stored.shards) if stored is not None else 0 :]
+    first = len(stored.shards) if stored is not None else 0
+    tasks = len(plan.shards) - first
     classes = method.classes(params) if method.family != "semantic" else None
     names = job.stacks.channels if job.stacks is not None else ()
     stacks = stack_columns(spec.view.planes, names)
@@ -109,9 +119,10 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
             stacks=stacks,
         )
     )
-    per_bucket: dict[int, int] = {}
-    for shard in shards:
-        per_bucket[shard.bucket] = per_bucket.get(shard.bucket, 0) + len(shard)
+    counts = np.bincount(
+        plan.shard_buckets()[first:], weights=plan.lengths()[first:], minlength=len(plan.buckets)
+    )
+    per_bucket = {i: int(n) for i, n in enumerate(counts.tolist()) if n}
     tiled = [b for b in plan.buckets if b.tile and b.index in per_bucket]
     report: PlanReport = {
         "input": spec.input,
@@ -120,19 +131,19 @@ def plan_job(spec: JobSpec, *, header_threads: int = 16) -> PlanReport:
         "params": params,
         "objects": job.objects,
         "images": sum(per_bucket.values()),
-        "unreadable_headers": sum(1 for sh in shapes if tuple(sh) == UNREADABLE),
-        "headers_read": len(todo),
+        "unreadable_headers": sum(1 for sh in shapes or () if tuple(sh) == UNREADABLE),
+        "headers_read": headers_read,
         "buckets": len(per_bucket),
         "largest_buckets": [
             _bucket_count(plan.buckets[i].height, plan.buckets[i].width, n, job)
             for i, n in sorted(per_bucket.items(), key=lambda kv: -kv[1])[:5]
         ],
         "shard_size": plan.shard_size,
-        "tasks": len(shards),
+        "tasks": tasks,
         "tiled_images": [{"shape": [b.height, b.width], "tiles": _n_tiles(b)} for b in tiled],
-        "table_rows": len(shards) * plan.shard_size,
+        "table_rows": tasks * plan.shard_size,
         "label_bytes_uncompressed": _label_bytes(plan, per_bucket, method, params),
-        "stats_bytes_uncompressed": len(shards) * plan.shard_size * n_cols * 8,
+        "stats_bytes_uncompressed": tasks * plan.shard_size * n_cols * 8,
         "existing_store": existing,
         "append": stored is not None,
         "plan_seconds": round(time.perf_counter() - started, 3),
@@ -151,11 +162,15 @@ def _bucket_count(height: int, width: int, n: int, job: PreparedJob) -> BucketCo
 
 
 def _header_shapes(
-    spec: JobSpec, refs: list[ImageRef], todo: list[ImageRef], threads: int
-) -> list[tuple[int, ...]]:
-    """Every image's shape: the manifest's, else its header read by ``threads`` threads."""
+    spec: JobSpec, refs: Sequence[ImageRef], threads: int
+) -> tuple[list[tuple[int, ...]] | None, int]:
+    """Every image's shape: the manifest's, else its header read by ``threads`` threads; and
+    how many headers were read. None when columns hold every size (the planner reads them)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if isinstance(refs, RefColumns) and bool(refs.sized().all()):
+        return None, 0
+    todo = [r for r in refs if r.height is None or r.width is None]
     threshold = spec.tile_threshold or None
 
     def header(ref: ImageRef) -> tuple[int, ...]:
@@ -166,10 +181,16 @@ def _header_shapes(
 
     with ThreadPoolExecutor(threads) as pool:
         read = dict(zip((r.image_id for r in todo), pool.map(header, todo), strict=True))
-    return [
+    shapes = [
         (r.height, r.width) if r.height is not None and r.width is not None else read[r.image_id]
         for r in refs
     ]
+    return shapes, len(todo)
+
+
+def _sizes(refs: Sequence[ImageRef]) -> list[tuple[int, ...]]:
+    """The sizes the refs carry (every one known)."""
+    return [(int(r.height or 0), int(r.width or 0)) for r in refs]
 
 
 def _slots(spec: JobSpec) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ class PreparedJob:
     spec: JobSpec
     method: Method
     params: dict[str, Any]
-    refs: list[ImageRef]
+    refs: Sequence[ImageRef]
     fingerprint: str
     #: whether a new store of this job gets object tables (a resumed store keeps its own)
     objects: bool
@@ -81,7 +81,7 @@ def store_skipper(output: str) -> Callable[[str], bool]:
 
 def _legacy_manifest_refs(
     spec: JobSpec,
-    refs: list[ImageRef],
+    refs: Sequence[ImageRef],
     fp: str,
     method: Method,
     params: dict[str, Any],
@@ -112,7 +112,7 @@ def _legacy_manifest_refs(
 
 def _recorded_uris(
     spec: JobSpec,
-    refs: list[ImageRef],
+    refs: Sequence[ImageRef],
     fp: str,
     method: Method,
     params: dict[str, Any],

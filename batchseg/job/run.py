@@ -10,12 +10,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import zarr
 
 from batchseg import store
 from batchseg.core.faults import fault
 from batchseg.core.kinds import Kind
 from batchseg.core.plan import UNREADABLE, Plan, Shard, auto_shard_size, plan_shards
+from batchseg.core.refcolumns import RefColumns
+from batchseg.core.shard_table import ShardSelection, pending_shards
 from batchseg.engine.lifecycle import (
     JobResult,
     ProgressCallback,
@@ -178,12 +181,10 @@ def _input_change(job: _Job, root: zarr.Group, plan: Plan) -> append.InputChange
     return change
 
 
-def _todo(plan: Plan, status: Any, retry_failed: bool) -> list[Shard]:
-    """Shards holding an image still pending (or failed, with ``retry_failed``)."""
-    wanted = store.needs_work(status, retry_failed=retry_failed)  # damaged rows too
-    return [
-        s for s in plan.shards if len(s) and wanted[s.index * plan.shard_size :][: len(s)].any()
-    ]
+def _todo(plan: Plan, status: Any, retry_failed: bool) -> ShardSelection:
+    """Shards holding an image still pending (or failed, with ``retry_failed``); each shard
+    is made only when the runner submits it."""
+    return pending_shards(plan, store.needs_work(status, retry_failed=retry_failed))
 
 
 def _execute(
@@ -191,7 +192,7 @@ def _execute(
     handle: Any,
     plan: Plan,
     root: zarr.Group,
-    todo: list[Shard],
+    todo: ShardSelection,
     on_progress: ProgressCallback | None,
     warming: list[Any] | None = None,
 ) -> tuple[int, float]:
@@ -207,15 +208,15 @@ def _execute(
     resources = cluster_mod.gpu_resources(handle.client) if method.uses_gpu else None
     ctx = _context(job, plan, store.attributes(root), run_params)
     fault("before-execute")
-    total = sum(len(s) for s in todo)
+    total = todo.images()
     log.info("%s in %s to process", plural(total, "image"), plural(len(todo), "shard"))
     if todo:
         job.lock.check()
         store.invalidate_consolidated(root)
         graph.warm_workers(handle.client, method.id, run_params, resources, started=warming or ())
     exec_start = time.perf_counter()
-    tiled = [s for s in todo if plan.buckets[s.bucket].tile]
-    small = [s for s in todo if not plan.buckets[s.bucket].tile]
+    huge = np.array([b.tile > 0 for b in plan.buckets], dtype=bool)[plan.shard_buckets()]
+    tiled, small = list(todo.where(huge)), todo.where(~huge)
     kind: TaskKind[Shard, Any] = TaskKind(
         "shard", run_shard, ctx, graph.shard_key, len, _counts,
         shard_failure(spec.output, plan.shard_size), resources=resources,
@@ -328,27 +329,37 @@ def _refuse_tiling_early(job: _Job, scan: Any) -> list[Any] | None:
     if not tiling_refusals(job.method, job.params):
         return None
     try:
-        headers: list[Any] = scan.finish(None)
+        headers: list[Any] | None = scan.finish(None)
     except BaseException:
         scan.close()
         raise
     threshold = spec.tile_threshold
+    if headers is None:  # every size from the manifest's columns (a scan of RefColumns)
+        refs = job.refs
+        if isinstance(refs, RefColumns):
+            pixels = refs.heights.astype(np.int64) * refs.widths.astype(np.int64)
+            if bool((pixels > threshold).any()):
+                spec_for(job.method, job.params)
+        return None
     # (h, w) from a manifest, or (h, w, windowed) above the threshold: tiled as plan_shards does
     if any(isinstance(h, tuple) and h[0] * h[1] > threshold and h[2:] != (False,) for h in headers):
         spec_for(job.method, job.params)  # raises, naming every reason in one line
     return headers
 
 
-def _plan_and_create(job: _Job, handle: Any, headers: list[Any]) -> tuple[Plan, zarr.Group]:
-    """Plan from the images' ``headers`` and create the store (all pending)."""
+def _plan_and_create(job: _Job, handle: Any, headers: list[Any] | None) -> tuple[Plan, zarr.Group]:
+    """Plan from the images' ``headers`` (None: the sizes of the manifest's columns) and
+    create the store (all pending)."""
     spec, method, params, refs, fp = job.spec, job.method, job.params, job.refs, job.fingerprint
     t0 = time.perf_counter()
     threshold = spec.tile_threshold or None
     fault("planning")
-    shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
-    header_errors = {
-        r.image_id: h for r, h in zip(refs, headers, strict=True) if isinstance(h, str)
-    }
+    shapes, header_errors = None, {}
+    if headers is not None:
+        shapes = [h if isinstance(h, tuple) else UNREADABLE for h in headers]
+        header_errors = {
+            r.image_id: h for r, h in zip(refs, headers, strict=True) if isinstance(h, str)
+        }
     size = spec.shard_size or auto_shard_size(len(refs), handle.n_threads())
     plan = plan_shards(refs, shapes, size, tile_threshold=threshold, tile_size=spec.tile_size)
     check_tiling(plan, method, params)

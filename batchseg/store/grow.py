@@ -27,6 +27,7 @@ import zarr
 from batchseg.core.faults import fault
 from batchseg.core.plan import Plan
 from batchseg.store.array_meta import META_KEY, record
+from batchseg.store.catalogue import catalogue_columns
 from batchseg.store.layout import (
     CATALOGUE,
     CLASSES,
@@ -39,7 +40,6 @@ from batchseg.store.layout import (
     STATS,
     bucket_array,
     bucket_attrs,
-    catalogue_columns,
     published_rows,
     pyramid_arrays,
 )

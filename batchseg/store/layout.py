@@ -19,6 +19,7 @@ from batchseg.core.meta import SCHEMA_VERSION
 from batchseg.core.plan import Bucket, Plan
 from batchseg.errors import StoreError
 from batchseg.store.array_meta import META_KEY, record
+from batchseg.store.catalogue import COLUMN_DTYPES, catalogue_blocks, header_failures
 from batchseg.store.objects import OBJECTS
 from batchseg.store.paths import normalise_path, path_exists, remove
 
@@ -254,19 +255,21 @@ def bucket_attrs(b: Bucket, dtype: np.dtype) -> dict[str, Any]:
 def _catalogue(root: zarr.Group, plan: Plan, header_errors: Mapping[str, str]) -> None:
     """The planner's per-row arrays, and the task-written status/error (all pending)."""
     rows, S = plan.n_rows, plan.shard_size
-    columns = catalogue_columns(plan, 0)
     big = max(1, min(rows, CATALOGUE_CHUNK))
     cat = root.create_group(CATALOGUE)
-    for name in ("image_id", "uri"):
-        cat.create_array(
+    arrays = {
+        name: cat.create_array(
             name, shape=(rows,), chunks=(big,), dtype=str, fill_value="", compressors=text_codecs()
-        )[:] = columns[name]
-    for name in ("height", "width", "bucket", "bucket_row"):
-        data = columns[name]
-        arr = cat.create_array(
-            name, shape=(rows,), chunks=(big,), dtype=data.dtype, compressors=table_codecs()
         )
-        arr[:] = data
+        for name in ("image_id", "uri")
+    }
+    for name, dtype in COLUMN_DTYPES.items():
+        arrays[name] = cat.create_array(
+            name, shape=(rows,), chunks=(big,), dtype=dtype, compressors=table_codecs()
+        )
+    for start, columns in catalogue_blocks(plan, 0, big):  # a chunk of every column at once
+        for name, data in columns.items():
+            arrays[name][start : start + data.size] = data
     # task-written arrays: chunk = one shard; unwritten chunks read as pending / no error
     status = cat.create_array(
         "status",
@@ -279,38 +282,14 @@ def _catalogue(root: zarr.Group, plan: Plan, header_errors: Mapping[str, str]) -
     error = cat.create_array(
         "error", shape=(rows,), chunks=(S,), dtype=str, fill_value="", compressors=text_codecs()
     )
-    if header_errors:
-        _mark_header_failures(plan, status, error, header_errors)
-
-
-def catalogue_columns(plan: Plan, first_shard: int) -> dict[str, np.ndarray]:
-    """The planner's catalogue values of rows ``[first_shard * S, plan.n_rows)``: image_id,
-    uri, height, width, bucket and bucket_row (padding rows: bucket -1)."""
-    S = plan.shard_size
-    start = first_shard * S
-    rows = plan.n_rows - start
-    ids = np.full(rows, "", dtype=object)
-    uris = np.full(rows, "", dtype=object)
-    bucket = np.full(rows, -1, dtype=np.int32)
-    bucket_row = np.full(rows, -1, dtype=np.int64)
-    heights = np.zeros(rows, dtype=np.uint32)
-    widths = np.zeros(rows, dtype=np.uint32)
-    for shard in plan.shards[first_shard:]:
-        b = plan.buckets[shard.bucket]
-        r0, n = shard.index * S - start, len(shard)
-        ids[r0 : r0 + n] = shard.image_ids
-        uris[r0 : r0 + n] = shard.uris
-        bucket[r0 : r0 + n] = shard.bucket
-        bucket_row[r0 : r0 + n] = np.arange(n) + shard.bucket_shard * b.shard_size
-        heights[r0 : r0 + n], widths[r0 : r0 + n] = b.height, b.width
-    return {
-        "image_id": ids,
-        "uri": uris,
-        "height": heights,
-        "width": widths,
-        "bucket": bucket,
-        "bucket_row": bucket_row,
-    }
+    for shard, slots, messages in header_failures(plan, 0, header_errors):
+        block = np.full(S, EMPTY, dtype=np.int8)
+        block[: shard.length] = PENDING
+        text = np.full(S, "", dtype=object)
+        block[slots], text[slots] = FAILED, messages
+        rows_of = slice(shard.shard * S, (shard.shard + 1) * S)
+        error[rows_of] = text
+        status[rows_of] = block
 
 
 def pyramid_arrays(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
@@ -326,26 +305,6 @@ def pyramid_arrays(group: zarr.Group, b: Bucket, dtype: np.dtype) -> None:
             compressors=label_codecs(dtype),
             dimension_names=("image", "y", "x"),
         )
-
-
-def _mark_header_failures(
-    plan: Plan, status: zarr.Array, error: zarr.Array, header_errors: Mapping[str, str]
-) -> None:
-    """Write failed status for images whose header could not be read (their chunks only)."""
-    S = plan.shard_size
-    for shard in plan.shards:
-        failed = [i for i, image_id in enumerate(shard.image_ids) if image_id in header_errors]
-        if not failed:
-            continue
-        block = np.full(S, EMPTY, dtype=np.int8)
-        block[: len(shard)] = PENDING
-        messages = np.full(S, "", dtype=object)
-        for i in failed:
-            block[i] = FAILED
-            messages[i] = header_errors[shard.image_ids[i]]
-        rows = slice(shard.index * S, (shard.index + 1) * S)
-        error[rows] = messages
-        status[rows] = block
 
 
 def tiled_array(group: zarr.Group, b: Bucket, dtype: np.dtype, overwrite: bool = False) -> None:

@@ -1,9 +1,13 @@
-"""Scale benchmark: planning time and launcher memory from 10^4 to 10^6 images, query speed.
+"""Scale benchmark: planning time and launcher memory from 10^4 to 10^7 images, query speed.
 
-Run: ``python -m tests.benchmarks.bench_scale --out bench-results [--max 1000000]``.
+Run: ``python -m tests.benchmarks.bench_scale --out bench-results [--max 10000000]
+[--store-max 1000000] [--layout relative|absolute|shuffled]``.
 No pixels are involved: manifests carry width/height columns (which skip the header scan);
-the 10^6-image store is created by the real planner and store code, then its per-image rows
-are filled as finished tasks would leave them, consolidated, and queried from a fresh process.
+``absolute`` writes absolute paths in 1,000 folders, ``shuffled`` the same rows out of order
+(the launcher then sorts them). Stores up to ``--store-max`` images are created by the real
+planner and store code, the largest then has its per-image rows filled as finished tasks
+would leave them, consolidated, and queried from a fresh process. The last line fits the
+dry run's peak RSS against the image count: the launcher's bytes per image.
 """
 
 from __future__ import annotations
@@ -21,13 +25,21 @@ SHAPES = [(360, 480), (480, 640), (321, 481), (481, 321), (1080, 1920), (768, 10
 PY = sys.executable
 
 
-def write_manifest(path: Path, n: int) -> None:
+def write_manifest(path: Path, n: int, layout: str = "relative") -> None:
+    """``n`` rows: relative paths in folders of 1,000 (sorted), or absolute paths in 1,000
+    folders (``absolute``: sorted; ``shuffled``: row i in folder i mod 1,000)."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "width", "height"])
         for i in range(n):
             h, wd = SHAPES[i % len(SHAPES)]
-            w.writerow([f"images/d{i // 1000:04d}/img_{i:07d}.jpg", wd, h])
+            if layout == "relative":
+                name = f"images/d{i // 1000:04d}/img_{i:08d}.jpg"
+            elif layout == "absolute":
+                name = f"/data/collection/folder_{i * 1000 // n:04d}/img_{i:09d}.jpg"
+            else:
+                name = f"/data/collection/folder_{i % 1000:04d}/img_{i:09d}.jpg"
+            w.writerow([name, wd, h])
 
 
 def measured(cmd: list[str]) -> tuple[float, float, str]:
@@ -54,7 +66,7 @@ m = get_method("skimage.otsu"); params = m.resolve_params({})
 t = time.perf_counter()
 refs = discover(sys.argv[1])
 fp = fingerprint(refs, m, params)
-plan = plan_shards(refs, [(r.height, r.width) for r in refs], auto_shard_size(len(refs), 2))
+plan = plan_shards(refs, None, auto_shard_size(len(refs), 2))
 t_plan = time.perf_counter() - t
 cols = stats_columns(m.kind, m.classes(params))
 store.create(sys.argv[2], plan, meta={"fingerprint": fp, "method": {"id": m.id, "kind": m.kind,
@@ -98,16 +110,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--max", type=int, default=1_000_000)
+    ap.add_argument("--store-max", type=int, default=1_000_000)
+    ap.add_argument("--layout", choices=["relative", "absolute", "shuffled"], default="relative")
     args = ap.parse_args()
     out = Path(args.out)
     work = out / "scale"
     work.mkdir(parents=True, exist_ok=True)
-    sizes = [n for n in (10_000, 100_000, 1_000_000) if n <= args.max]
+    sizes = [n for n in (10_000, 100_000, 1_000_000, 10_000_000) if n <= args.max]
+    stored = [n for n in sizes if n <= args.store_max]
     rows = []
     for n in sizes:
-        manifest = work / f"manifest_{n}.csv"
+        manifest = work / f"manifest_{args.layout}_{n}.csv"
         if not manifest.exists():
-            write_manifest(manifest, n)
+            write_manifest(manifest, n, args.layout)
         wall, rss, _ = measured(
             [
                 str(Path(PY).with_name("batchseg")),
@@ -123,20 +138,26 @@ def main() -> None:
                 "2",
             ]
         )
-        store_path = work / f"store_{n}.zarr"
-        wall2, rss2, text = measured([PY, "-c", PLAN_AND_CREATE, str(manifest), str(store_path)])
-        t_plan, t_create, tasks, shard = text.split()
-        row = {
+        row: dict[str, float | int | str] = {
             "images": n,
+            "layout": args.layout,
             "dry_run_wall_s": round(wall, 2),
             "dry_run_peak_rss_mib": round(rss),
-            "plan_s": round(float(t_plan), 2),
-            "plan_and_create_store_s": round(float(t_create), 2),
-            "plan_and_create_peak_rss_mib": round(rss2),
-            "tasks": int(tasks),
-            "shard_size": int(shard),
         }
-        if n == sizes[-1]:
+        if n in stored:
+            store_path = work / f"store_{n}.zarr"
+            wall2, rss2, text = measured(
+                [PY, "-c", PLAN_AND_CREATE, str(manifest), str(store_path)]
+            )
+            t_plan, t_create, tasks, shard = text.split()
+            row.update(
+                plan_s=round(float(t_plan), 2),
+                plan_and_create_store_s=round(float(t_create), 2),
+                plan_and_create_peak_rss_mib=round(rss2),
+                tasks=int(tasks),
+                shard_size=int(shard),
+            )
+        if stored and n == stored[-1]:
             subprocess.run([PY, "-c", FILL, str(store_path)], check=True)
             _, q_rss, text = measured([PY, "-c", QUERY, str(store_path)])
             t_import, t_query, hits = text.split()
@@ -170,10 +191,24 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['images']:,} | {r['dry_run_wall_s']} | {r['dry_run_peak_rss_mib']} | {r['plan_s']} | "
-            f"{r['plan_and_create_store_s']} | {r['plan_and_create_peak_rss_mib']} | {r['tasks']} |"
+            f"| {r['images']:,} | {r['dry_run_wall_s']} | {r['dry_run_peak_rss_mib']} | "
+            f"{r.get('plan_s', '-')} | {r.get('plan_and_create_store_s', '-')} | "
+            f"{r.get('plan_and_create_peak_rss_mib', '-')} | {r.get('tasks', '-')} |"
         )
-    last = rows[-1]
+    if len(rows) >= 2:
+        n_img = [float(r["images"]) for r in rows]
+        mib = [float(r["dry_run_peak_rss_mib"]) for r in rows]
+        mean_n, mean_m = sum(n_img) / len(n_img), sum(mib) / len(mib)
+        slope = sum((a - mean_n) * (b - mean_m) for a, b in zip(n_img, mib, strict=True)) / sum(
+            (a - mean_n) ** 2 for a in n_img
+        )
+        lines.append("")
+        lines.append(
+            f"Launcher memory per image (least-squares slope of the dry run's peak RSS over "
+            f"{', '.join(f'{int(n):,}' for n in n_img)} images, {args.layout} paths): "
+            f"{slope * 2**20:.0f} bytes."
+        )
+    last = next((r for r in reversed(rows) if "tasks" in r), rows[-1])
     if "query_s" in last:
         lines.append("")
         lines.append(

@@ -191,8 +191,8 @@ def test_auto_shard_size_bounds() -> None:
     assert auto_shard_size(1, 8) == 1
     assert 1 <= auto_shard_size(5, 0) <= 5  # no threads known: still a valid size
     assert auto_shard_size(1000, 4) == 32  # ceil(1000 / (4 * 8))
-    assert auto_shard_size(10**9, 1) == 128
-    assert auto_shard_size(10**9, 1, cap=16) == 16
+    assert auto_shard_size(10**9, 1, max_tasks=10**9) == 128
+    assert auto_shard_size(10**9, 1, cap=16, max_tasks=10**9) == 16
     assert auto_shard_size(100, 1, per_slot=1, cap=1000) == 100
     for n in [1, 7, 64, 1000, 123456]:
         for slots in [1, 3, 16, 200]:
@@ -204,3 +204,14 @@ def test_auto_shard_size_bounds() -> None:
                 assert -(-n // size) <= target
             if size > 1:
                 assert -(-n // (size - 1)) > target
+
+
+def test_shards_grow_so_that_the_task_count_stays_bounded() -> None:
+    from batchseg.core.plan import MAX_TASKS
+
+    assert auto_shard_size(10**6, 64) == 128  # below the bound: the usual cap
+    for n in (2 * 10**7, 10**8, 10**9):
+        size = auto_shard_size(n, 64)
+        assert size > 128
+        assert -(-n // size) <= MAX_TASKS
+    assert auto_shard_size(10**8, 64) == 1000
