@@ -8,6 +8,7 @@ Helpers (image makers, CLI runner, store comparison, cluster processes) live in
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,13 @@ from tests.helpers.viewer_stores import viewer_store
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """CliRunner builds batchseg's click command once per test process, not per call."""
+    """CliRunner builds batchseg's click command once per test process, not per call; under
+    pytest-xdist each test process computes on one thread (torch, BLAS): two processes and
+    their cluster workers share the cores, and torch's spinning thread pools slowed its
+    tests 4x when they fought for them."""
     build_commands_once()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

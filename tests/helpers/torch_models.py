@@ -44,7 +44,6 @@ def normalise(imgs: np.ndarray) -> torch.Tensor:
 
 def train_lraspp(path: Path) -> tuple[torch.nn.Module, str]:
     """LR-ASPP with 3 classes trained briefly on :func:`synth` images, BN recalibrated."""
-    torch.set_num_threads(2)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3)

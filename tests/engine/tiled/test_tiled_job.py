@@ -30,6 +30,9 @@ from tests.helpers.images import blobs as _blobs
 pytestmark = pytest.mark.integration
 
 H, W, TILE, THRESHOLD = TILED_H, TILED_W, TILED_TILE, TILED_THRESHOLD
+#: The costlier variants (seconds each of whole-image oracles on the 2-core machine) run in
+#: ``make test-system``; ``make test`` keeps one of each kind: class maps, objects, regions.
+SYSTEM = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +105,11 @@ def _one_to_one(a: np.ndarray, b: np.ndarray) -> bool:
         ("skimage.otsu", {}),
         ("skimage.yen", {}),
         ("skimage.multiotsu", {"classes": 4}),
-        ("kmeans", {"k": 3, "sample": 4000}),
+        pytest.param("kmeans", {"k": 3, "sample": 4000}, marks=SYSTEM),
         ("skimage.local", {"block_size": 51}),
-        ("skimage.local", {"block_size": 9, "method": "median", "offset": -0.01}),
+        pytest.param(
+            "skimage.local", {"block_size": 9, "method": "median", "offset": -0.01}, marks=SYSTEM
+        ),
     ],
 )
 def test_class_maps_equal_whole_image_exactly(images, tmp_path, cluster_address, method, params):
@@ -124,7 +129,9 @@ def test_class_maps_equal_whole_image_exactly(images, tmp_path, cluster_address,
     )
 
 
-@pytest.mark.parametrize("params", [{}, {"connectivity": 1, "min_area": 40}])
+@pytest.mark.parametrize(
+    "params", [{}, pytest.param({"connectivity": 1, "min_area": 40}, marks=SYSTEM)]
+)
 def test_objects_equal_whole_image_up_to_renaming(
     images, objects_view, tmp_path, cluster_address, params
 ):
@@ -169,8 +176,8 @@ def _cuts(labels: np.ndarray) -> tuple[float, float]:
     ("method", "params"),
     [
         ("skimage.slic", {"n_segments": 280, "compactness": 10}),  # superpixels of ~2750 px
-        ("skimage.felzenszwalb", {"scale": 200, "min_size": 80}),
-        ("skimage.watershed", {"min_distance": 7}),
+        pytest.param("skimage.felzenszwalb", {"scale": 200, "min_size": 80}, marks=SYSTEM),
+        pytest.param("skimage.watershed", {"min_distance": 7}, marks=SYSTEM),
     ],
 )
 def test_regions_are_stitched_without_seams(rgb_only, tmp_path, cluster_address, method, params):
@@ -376,6 +383,7 @@ def test_concurrency_fills_the_cluster_not_more():
     assert concurrency(0, 4, 8) == 0
 
 
+@pytest.mark.system
 def test_several_tiled_images_at_once_give_the_same_store(
     images, tmp_path, cluster_address, monkeypatch
 ):
