@@ -50,17 +50,25 @@ demo: install
 # one unit (tests/helpers/suite_order.py, used by tests/conftest.py); TEST_WORKERS=0 runs the
 # suite in this process alone.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+# Bytecode is written even where the environment sets PYTHONDONTWRITEBYTECODE: every cluster
+# worker and CLI process of the suite would otherwise compile batchseg again (0.25 s each), and
+# pytest would rewrite the test modules' asserts in every run (16 s of CPU per test process).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -q -n $(TEST_WORKERS) \
+	--dist loadfile --no-loadscope-reorder
+COMPILE := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q batchseg > /dev/null
 
 test: install
+	$(COMPILE)
 	$(PYTEST) -m "not slow and not gpu and not docs_slow and not system" --durations=25
 
 # The whole-system tests (a real SLURM, killed launchers and workers, an S3 server, Ctrl-C):
 # minutes of process start-up and waiting, run by CI after make test.
 test-system: install
+	$(COMPILE)
 	$(PYTEST) -m "system and not slow and not gpu" --durations=10
 
 test-all: install
+	$(COMPILE)
 	$(PYTEST)
 
 lint: install
