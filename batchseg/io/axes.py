@@ -227,6 +227,24 @@ def _ome_channel_names(tif: Any) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- Zarr
 
 
+def ome_level0(group: Any) -> tuple[Any, list[str] | None, tuple[str, ...]]:
+    """The first multiscale's level 0 array of an OME-Zarr group (OME-NGFF 0.4/0.5), its
+    axis names and its channel labels (omero; empty unless every channel has one)."""
+    attrs = dict(group.attrs)
+    ome = attrs.get("ome", attrs)
+    scales = ome.get("multiscales") if isinstance(ome, dict) else None
+    if not scales:
+        raise ImageError("Zarr group is not an OME-Zarr image (no multiscales)")
+    first = scales[0]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in first.get("axes", [])]
+    names: tuple[str, ...] = ()
+    omero = ome.get("omero")
+    if isinstance(omero, dict):
+        labels = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
+        names = tuple(str(n) for n in labels) if labels and all(labels) else ()
+    return group[first["datasets"][0]["path"]], axes or None, names
+
+
 def zarr_layout(node: Any, hint: str | None = None) -> tuple[Any, Layout]:
     """The array to read and its layout, from an opened Zarr group (OME-Zarr) or array."""
     import zarr
@@ -234,19 +252,8 @@ def zarr_layout(node: Any, hint: str | None = None) -> tuple[Any, Layout]:
     names: tuple[str, ...] = ()
     axes: str | None = None
     if isinstance(node, zarr.Group):
-        attrs = dict(node.attrs)
-        ome = attrs.get("ome", attrs)
-        scales = ome.get("multiscales") if isinstance(ome, dict) else None
-        if not scales:
-            raise ImageError("Zarr group is not an OME-Zarr image (no multiscales)")
-        first = scales[0]
-        found = [a["name"] if isinstance(a, dict) else str(a) for a in first.get("axes", [])]
-        axes = "".join(str(a).upper() for a in found) or None
-        omero = ome.get("omero") if isinstance(ome, dict) else None
-        if isinstance(omero, dict):
-            labels = [c.get("label") for c in omero.get("channels", []) if isinstance(c, dict)]
-            names = tuple(str(n) for n in labels) if labels and all(labels) else ()
-        node = node[first["datasets"][0]["path"]]
+        node, found, names = ome_level0(node)
+        axes = "".join(str(a).upper() for a in found or []) or None
     else:
         dims = getattr(node.metadata, "dimension_names", None)
         if dims and all(dims):

@@ -19,6 +19,7 @@ import numpy as np
 import tifffile
 
 from batchseg.errors import ImageError
+from batchseg.io.axes import ome_level0
 from batchseg.io.formats import (
     TIFF_MAGIC,
     describe,
@@ -84,18 +85,6 @@ def _open_zarr_store(store: Any) -> Any:
     return zarr.open_array(store, mode="r")
 
 
-def _ome_level0(group: Any) -> tuple[Any, list[str] | None]:
-    """The first multiscale's level 0 array and its axis names (OME-NGFF 0.4/0.5)."""
-    attrs = dict(group.attrs)
-    ome = attrs.get("ome", attrs)
-    scales = ome.get("multiscales") if isinstance(ome, dict) else None
-    if not scales:
-        raise ImageError("Zarr group is not an OME-Zarr image (no multiscales)")
-    first = scales[0]
-    axes = [a["name"] if isinstance(a, dict) else str(a) for a in first.get("axes", [])]
-    return group[first["datasets"][0]["path"]], axes or None
-
-
 class ZarrSource:
     def __init__(self, uri: str) -> None:
         import zarr
@@ -106,7 +95,7 @@ class ZarrSource:
             raise ImageError(f"cannot open Zarr image ({describe(exc)})") from exc
         names: list[str] | None = None
         if isinstance(node, zarr.Group):
-            node, names = _ome_level0(node)
+            node, names, _ = ome_level0(node)
         elif node.metadata.zarr_format == 3:
             dims = getattr(node.metadata, "dimension_names", None)
             names = [str(d) for d in dims] if dims and all(dims) else None
